@@ -1,0 +1,1 @@
+"""Alert policy (intent categories users edit) and, later, alert channels."""

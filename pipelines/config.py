@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -23,17 +25,21 @@ class EmbeddingConfig(_Config):
 
 class ClusterConfig(_Config):
     bootstrap_size: int = Field(400, ge=10, description="queries buffered for the first fit when no seed file is given")
-    distance_threshold: float = Field(0.9, gt=0, description="agglomerative (average linkage, cosine) cut for a fit")
-    min_cluster_size: int = Field(5, ge=2, description="a group smaller than this stays in the unassigned pool")
+    linkage: Literal["average", "complete", "ward"] = Field("ward", description="agglomerative linkage of every fit (ward: euclidean on unit vectors; others: cosine)")
+    distance_threshold: float = Field(1.25, gt=0, description="agglomerative cut: the number of clusters is discovered, not set (ward: merge cost; average/complete: cosine distance)")
+    ward_reference_size: int = Field(400, ge=1, description="ward only: past this many queries the cut grows like (n / this) ** 0.25")
+    min_cluster_size: int = Field(3, ge=2, description="a group smaller than this stays in the unassigned pool")
     assign_threshold: float = Field(0.45, ge=-1, le=1, description="cosine to the nearest centroid needed to join a cluster")
-    pool_recluster_size: int = Field(60, ge=4, description="re-cluster the unassigned pool when it holds this many")
+    pool_recluster_size: int = Field(60, ge=4, description="re-cluster the unassigned pool each time this many new queries entered it")
     pool_capacity: int = Field(2_000, ge=10, description="oldest unassigned queries are forgotten past this")
-    refit_every: int = Field(5_000, ge=0, description="refit on recent queries every N assignments (0 = never)")
+    refit_every: int = Field(500, ge=0, description="refit on recent queries every N assignments (0 = never)")
     recent_capacity: int = Field(3_000, ge=10, description="recent queries kept for refits")
     match_threshold: float = Field(0.8, ge=-1, le=1, description="cosine for a refit centroid to keep an old cluster id")
     centroid_memory: int = Field(500, ge=1, description="a centroid moves like a mean of its last N members")
     category_threshold: float = Field(0.35, ge=-1, le=1, description="cosine to a category seed phrase needed to take that category")
     label_terms: int = Field(3, ge=1, le=10)
+    label_vocabulary: int = Field(200, ge=10, description="distinct terms counted per cluster for its label (rarest forgotten)")
+    representative_candidates: int = Field(5, ge=1, description="members kept as candidates for the representative query")
 
 
 class FaithfulnessConfig(_Config):
@@ -50,7 +56,8 @@ class BaselineConfig(_Config):
     bins: int = Field(100, ge=10, description="histogram bins over [0, 1]")
     band_k: float = Field(3.0, gt=0, description="band half-width in robust standard deviations (1.4826 * MAD)")
     prior_strength: float = Field(30.0, ge=0, description="pseudo-observations a cold cluster borrows from the global baseline")
-    holdback: int = Field(50, ge=0, description="newest events held out of the baseline until they are clearly not an incident's")
+    holdback: int = Field(50, ge=0, description="newest events per cluster held out of the baseline (an incident found later can still take them back)")
+    holdback_hours: float = Field(3.0, ge=0, description="...but none is held longer than this")
 
 
 class DetectConfig(_Config):

@@ -1,0 +1,180 @@
+"""Rolling, robust baselines of faithfulness (and confidence) per cluster.
+
+A :class:`ClusterBaseline` remembers its cluster's faithfulness over an event-time window as a
+histogram (median and MAD, so an outlier moves nothing) and the share of answers that fell below
+its band. The band's lower edge is ``median - max(band_k * 1.4826 * MAD, tolerance)``: a noisy
+cluster gets a wide band, a steady one at least its category's tolerance.
+
+A cold cluster borrows strength from the global baseline: ``prior_strength`` pseudo-observations
+shaped like the global histogram are added to its own, so the band starts as the global one and
+becomes the cluster's own as evidence arrives.
+
+The newest events are held back (``holdback`` events, at most ``holdback_hours``) before they
+enter the window, so that when an incident is found its early answers, which arrived before
+anyone knew, can be taken back with :meth:`discard_since` instead of poisoning the baseline.
+
+>>> from datetime import UTC, datetime, timedelta
+>>> from pipelines.config import BaselineConfig
+>>> b = ClusterBaseline(BaselineConfig(holdback=0), tolerance=0.1)
+>>> t0 = datetime(2026, 11, 2, tzinfo=UTC)
+>>> for i in range(200):
+...     _ = b.observe(t0 + timedelta(minutes=i), 0.9 + (i % 5) / 100, 0.9, below=False)
+>>> band = b.band()
+>>> round(band.median, 2), round(band.low, 2), band.below_rate
+(0.93, 0.83, 0.0)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from pipelines.config import BaselineConfig
+from pipelines.histogram import RollingHistogram, median_mad, weighted_quantile
+from pipelines.state import check_envelope, envelope
+
+_SIGMA_PER_MAD = 1.4826
+
+
+@dataclass(frozen=True)
+class Band:
+    """A cluster's faithfulness baseline at one moment."""
+
+    median: float
+    low: float
+    below_rate: float
+    count: int
+
+    def is_below(self, faithfulness: float) -> bool:
+        return faithfulness < self.low
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What a cold cluster borrows: the global faithfulness histogram (normalised) and below rate."""
+
+    weights: np.ndarray
+    below_rate: float
+
+
+class ClusterBaseline:
+    KIND = "cluster_baseline"
+    STATE_VERSION = 1
+
+    def __init__(self, config: BaselineConfig, tolerance: float = 0.0):
+        self.config = config
+        self.tolerance = tolerance
+        window = timedelta(hours=config.window_hours)
+        bucket = timedelta(minutes=config.bucket_minutes)
+        self.faithfulness = RollingHistogram(config.bins, window, bucket)
+        self.confidence_ok = RollingHistogram(config.bins, window, bucket)
+        self.flags = RollingHistogram(2, window, bucket)  # bin 0: within band, bin 1: below
+        self._pending: deque[tuple[datetime, float, float | None, bool]] = deque()
+        # What the last observe() moved from the holdback into the window (the global
+        # baseline is fed from this, so it never sees what a cluster later takes back).
+        self.committed: list[tuple[datetime, float, float | None, bool]] = []
+
+    # -- updates -----------------------------------------------------------------------------
+    def observe(self, at: datetime, faithfulness: float, confidence: float | None,
+                below: bool) -> ClusterBaseline:
+        """Add one scored answer (held back first, then committed to the window)."""
+        self._pending.append((at, faithfulness, confidence, below))
+        self._commit(at)
+        return self
+
+    def _commit(self, now: datetime) -> None:
+        horizon = now - timedelta(hours=self.config.holdback_hours)
+        self.committed = []
+        while self._pending and (len(self._pending) > self.config.holdback
+                                 or self._pending[0][0] <= horizon):
+            at, f, c, below = event = self._pending.popleft()
+            self.committed.append(event)
+            self.faithfulness.add(f, at)
+            self.flags.add(1.0 if below else 0.0, at)
+            if c is not None and not below:
+                self.confidence_ok.add(c, at)
+        self.expire(now)
+
+    def discard_since(self, at: datetime) -> int:
+        """Take back held events at or after ``at`` (they belong to an incident); return how many."""
+        kept = deque(e for e in self._pending if e[0] < at)
+        dropped = len(self._pending) - len(kept)
+        self._pending = kept
+        return dropped
+
+    def expire(self, now: datetime) -> ClusterBaseline:
+        for h in (self.faithfulness, self.confidence_ok, self.flags):
+            h.expire(now)
+        return self
+
+    # -- results -----------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return self.faithfulness.count
+
+    def prior(self) -> Prior:
+        counts = self.faithfulness.counts.astype(np.float64)
+        total = counts.sum()
+        weights = counts / total if total else counts
+        return Prior(weights=weights, below_rate=self.own_below_rate())
+
+    def own_below_rate(self) -> float:
+        flags = self.flags.counts
+        n = int(flags.sum())
+        return float(flags[1] / n) if n else 0.0
+
+    def band(self, prior: Prior | None = None) -> Band:
+        own = self.faithfulness.counts.astype(np.float64)
+        weights = own.copy()
+        flags = self.flags.counts
+        n, below = float(flags.sum()), float(flags[1])
+        if prior is not None and prior.weights.sum() > 0 and self.config.prior_strength > 0:
+            weights += self.config.prior_strength * prior.weights
+            below += self.config.prior_strength * prior.below_rate
+            n += self.config.prior_strength
+        if weights.sum() <= 0:
+            return Band(median=float("nan"), low=float("-inf"), below_rate=0.0, count=0)
+        med, mad = median_mad(weights)
+        # MAD of a histogram is at least half a bin wide; below that the bins, not the data, speak.
+        half_width = max(self.config.band_k * _SIGMA_PER_MAD * mad, self.tolerance)
+        return Band(median=med, low=med - half_width, below_rate=below / n if n else 0.0,
+                    count=int(own.sum()))
+
+    def confidence_quantile(self, q: float) -> float:
+        return self.confidence_ok.quantile(q)
+
+    def faithful_share_below(self, threshold: float) -> float:
+        """Share of this cluster's within-band answers whose confidence is below ``threshold``."""
+        counts = self.confidence_ok.counts.astype(np.float64)
+        total = counts.sum()
+        if total <= 0:
+            return 0.0
+        edges = np.arange(1, len(counts) + 1) / len(counts)  # upper edge of each bin
+        return float(counts[edges <= threshold + 1e-9].sum() / total)
+
+    # -- state -------------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        payload = {
+            "tolerance": self.tolerance,
+            "faithfulness": self.faithfulness.state(),
+            "confidence_ok": self.confidence_ok.state(),
+            "flags": self.flags.state(),
+            "pending": [[at.isoformat(), f, c, b] for at, f, c, b in self._pending],
+        }
+        return envelope(self.KIND, self.STATE_VERSION, self.config, payload)
+
+    @classmethod
+    def from_state(cls, state: dict, config: BaselineConfig) -> ClusterBaseline:
+        p = check_envelope(state, cls.KIND, cls.STATE_VERSION, config)
+        b = cls(config, tolerance=p["tolerance"])
+        b.faithfulness.load(p["faithfulness"])
+        b.confidence_ok.load(p["confidence_ok"])
+        b.flags.load(p["flags"])
+        b._pending = deque((datetime.fromisoformat(at), f, c, bool(x)) for at, f, c, x in p["pending"])
+        return b
+
+
+__all__ = ["Band", "ClusterBaseline", "Prior", "weighted_quantile"]

@@ -1,0 +1,199 @@
+"""The pipeline: every stage composed, one interaction after another in event-time order.
+
+:class:`Pipeline` is what both drivers run. A driver hands it batches of valid interactions
+(already ordered by event time); it drops duplicates (``interaction_id`` is the idempotency key),
+embeds the batch's queries in one call, computes faithfulness where the producer sent none,
+assigns each query to an intent cluster, asks the :class:`~pipelines.detector.PatternDetector`
+whether the answer is below its cluster's baseline and whether a pattern has formed, and returns
+the scored interactions, the incident events and the clusters whose description changed.
+
+Until the clusterer is bootstrapped the interactions wait in a buffer (``bootstrap_size`` of
+them, or what a seed file provided); ``flush()`` at the end of a stream fits on what is there.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipelines.clustering import Assignment, OnlineClusterer
+from pipelines.config import BaselineConfig, ClusterConfig, DetectConfig
+from pipelines.detector import PatternDetector
+from pipelines.embedding import Embedder
+from pipelines.faithfulness import FaithfulnessScorer
+from pipelines.interaction import Interaction
+from pipelines.policy import CategoryPolicy
+from pipelines.records import ClusterInfo, ContextRef, IncidentEvent, ScoredInteraction
+
+UNASSIGNED = "unassigned"
+UNASSIGNED_LABEL = "unassigned queries"
+# Cluster labels are recomputed (c-TF-IDF over all clusters) every this many interactions and
+# whenever clusters are created: labels drift slowly, and recomputing per event costs O(clusters).
+LABEL_REFRESH_EVERY = 500
+
+
+@dataclass
+class Output:
+    scored: list[ScoredInteraction] = field(default_factory=list)
+    events: list[IncidentEvent] = field(default_factory=list)
+    clusters: list[ClusterInfo] = field(default_factory=list)
+    duplicates: int = 0
+
+    def extend(self, other: Output) -> Output:
+        self.scored += other.scored
+        self.events += other.events
+        self.clusters += other.clusters
+        self.duplicates += other.duplicates
+        return self
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    interaction: Interaction
+    embedding: np.ndarray
+    faithfulness: float | None
+    source: str
+
+
+class SeenIds:
+    """The interaction ids seen, bounded (oldest forgotten first)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, iid: str) -> bool:
+        """Remember ``iid``; False if it was already there (a duplicate)."""
+        if iid in self._ids:
+            return False
+        self._ids[iid] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+class Pipeline:
+    def __init__(self, *, embedder: Embedder, scorer: FaithfulnessScorer, policy: CategoryPolicy,
+                 clusterer: OnlineClusterer, cluster_config: ClusterConfig,
+                 baseline_config: BaselineConfig, detect_config: DetectConfig,
+                 seen_capacity: int = 2_000_000):
+        self.embedder = embedder
+        self.scorer = scorer
+        self.policy = policy
+        self.clusterer = clusterer
+        self.cluster_config = cluster_config
+        self.detector = PatternDetector(baseline_config, detect_config)
+        self.seen = SeenIds(seen_capacity)
+        self._buffer: list[_Prepared] = []
+        self._labels: dict[str, ClusterInfo] = {}
+        self._since_labels = 0
+        self.processed = 0
+
+    # -- preparation (batched) ---------------------------------------------------------------
+    def _prepare(self, batch: Sequence[Interaction]) -> list[_Prepared]:
+        if not batch:
+            return []
+        vectors = self.embedder.encode([i.query for i in batch])
+        todo = [k for k, i in enumerate(batch) if i.faithfulness is None]
+        results = self.scorer.score_many([(batch[k].response, batch[k].contexts) for k in todo])
+        computed = dict(zip(todo, results, strict=True))
+        out = []
+        for k, i in enumerate(batch):
+            if i.faithfulness is not None:
+                f, src = i.faithfulness, "producer"
+            elif computed.get(k) is not None:
+                f, src = float(computed[k].score), "computed"
+            else:
+                f, src = None, "none"
+            out.append(_Prepared(i, vectors[k], f, src))
+        return out
+
+    # -- the stream --------------------------------------------------------------------------
+    def process(self, batch: Sequence[Interaction]) -> Output:
+        out = Output()
+        fresh = []
+        for i in batch:
+            if self.seen.add(i.interaction_id):
+                fresh.append(i)
+            else:
+                out.duplicates += 1
+        prepared = self._prepare(fresh)
+        if not self.clusterer.fitted:
+            self._buffer += prepared
+            if len(self._buffer) < self.cluster_config.bootstrap_size:
+                return out
+            return out.extend(self._bootstrap())
+        for p in prepared:
+            self._one(p, self.clusterer.assign(p.embedding, p.interaction.query,
+                                               p.interaction.timestamp, p.interaction.intent_hint), out)
+        return out
+
+    def flush(self) -> Output:
+        """End of stream: fit on whatever waits for the bootstrap and score it."""
+        if self.clusterer.fitted or not self._buffer:
+            return Output()
+        return self._bootstrap()
+
+    def _bootstrap(self) -> Output:
+        buf, self._buffer = self._buffer, []
+        out = Output()
+        assignments = self.clusterer.bootstrap(
+            np.stack([p.embedding for p in buf]), [p.interaction.query for p in buf],
+            [p.interaction.timestamp for p in buf], [p.interaction.intent_hint for p in buf])
+        self._refresh_labels(out)
+        for p, a in zip(buf, assignments, strict=True):
+            self._one(p, a, out)
+        return out
+
+    def _refresh_labels(self, out: Output) -> None:
+        current = self.clusterer.clusters
+        for cid, info in current.items():
+            old = self._labels.get(cid)
+            if old is None or (old.label, old.category, old.centroid_version, old.representative_query) != (
+                    info.label, info.category, info.centroid_version, info.representative_query):
+                out.clusters.append(info)
+        self._labels = dict(current)
+        self._since_labels = 0
+
+    def _one(self, p: _Prepared, a: Assignment, out: Output) -> None:
+        i = p.interaction
+        self._since_labels += 1
+        if a.created or self._since_labels >= LABEL_REFRESH_EVERY:
+            self._refresh_labels(out)
+        if a.cluster_id is None:
+            cid, label, category = UNASSIGNED, UNASSIGNED_LABEL, self.policy.get(self.policy.default)
+        else:
+            info = self._labels.get(a.cluster_id)
+            cid = a.cluster_id
+            label = info.label if info else cid
+            category = self.policy.get(info.category if info else self.policy.default)
+        j = self.detector.observe(i, cluster_id=cid, label=label, category=category,
+                                  faithfulness=p.faithfulness)
+        out.events += j.events
+        self.processed += 1
+        out.scored.append(ScoredInteraction(
+            interaction_id=i.interaction_id, session_id=i.session_id, customer_id=i.customer_id,
+            timestamp=i.timestamp, query=i.query, response=i.response, cluster_id=cid,
+            cluster_label=label, category=category.name,
+            faithfulness=None if p.faithfulness is None else round(p.faithfulness, 6),
+            faithfulness_source=p.source,  # type: ignore[arg-type]
+            confidence=i.confidence, below_baseline=j.below,
+            baseline_low=None if j.baseline_low is None else round(j.baseline_low, 6),
+            confident_wrong=j.confident_wrong, stale_context=any(c.stale for c in i.contexts),
+            contexts=tuple(ContextRef(doc_id=c.doc_id, doc_version=c.doc_version, stale=c.stale)
+                           for c in i.contexts),
+            incident_id=j.incident_id, intent_hint=i.intent_hint, model=i.model,
+            action_name=i.action.name if i.action else None,
+            action_reversible=i.action.reversible if i.action else None,
+            metadata=i.metadata,
+        ))
+
+    @property
+    def clusters(self) -> dict[str, ClusterInfo]:
+        return self.clusterer.clusters if self.clusterer.fitted else {}

@@ -1,0 +1,86 @@
+"""Human-readable renderings: an incident for on-call, tables for the CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, list | tuple):
+        return ", ".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def table(rows: Sequence[dict], columns: Sequence[str], max_width: int = 48) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[_fmt(r.get(c))[:max_width] for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[k]) for row in cells)) for k, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(out)
+
+
+def as_csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: _fmt(r.get(c)) if isinstance(r.get(c), list | tuple) else r.get(c) for c in columns})
+    return buf.getvalue()
+
+
+def as_json(rows: Any) -> str:
+    return json.dumps(rows, indent=2, sort_keys=True, default=str)
+
+
+def render(rows: Sequence[dict], columns: Sequence[str], fmt: str) -> str:
+    if fmt == "json":
+        return as_json(list(rows))
+    if fmt == "csv":
+        return as_csv(rows, columns)
+    return table(rows, columns)
+
+
+def incident_text(ev: dict) -> str:
+    """The alert as on-call reads it."""
+    lines = [
+        f"[{ev['severity'].upper()}] {ev['event'].upper()} {ev['incident_id']}",
+        f"  cluster      {ev['cluster_id']} \"{ev['cluster_label']}\" (category {ev['category']})",
+        f"  since        {ev['onset_at']} (detected {ev['detected_at']})",
+        f"  blast radius {ev['below_baseline_count']} failing answers, {ev['affected_sessions']} sessions, "
+        f"{ev['affected_customers']} customers",
+        f"  baseline     faithfulness median {_fmt(ev.get('baseline_faithfulness'))}, band low "
+        f"{_fmt(ev.get('baseline_low'))}; below-baseline rate {ev['baseline_below_rate']:.1%} -> "
+        f"{ev['observed_below_rate']:.1%} since onset",
+    ]
+    for d in ev.get("shared_documents") or []:
+        stale = " STALE" if d["stale"] else ""
+        extra = ""
+        if d.get("indexed_at") and d.get("doc_updated_at"):
+            extra = f" (indexed {d['indexed_at'][:10]}, source updated {d['doc_updated_at'][:10]})"
+        lines.append(f"  cause        {d['count']} of {ev['below_baseline_count']} cite {d['doc_id']} "
+                     f"{d.get('doc_version') or ''}{stale}{extra}")
+    lines.append(f"  confident    {ev['confident_wrong_count']} answers at or above the gate were wrong")
+    g = ev.get("suggested_gate")
+    if g:
+        lines.append(f"  gate         raise {g['current_gate']:.2f} -> {g['threshold']:.2f}: holds back "
+                     f"{g['failing_held_back']} of {g['failing_total']} failing answers and "
+                     f"{g['faithful_held_back_share']:.0%} of faithful ones")
+    lines.append(f"  outreach     {'REQUIRED' if ev['outreach_required'] else 'not required'}")
+    if ev.get("irreversible_actions"):
+        lines.append(f"  actions      {ev['irreversible_actions']} irreversible")
+    for x in (ev.get("examples") or [])[:3]:
+        lines.append(f"  example      [{x.get('session_id')}] Q: {x['query'][:70]}")
+        lines.append(f"               A: {(x.get('response') or '')[:90]} "
+                     f"(faithfulness {_fmt(x.get('faithfulness'))}, confidence {_fmt(x.get('confidence'))})")
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Settings, built once at the entry point and passed down.
+
+Sources, strongest first: keyword overrides, environment variables prefixed ``FAITHWATCH_``
+(nested with ``__``, e.g. ``FAITHWATCH_DETECT__FALSE_ALARM_RATE=1e-6``,
+``FAITHWATCH_STORE__URL=http://clickhouse:8123``), then an optional YAML or TOML file given with
+``--config``, then defaults. Secrets are ``SecretStr`` and print masked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from alerts.categories import DEFAULT_CATEGORIES
+from pipelines.config import (
+    BaselineConfig,
+    ClusterConfig,
+    DetectConfig,
+    EmbeddingConfig,
+    FaithfulnessConfig,
+)
+from pipelines.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreSettings(_Section):
+    backend: Literal["chdb", "clickhouse"] = Field("chdb", description="chdb: embedded under data_dir; clickhouse: a server")
+    url: str | None = Field(None, description="ClickHouse HTTP(S) URL, e.g. http://clickhouse:8123")
+    user: str = "default"
+    password: SecretStr | None = None
+    database: str = "faithwatch"
+    secure: bool = False
+
+
+class KafkaSettings(_Section):
+    brokers: str = Field("kafka://127.0.0.1:9092", description="faust broker URL(s)")
+    interactions_topic: str = "faithwatch.interactions"
+    scored_topic: str = "faithwatch.scored"
+    incidents_topic: str = "faithwatch.incidents"
+    dead_letter_topic: str = "faithwatch.dead-letter"
+    cluster_model_topic: str = "faithwatch.cluster-model"
+    partitions: int = Field(8, ge=1)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens accepted by every route but /healthz")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+
+
+class ReplaySettings(_Section):
+    batch_size: int = Field(256, ge=1, description="interactions embedded and scored together")
+    seen_capacity: int = Field(2_000_000, ge=1, description="interaction ids remembered to drop duplicates")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FAITHWATCH_", env_nested_delimiter="__",
+                                      extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(Path(".faithwatch"), description="embedded store, dead letters and state")
+    categories_file: Path = Field(DEFAULT_CATEGORIES, description="intent categories and their alert policy")
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    faithfulness: FaithfulnessConfig = FaithfulnessConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    detect: DetectConfig = DetectConfig()
+    store: StoreSettings = StoreSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    api: ApiSettings = ApiSettings()
+    replay: ReplaySettings = ReplaySettings()
+
+    def masked(self) -> dict:
+        """The effective settings as JSON-safe data, secrets masked."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(config_file: Path | None = None, **overrides) -> Settings:
+    """Build the settings once: overrides > environment > config file (YAML/TOML) > defaults."""
+    if config_file is not None:
+        config_file = Path(config_file)
+        if not config_file.is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+        if config_file.suffix not in (".yaml", ".yml", ".toml"):
+            raise ConfigError(f"config file {config_file}: use .yaml, .yml or .toml")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                       dotenv_settings, file_secret_settings):
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if config_file is not None:
+                if config_file.suffix == ".toml":
+                    sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+                else:
+                    sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+            return tuple(sources)
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"setting {where}: {err['msg']}") from None

@@ -1,0 +1,43 @@
+"""Builds the pure stages from settings: the one place that knows which class serves which role."""
+
+from __future__ import annotations
+
+import os
+
+from alerts.categories import load_policy
+from pipelines.clustering import OnlineClusterer
+from pipelines.embedding import CachedEmbedder, Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from pipelines.engine import Pipeline
+from pipelines.errors import ConfigError
+from pipelines.faithfulness import FaithfulnessScorer
+from pipelines.labels import CategoryIndex
+from services.settings import Settings
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    cfg = settings.embedding
+    if cfg.backend == "sentence-transformers":
+        # Weights come from the bundled package or a local path; never from a hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        inner: Embedder = SentenceTransformerEmbedder(cfg.model, cfg.batch_size, cfg.threads)
+    elif cfg.backend == "hashing":
+        inner = HashingEmbedder()
+    else:
+        raise ConfigError(f"embedding.backend {cfg.backend!r}: use sentence-transformers or hashing")
+    return CachedEmbedder(inner, cfg.cache_size) if cfg.cache_size else inner
+
+
+def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipeline:
+    embedder = embedder or build_embedder(settings)
+    policy = load_policy(settings.categories_file)
+    categories = CategoryIndex.build(policy, embedder, settings.cluster.category_threshold)
+    return Pipeline(
+        embedder=embedder,
+        scorer=FaithfulnessScorer(embedder, settings.faithfulness),
+        policy=policy,
+        clusterer=OnlineClusterer(settings.cluster, embedder.dim, categories),
+        cluster_config=settings.cluster,
+        baseline_config=settings.baseline,
+        detect_config=settings.detect,
+        seen_capacity=settings.replay.seen_capacity,
+    )

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.baseline import ClusterBaseline
+from pipelines.config import BaselineConfig
+from pipelines.histogram import median_mad, weighted_quantile
+
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def fill(b: ClusterBaseline, values, start=T0, step=timedelta(minutes=1), conf=0.9):
+    t = start
+    for v in values:
+        b.observe(t, v, conf, below=False)
+        t += step
+    return t
+
+
+def test_band_is_median_minus_robust_spread_or_tolerance():
+    rng = np.random.default_rng(0)
+    b = ClusterBaseline(BaselineConfig(holdback=0), tolerance=0.05)
+    fill(b, np.clip(rng.normal(0.8, 0.05, 2000), 0, 1))
+    band = b.band()
+    assert band.median == pytest.approx(0.8, abs=0.01)
+    # 3 robust sigmas of N(0.8, 0.05) = 0.15 below the median
+    assert band.low == pytest.approx(0.65, abs=0.02)
+
+
+def test_tolerance_is_the_minimum_width_for_steady_clusters():
+    b = ClusterBaseline(BaselineConfig(holdback=0), tolerance=0.2)
+    fill(b, [0.9] * 500)
+    assert b.band().low == pytest.approx(b.band().median - 0.2)
+
+
+def test_outliers_do_not_move_the_band():
+    b1 = ClusterBaseline(BaselineConfig(holdback=0), tolerance=0.05)
+    b2 = ClusterBaseline(BaselineConfig(holdback=0), tolerance=0.05)
+    rng = np.random.default_rng(1)
+    vals = list(np.clip(rng.normal(0.8, 0.04, 1000), 0, 1))
+    fill(b1, vals)
+    fill(b2, vals[:950] + [0.0] * 50)  # 5 % absurd values
+    assert abs(b1.band().low - b2.band().low) < 0.03
+
+
+def test_window_forgets_by_event_time():
+    cfg = BaselineConfig(holdback=0, window_hours=24, bucket_minutes=60)
+    b = ClusterBaseline(cfg)
+    t = fill(b, [0.3] * 200, step=timedelta(minutes=5))  # ~17 hours of 0.3
+    fill(b, [0.9] * 400, start=t + timedelta(days=2), step=timedelta(minutes=3))
+    assert b.band().median == pytest.approx(0.9, abs=0.01)
+
+
+def test_cold_cluster_borrows_the_global_baseline():
+    glob = ClusterBaseline(BaselineConfig(holdback=0))
+    fill(glob, [0.6] * 1000)
+    cold = ClusterBaseline(BaselineConfig(holdback=0, prior_strength=30))
+    fill(cold, [0.95] * 3)
+    assert cold.band(glob.prior()).median == pytest.approx(0.6, abs=0.02)
+    fill(cold, [0.95] * 300, start=T0 + timedelta(hours=5))
+    assert cold.band(glob.prior()).median == pytest.approx(0.95, abs=0.02)
+
+
+def test_holdback_keeps_newest_events_out_until_committed_and_discard_takes_them_back():
+    b = ClusterBaseline(BaselineConfig(holdback=10, holdback_hours=100))
+    fill(b, [0.9] * 20)
+    assert b.count == 10
+    dropped = b.discard_since(T0 + timedelta(minutes=15))
+    assert dropped == 5 and b.count == 10
+    b.observe(T0 + timedelta(minutes=30), 0.9, 0.9, False)
+    assert b.count == 10  # 6 pending, holdback 10
+
+
+def test_holdback_hours_bounds_the_wait():
+    b = ClusterBaseline(BaselineConfig(holdback=1000, holdback_hours=1))
+    fill(b, [0.9] * 5, step=timedelta(minutes=30))
+    assert b.count == 3  # events older than an hour relative to the newest are committed
+
+
+def test_below_rate_counts_flags():
+    b = ClusterBaseline(BaselineConfig(holdback=0))
+    for k in range(100):
+        b.observe(T0 + timedelta(minutes=k), 0.9, 0.9, below=(k % 10 == 0))
+    assert b.band().below_rate == pytest.approx(0.1)
+
+
+def test_faithful_share_below_reads_confidence_of_within_band_answers():
+    b = ClusterBaseline(BaselineConfig(holdback=0))
+    for k, c in enumerate([0.70, 0.75, 0.85, 0.95]):
+        b.observe(T0 + timedelta(minutes=k), 0.9, c, below=False)
+    b.observe(T0 + timedelta(minutes=9), 0.1, 0.5, below=True)  # not a faithful answer
+    assert b.faithful_share_below(0.80) == pytest.approx(0.5)
+    assert b.faithful_share_below(0.70) == 0.0
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=300), st.floats(0, 1))
+@settings(max_examples=60, deadline=None)
+def test_histogram_quantiles_are_within_one_bin_of_exact(values, q):
+    w = np.zeros(100)
+    for v in values:
+        w[min(99, int(v * 100))] += 1
+    exact = float(np.quantile(values, q, method="inverted_cdf"))
+    assert abs(weighted_quantile(w, q) - exact) <= 0.011 + 1e-9
+
+
+@given(st.lists(st.floats(0, 1), min_size=5, max_size=300))
+@settings(max_examples=60, deadline=None)
+def test_band_low_never_exceeds_median_and_state_round_trips(values):
+    b = ClusterBaseline(BaselineConfig(holdback=3), tolerance=0.05)
+    fill(b, values)
+    band = b.band()
+    assert band.low <= band.median - 0.05 + 1e-9
+    again = ClusterBaseline.from_state(json.loads(json.dumps(b.to_state())), b.config)
+    assert again.band() == band
+
+
+def test_median_mad_of_symmetric_histogram():
+    w = np.zeros(100)
+    w[[40, 50, 60]] = [1, 1, 1]
+    med, mad = median_mad(w)
+    assert med == pytest.approx(0.505, abs=0.01)
+    assert mad == pytest.approx(0.1, abs=0.011)
