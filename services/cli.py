@@ -16,8 +16,9 @@ from services.settings import Settings, load_settings
 INCIDENT_COLUMNS = ["incident_id", "status", "severity", "category", "cluster_id", "cluster_label",
                     "onset_at", "detected_at", "affected_sessions", "below_baseline_count",
                     "outreach_required"]
-SESSION_COLUMNS = ["session_id", "customer_id", "first_at", "last_at", "interactions",
-                   "worst_faithfulness", "query", "response"]
+SESSION_COLUMNS = ["session_id", "customer_id", "first_at", "last_at", "below_baseline_count",
+                   "confident_wrong_count", "worst_faithfulness", "example_interaction_id",
+                   "example_query", "example_response"]
 
 
 def _settings(ctx: click.Context, **overrides) -> Settings:

@@ -1,0 +1,151 @@
+CREATE TABLE clusters
+(
+    `cluster_id` String,
+    `label` String,
+    `category` LowCardinality(String),
+    `terms` Array(String),
+    `representative_query` String,
+    `size` UInt64,
+    `centroid_version` UInt32,
+    `first_seen` Nullable(DateTime64(3, 'UTC')),
+    `last_seen` Nullable(DateTime64(3, 'UTC')),
+    `updated_at` DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY cluster_id
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE dead_letters
+(
+    `received_at` DateTime64(3, 'UTC'),
+    `source` LowCardinality(String),
+    `position` String,
+    `interaction_id` Nullable(String),
+    `field` String,
+    `reason` String,
+    `raw` String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (source, position, received_at)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE incident_events
+(
+    `event` LowCardinality(String),
+    `incident_id` String,
+    `sequence` UInt32,
+    `cluster_id` String,
+    `cluster_label` String,
+    `category` LowCardinality(String),
+    `severity` LowCardinality(String),
+    `status` LowCardinality(String),
+    `onset_at` DateTime64(3, 'UTC'),
+    `detected_at` DateTime64(3, 'UTC'),
+    `event_at` DateTime64(3, 'UTC'),
+    `resolved_at` Nullable(DateTime64(3, 'UTC')),
+    `below_baseline_count` UInt32,
+    `affected_sessions` UInt32,
+    `affected_customers` UInt32,
+    `session_ids` Array(String),
+    `customer_ids` Array(String),
+    `confident_wrong_count` UInt32,
+    `outreach_required` Bool,
+    `irreversible_actions` UInt32,
+    `suggested_gate` Nullable(String),
+    `shared_documents` String,
+    `stale_contexts` UInt32,
+    `baseline_faithfulness` Nullable(Float64),
+    `baseline_low` Nullable(Float64),
+    `baseline_below_rate` Float64,
+    `observed_below_rate` Float64,
+    `statistic` Float64,
+    `threshold` Float64,
+    `summary` String,
+    `examples` String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (incident_id, sequence)
+SETTINGS index_granularity = 8192;
+
+CREATE VIEW incidents
+(
+    `event` LowCardinality(String),
+    `incident_id` String,
+    `sequence` UInt32,
+    `cluster_id` String,
+    `cluster_label` String,
+    `category` LowCardinality(String),
+    `severity` LowCardinality(String),
+    `status` LowCardinality(String),
+    `onset_at` DateTime64(3, 'UTC'),
+    `detected_at` DateTime64(3, 'UTC'),
+    `event_at` DateTime64(3, 'UTC'),
+    `resolved_at` Nullable(DateTime64(3, 'UTC')),
+    `below_baseline_count` UInt32,
+    `affected_sessions` UInt32,
+    `affected_customers` UInt32,
+    `session_ids` Array(String),
+    `customer_ids` Array(String),
+    `confident_wrong_count` UInt32,
+    `outreach_required` Bool,
+    `irreversible_actions` UInt32,
+    `suggested_gate` Nullable(String),
+    `shared_documents` String,
+    `stale_contexts` UInt32,
+    `baseline_faithfulness` Nullable(Float64),
+    `baseline_low` Nullable(Float64),
+    `baseline_below_rate` Float64,
+    `observed_below_rate` Float64,
+    `statistic` Float64,
+    `threshold` Float64,
+    `summary` String,
+    `examples` String
+)
+AS SELECT *
+FROM incident_events
+FINAL
+ORDER BY sequence DESC
+LIMIT 1 BY incident_id;
+
+CREATE TABLE interactions
+(
+    `interaction_id` String,
+    `session_id` Nullable(String),
+    `customer_id` Nullable(String),
+    `timestamp` DateTime64(3, 'UTC'),
+    `query` String,
+    `response` Nullable(String),
+    `cluster_id` String,
+    `cluster_label` String,
+    `category` LowCardinality(String),
+    `faithfulness` Nullable(Float64),
+    `faithfulness_source` LowCardinality(String),
+    `confidence` Nullable(Float64),
+    `below_baseline` Bool,
+    `baseline_low` Nullable(Float64),
+    `confident_wrong` Bool,
+    `stale_context` Bool,
+    `context_doc_ids` Array(Nullable(String)),
+    `context_doc_versions` Array(Nullable(String)),
+    `context_stale` Array(Bool),
+    `incident_id` Nullable(String),
+    `intent_hint` Nullable(String),
+    `model` Nullable(String),
+    `action_name` Nullable(String),
+    `action_reversible` Nullable(Bool),
+    `metadata` Nullable(String)
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (cluster_id, timestamp, interaction_id)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE schema_migrations
+(
+    `version` UInt32,
+    `name` String,
+    `applied_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY version
+SETTINGS index_granularity = 8192;
