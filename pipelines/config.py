@@ -36,7 +36,7 @@ class ClusterConfig(_Config):
     recent_capacity: int = Field(3_000, ge=10, description="recent queries kept for refits")
     match_threshold: float = Field(0.8, ge=-1, le=1, description="cosine for a refit centroid to keep an old cluster id")
     centroid_memory: int = Field(500, ge=1, description="a centroid moves like a mean of its last N members")
-    category_threshold: float = Field(0.35, ge=-1, le=1, description="cosine to a category seed phrase needed to take that category")
+    category_threshold: float = Field(0.5, ge=-1, le=1, description="cosine to a category seed phrase needed to take that category (0.35 put half of BANKING77 clusters in safety)")
     label_terms: int = Field(3, ge=1, le=10)
     label_vocabulary: int = Field(200, ge=10, description="distinct terms counted per cluster for its label (rarest forgotten)")
     representative_candidates: int = Field(5, ge=1, description="members kept as candidates for the representative query")
@@ -46,7 +46,9 @@ class FaithfulnessConfig(_Config):
     support_low: float = Field(0.35, description="sentence cosine at or below which a claim counts as unsupported")
     support_high: float = Field(0.75, description="sentence cosine at or above which a claim counts as fully supported")
     stale_weight: float = Field(0.5, ge=0, le=1, description="support from a stale passage (source changed after indexing) counts this much")
-    number_penalty: float = Field(0.5, ge=0, le=1, description="score multiplier per number/date/amount found in no context")
+    # Below 0.5 so that one wrong figure takes even a perfectly worded answer under 0.5: the
+    # embedding check alone scores "costs £14.99" as well as "costs £12.50".
+    number_penalty: float = Field(0.4, ge=0, le=1, description="score multiplier per number/date/amount found in no context")
     stale_number_penalty: float = Field(0.75, ge=0, le=1, description="multiplier per number found only in stale contexts")
 
 

@@ -1,0 +1,231 @@
+"""Readable names and categories for intent clusters.
+
+A cluster is named by the few terms that are frequent in its queries *and* rare in the other
+clusters (class-based TF-IDF, as in BERTopic): ``tf(term, cluster) * log(1 + K / df(term))``
+where ``K`` is the number of clusters and ``df`` the number of clusters whose queries use the term.
+
+- :class:`TermCounts` counts a cluster's word tokens with a capped vocabulary.
+- :func:`distinctive_terms` ranks every cluster's terms by c-TF-IDF.
+- :class:`Representative` keeps the member query closest to the (moving) centroid.
+- :class:`CategoryIndex` decides a cluster's category: override, then intent hints, then the
+  nearest seed phrase, then the policy default. Seed phrases are embedded by the caller, so this
+  module does no I/O and loads no model.
+
+>>> docs = {"a": TermCounts(50), "b": TermCounts(50)}
+>>> for q in ["Why was I charged a fee?", "fee for a transfer", "transfer fee charged"]:
+...     _ = docs["a"].update(q)
+>>> for q in ["Where is my card?", "my card has not arrived", "card delivery"]:
+...     _ = docs["b"].update(q)
+>>> distinctive_terms(docs, top=3)["a"]
+('fee', 'charged', 'transfer')
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from pipelines.policy import CategoryPolicy
+
+_TOKEN = re.compile(r"[a-z][a-z0-9]+")
+
+
+def tokens(text: str) -> list[str]:
+    """Lowercase word tokens of two or more characters, English stop words removed.
+
+    >>> tokens("Why was I charged a FEE for my transfer?")
+    ['charged', 'fee', 'transfer']
+    """
+    return [t for t in _TOKEN.findall(text.lower()) if t not in ENGLISH_STOP_WORDS]
+
+
+def encode_array(a: np.ndarray) -> dict:
+    """A JSON-safe, exact encoding of a numpy array (dtype, shape, base64 bytes)."""
+    a = np.ascontiguousarray(a)
+    return {"dtype": a.dtype.str, "shape": list(a.shape),
+            "b64": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def decode_array(d: dict) -> np.ndarray:
+    """Inverse of :func:`encode_array` (returns a writable copy)."""
+    raw = base64.b64decode(d["b64"])
+    return np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
+
+
+class TermCounts:
+    """Term counts of one cluster's queries; past ``capacity`` distinct terms the rarest go.
+
+    >>> t = TermCounts(capacity=2).update("fee fee fee rate rate card")
+    >>> dict(t.counts), t.total
+    ({'fee': 3, 'rate': 2}, 6)
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.counts: Counter[str] = Counter()
+        self.total = 0  # tokens counted, including those of forgotten terms (tf denominator)
+
+    def update(self, text: str) -> TermCounts:
+        toks = tokens(text)
+        self.counts.update(toks)
+        self.total += len(toks)
+        if len(self.counts) > self.capacity:
+            keep = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.capacity]
+            self.counts = Counter(dict(keep))
+        return self
+
+    def to_state(self) -> dict:
+        return {"counts": dict(sorted(self.counts.items())), "total": self.total}
+
+    @classmethod
+    def from_state(cls, state: dict, capacity: int) -> TermCounts:
+        t = cls(capacity)
+        t.counts = Counter(state["counts"])
+        t.total = int(state["total"])
+        return t
+
+
+def distinctive_terms(docs: Mapping[str, TermCounts], top: int) -> dict[str, tuple[str, ...]]:
+    """The ``top`` c-TF-IDF terms of every cluster (ties broken alphabetically)."""
+    df: Counter[str] = Counter()
+    for tc in docs.values():
+        df.update(tc.counts.keys())
+    k = len(docs)
+    out: dict[str, tuple[str, ...]] = {}
+    for cid, tc in docs.items():
+        denom = max(tc.total, 1)
+        scored = sorted(
+            ((c / denom * math.log(1 + k / df[t]), t) for t, c in tc.counts.items()),
+            key=lambda st: (-st[0], st[1]),
+        )
+        out[cid] = tuple(t for _, t in scored[:top])
+    return out
+
+
+class Representative:
+    """The member query most similar to the centroid, among ``capacity`` kept candidates.
+
+    Candidates are re-scored against the current centroid on every update, so when the centroid
+    moves the representative can change to another kept member.
+
+    >>> r = Representative(capacity=2)
+    >>> c = np.array([1.0, 0.0], dtype=np.float32)
+    >>> _ = r.update("far", np.array([0.0, 1.0], dtype=np.float32), c)
+    >>> _ = r.update("near", np.array([0.9, 0.1], dtype=np.float32), c)
+    >>> r.query
+    'near'
+    """
+
+    def __init__(self, capacity: int, dim: int | None = None):
+        self.capacity = capacity
+        self.queries: list[str] = []
+        self.vectors: np.ndarray | None = None  # float16 rows, so a saved state is exact and small
+
+    def update(self, query: str, vector: np.ndarray, centroid: np.ndarray) -> Representative:
+        v = np.asarray(vector, dtype=np.float16)[None, :]
+        queries = [*self.queries, query]
+        vectors = v if self.vectors is None else np.vstack([self.vectors, v])
+        self._keep(queries, vectors, centroid)
+        return self
+
+    def recentre(self, centroid: np.ndarray) -> Representative:
+        if self.vectors is not None:
+            self._keep(list(self.queries), self.vectors, centroid)
+        return self
+
+    def _keep(self, queries: list[str], vectors: np.ndarray, centroid: np.ndarray) -> None:
+        sims = vectors.astype(np.float32) @ np.asarray(centroid, dtype=np.float32)
+        order = sorted(range(len(queries)), key=lambda i: (-float(sims[i]), i))[: self.capacity]
+        self.queries = [queries[i] for i in order]
+        self.vectors = vectors[order]
+
+    @property
+    def query(self) -> str:
+        return self.queries[0] if self.queries else ""
+
+    def to_state(self) -> dict:
+        vecs = None if self.vectors is None else encode_array(self.vectors)
+        return {"queries": list(self.queries), "vectors": vecs}
+
+    @classmethod
+    def from_state(cls, state: dict, capacity: int) -> Representative:
+        r = cls(capacity)
+        r.queries = list(state["queries"])
+        r.vectors = None if state["vectors"] is None else decode_array(state["vectors"])
+        return r
+
+
+class _Encoder(Protocol):
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class CategoryIndex:
+    """Decides a cluster's category from a :class:`CategoryPolicy`.
+
+    In order: an override whose regex matches ``label_text`` (the label and representative
+    query); the category that a strict majority of the cluster's intent hints map to; the
+    category owning the seed phrase most similar to the centroid if that cosine is at least
+    ``threshold``; else the policy default.
+
+    >>> from pipelines.policy import Category, CategoryPolicy
+    >>> p = CategoryPolicy(default="other", categories=(
+    ...     Category(name="pricing", seed_phrases=("fee",), hints=("billing",)),
+    ...     Category(name="other")))
+    >>> idx = CategoryIndex(p, np.array([[1.0, 0.0]]), ["pricing"], threshold=0.5)
+    >>> idx.categorise(np.array([0.0, 1.0]), Counter(), "card / arrived")
+    'other'
+    >>> idx.categorise(np.array([0.8, 0.6]), Counter(), "card / arrived")
+    'pricing'
+    >>> idx.categorise(np.array([0.0, 1.0]), Counter({"billing": 3, "misc": 1}), "card")
+    'pricing'
+    """
+
+    def __init__(self, policy: CategoryPolicy, seed_vectors: np.ndarray,
+                 seed_owner: Sequence[str], threshold: float):
+        seeds = np.asarray(seed_vectors, dtype=np.float32).reshape(len(seed_owner), -1)
+        norms = np.linalg.norm(seeds, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        self.policy = policy
+        self.seed_vectors = seeds / norms
+        self.seed_owner = tuple(seed_owner)
+        self.threshold = threshold
+
+    @classmethod
+    def build(cls, policy: CategoryPolicy, embedder: _Encoder, threshold: float) -> CategoryIndex:
+        """Embed the policy's seed phrases with ``embedder`` (the one I/O-ish step, done here)."""
+        phrases = [(c.name, s) for c in policy.categories for s in c.seed_phrases]
+        vectors = embedder.encode([s for _, s in phrases]) if phrases else np.zeros((0, 1))
+        return cls(policy, vectors, [n for n, _ in phrases], threshold)
+
+    def by_hints(self, hints: Counter[str]) -> str | None:
+        """The category a strict majority of the hinted members point to, if any."""
+        total = sum(hints.values())
+        votes: Counter[str] = Counter()
+        for hint, n in hints.items():
+            cat = self.policy.by_hint(hint)
+            if cat is not None:
+                votes[cat] += n
+        if not votes:
+            return None
+        cat, n = min(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+        return cat if 2 * n > total else None
+
+    def by_seed(self, centroid: np.ndarray) -> str | None:
+        if not self.seed_owner:
+            return None
+        sims = self.seed_vectors @ np.asarray(centroid, dtype=np.float32)
+        best = int(np.argmax(sims))
+        return self.seed_owner[best] if float(sims[best]) >= self.threshold else None
+
+    def categorise(self, centroid: np.ndarray, hints: Counter[str], label_text: str) -> str:
+        return (self.policy.override_for(label_text)
+                or self.by_hints(hints)
+                or self.by_seed(centroid)
+                or self.policy.default)
