@@ -3,7 +3,12 @@
 A :class:`ClusterBaseline` remembers its cluster's faithfulness over an event-time window as a
 histogram (median and MAD, so an outlier moves nothing) and the share of answers that fell below
 its band. The band's lower edge is ``median - max(band_k * 1.4826 * MAD, tolerance)``: a noisy
-cluster gets a wide band, a steady one at least its category's tolerance.
+cluster gets a wide band, a steady one at least its category's tolerance. The edge never sits
+above the ``tail_quantile`` (5 %) of the cluster's own answers either: a scorer's output is often
+lumpy (most answers exactly 1.0, the rest around 0.85), the MAD is then 0, and without this floor a
+third of a healthy cluster would count as failing. So, by construction, at most about 5 % of a
+cluster's normal answers fall below its band; more than that is what a pattern looks like.
+Until ``min_count`` observations (own plus borrowed) exist, nothing counts as below.
 
 A cold cluster borrows strength from the global baseline: ``prior_strength`` pseudo-observations
 shaped like the global histogram are added to its own, so the band starts as the global one and
@@ -33,7 +38,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from pipelines.config import BaselineConfig
-from pipelines.histogram import RollingHistogram, median_mad, weighted_quantile
+from pipelines.histogram import RollingHistogram, median_mad, quantile_bin, weighted_quantile
 from pipelines.state import check_envelope, envelope
 
 _SIGMA_PER_MAD = 1.4826
@@ -137,11 +142,14 @@ class ClusterBaseline:
             n += self.config.prior_strength
         if weights.sum() <= 0:
             return Band(median=float("nan"), low=float("-inf"), below_rate=0.0, count=0)
+        if weights.sum() < max(self.config.min_count, 1e-9):
+            return Band(median=float("nan"), low=float("-inf"), below_rate=0.0, count=int(own.sum()))
         med, mad = median_mad(weights)
-        # MAD of a histogram is at least half a bin wide; below that the bins, not the data, speak.
         half_width = max(self.config.band_k * _SIGMA_PER_MAD * mad, self.tolerance)
-        return Band(median=med, low=med - half_width, below_rate=below / n if n else 0.0,
-                    count=int(own.sum()))
+        # The lower edge of the bin holding the tail quantile: answers in that bin are normal.
+        tail_edge = quantile_bin(weights, self.config.tail_quantile) / self.config.bins
+        return Band(median=med, low=min(med - half_width, tail_edge),
+                    below_rate=below / n if n else 0.0, count=int(own.sum()))
 
     def confidence_quantile(self, q: float) -> float:
         return self.confidence_ok.quantile(q)

@@ -278,6 +278,7 @@ class OnlineClusterer:
         means = unit(np.stack([np.stack([items[i].vector for i in g]).astype(np.float64).mean(0)
                                for g in groups]))
         targets: list[_Cluster | None] = [None] * len(groups)
+        sims = np.zeros((len(groups), 0))
         if self._clusters:
             sims = means @ self._centroids.T
             rows, cols = linear_sum_assignment(-sims)
@@ -285,9 +286,15 @@ class OnlineClusterer:
                 if sims[r, c] >= self.config.match_threshold:
                     targets[r] = self._clusters[c]
         created: list[str] = []
-        for g, mean, target in zip(groups, means, targets, strict=True):
+        for r, (g, mean, target) in enumerate(zip(groups, means, targets, strict=True)):
             members = [items[i] for i in g]
             if target is None:
+                # An unmatched group close to an existing cluster is that cluster seen through
+                # another cut (a split or a merge), not a new intent: leave its members where
+                # they are. Only a group unlike every cluster becomes one, so ids stay few
+                # and stable and one intent does not collect several ids over time.
+                if self._clusters and float(sims[r].max()) >= self.config.assign_threshold:
+                    continue
                 target = self._new_cluster(mean, len(members))
                 created.append(target.cid)
             else:

@@ -25,8 +25,13 @@ class EmbeddingConfig(_Config):
 
 class ClusterConfig(_Config):
     bootstrap_size: int = Field(400, ge=10, description="queries buffered for the first fit when no seed file is given")
-    linkage: Literal["average", "complete", "ward"] = Field("ward", description="agglomerative linkage of every fit (ward: euclidean on unit vectors; others: cosine)")
-    distance_threshold: float = Field(1.25, gt=0, description="agglomerative cut: the number of clusters is discovered, not set (ward: merge cost; average/complete: cosine distance)")
+    # average (cosine) rather than ward: ward's merge cost grows with group size, so a popular
+    # intent (13 % of the demo stream) split into 11 clusters under ward and stayed whole (95 %)
+    # under average linkage at 0.5. Ward scores higher NMI on the balanced BANKING77 test split
+    # (73.8 vs 70.4), but production traffic is skewed and an intent split across ids splits its
+    # incidents too. Measured on the demo stream: NMI 0.73 (ward 1.25) vs 0.81 (average 0.5).
+    linkage: Literal["average", "complete", "ward"] = Field("average", description="agglomerative linkage of every fit (ward: euclidean on unit vectors; others: cosine)")
+    distance_threshold: float = Field(0.5, gt=0, description="agglomerative cut: the number of clusters is discovered, not set (ward: merge cost; average/complete: cosine distance)")
     ward_reference_size: int = Field(400, ge=1, description="ward only: past this many queries the cut grows like (n / this) ** 0.25")
     min_cluster_size: int = Field(3, ge=2, description="a group smaller than this stays in the unassigned pool")
     assign_threshold: float = Field(0.45, ge=-1, le=1, description="cosine to the nearest centroid needed to join a cluster")
@@ -57,6 +62,8 @@ class BaselineConfig(_Config):
     bucket_minutes: float = Field(60.0, gt=0, description="width of the time buckets the window is made of")
     bins: int = Field(100, ge=10, description="histogram bins over [0, 1]")
     band_k: float = Field(3.0, gt=0, description="band half-width in robust standard deviations (1.4826 * MAD)")
+    tail_quantile: float = Field(0.05, ge=0, lt=0.5, description="the band never cuts above this quantile of the cluster's own answers")
+    min_count: int = Field(20, ge=0, description="observations (own plus borrowed) before any answer can count as below baseline")
     prior_strength: float = Field(30.0, ge=0, description="pseudo-observations a cold cluster borrows from the global baseline")
     holdback: int = Field(50, ge=0, description="newest events per cluster held out of the baseline (an incident found later can still take them back)")
     holdback_hours: float = Field(3.0, ge=0, description="...but none is held longer than this")

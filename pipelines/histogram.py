@@ -87,6 +87,14 @@ def centers(bins: int) -> np.ndarray:
     return (np.arange(bins) + 0.5) / bins
 
 
+def quantile_bin(weights: np.ndarray, q: float) -> int:
+    """Index of the bin that holds the ``q`` quantile (for q = 0: the first non-empty bin)."""
+    target = q * float(weights.sum())
+    if target <= 0:
+        return int(np.flatnonzero(weights)[0])
+    return min(int(np.searchsorted(np.cumsum(weights), target, side="left")), len(weights) - 1)
+
+
 def weighted_quantile(weights: np.ndarray, q: float) -> float:
     """Quantile of a histogram over [0, 1] (linear within the bin that holds it)."""
     total = float(weights.sum())
@@ -95,9 +103,7 @@ def weighted_quantile(weights: np.ndarray, q: float) -> float:
     bins = len(weights)
     cum = np.cumsum(weights)
     target = q * total
-    # The first bin whose cumulative count reaches the target (for q = 0: the first non-empty bin).
-    i = int(np.searchsorted(cum, target, side="left")) if target > 0 else int(np.flatnonzero(weights)[0])
-    i = min(i, bins - 1)
+    i = quantile_bin(weights, q)
     before = cum[i - 1] if i > 0 else 0.0
     inside = (target - before) / weights[i] if weights[i] > 0 else 0.5
     return float((i + min(max(inside, 0.0), 1.0)) / bins)

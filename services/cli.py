@@ -115,7 +115,7 @@ def demo_cmd(ctx, data_dir, seed, days, per_day, progress):
     stream = out_dir / "stream.jsonl"
     with stream.open("w", encoding="utf-8") as fh:
         for line in to_jsonl_lines(scenario.records):
-            fh.write(line + "\n")
+            fh.write(line)
     truth = scenario.truth
     click.echo(f"Generated {len(scenario.records)} interactions over {days:g} days from BANKING77 "
                f"queries -> {stream}")

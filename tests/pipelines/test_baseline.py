@@ -45,8 +45,25 @@ def test_outliers_do_not_move_the_band():
     rng = np.random.default_rng(1)
     vals = list(np.clip(rng.normal(0.8, 0.04, 1000), 0, 1))
     fill(b1, vals)
-    fill(b2, vals[:950] + [0.0] * 50)  # 5 % absurd values
+    fill(b2, vals[:970] + [0.0] * 30)  # 3 % absurd values (under the 5 % tail floor)
     assert abs(b1.band().low - b2.band().low) < 0.03
+
+
+def test_lumpy_scores_do_not_put_healthy_answers_below_the_band():
+    b = ClusterBaseline(BaselineConfig(holdback=0), tolerance=0.08)
+    fill(b, [1.0] * 650 + [0.86] * 300 + [0.4] * 30 + [0.85] * 20)
+    band = b.band()
+    assert band.median == pytest.approx(1.0, abs=0.01)
+    assert not band.is_below(0.85) and not band.is_below(0.86)
+    assert band.is_below(0.4)
+
+
+def test_nothing_is_below_before_min_count():
+    b = ClusterBaseline(BaselineConfig(holdback=0, min_count=20))
+    fill(b, [0.9] * 19)
+    assert not b.band().is_below(0.0)
+    fill(b, [0.9], start=T0 + timedelta(hours=1))
+    assert b.band().is_below(0.0)
 
 
 def test_window_forgets_by_event_time():
@@ -115,9 +132,12 @@ def test_band_low_never_exceeds_median_and_state_round_trips(values):
     b = ClusterBaseline(BaselineConfig(holdback=3), tolerance=0.05)
     fill(b, values)
     band = b.band()
-    assert band.low <= band.median - 0.05 + 1e-9
+    if len(values) >= b.config.min_count:
+        assert band.low <= band.median - 0.05 + 1e-9
+    else:
+        assert not band.is_below(0.0)
     again = ClusterBaseline.from_state(json.loads(json.dumps(b.to_state())), b.config)
-    assert again.band() == band
+    assert repr(again.band()) == repr(band)
 
 
 def test_median_mad_of_symmetric_histogram():

@@ -1,0 +1,268 @@
+"""Faithfulness of an answer to the passages it was grounded on, when the producer sends none.
+
+Two checks, multiplied:
+
+- **Grounding**: each claim (sentence) of the answer is compared with every sentence of the
+  contexts; its support is the best cosine, counting a sentence from a stale passage (its source
+  changed after indexing) only ``stale_weight`` as much, mapped linearly from
+  ``[support_low, support_high]`` to ``[0, 1]``. Grounding is the mean over claims.
+- **Figures**: every amount, percentage, date or count the answer states must appear in some
+  context (see :mod:`pipelines.quantities`). Each distinct figure found in no context multiplies
+  the score by ``number_penalty``; one found only in stale passages by ``stale_number_penalty``.
+  Embeddings barely tell "£12.50" from "£15.00", so this is what catches a wrong price; and an
+  answer faithfully quoting a stale pricing table is wrong in a way only staleness reveals.
+
+>>> from datetime import datetime, timezone
+>>> from pipelines.embedding import HashingEmbedder
+>>> from pipelines.interaction import Context
+>>> scorer = FaithfulnessScorer(HashingEmbedder(dim=256))
+>>> fee = [Context(text="The Plus account costs £3 a month. Cards arrive in 5 working days.")]
+>>> r = scorer.score("The Plus account costs £3 a month.", fee)
+>>> round(r.score, 2), r.unsupported_numbers
+(1.0, ())
+>>> r = scorer.score("The Plus account costs £4 a month.", fee)
+>>> r.score <= 0.5, r.unsupported_numbers
+(True, ('£4',))
+>>> old = datetime(2026, 1, 1, tzinfo=timezone.utc)
+>>> stale = [Context(text=fee[0].text, doc_updated_at=old.replace(month=3), indexed_at=old)]
+>>> r = scorer.score("The Plus account costs £3 a month.", stale)
+>>> r.stale_only_numbers, r.stale_support
+(('£3',), 1.0)
+>>> scorer.score(None, fee) is None, scorer.score("Hello", []) is None
+(True, True)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from pipelines.config import FaithfulnessConfig
+from pipelines.embedding import Embedder
+from pipelines.interaction import Context
+from pipelines.quantities import Quantity, extract_quantities, supported
+
+__all__ = ["FaithfulnessResult", "FaithfulnessScorer", "is_trivial", "sentences"]
+
+# Tokens before a full stop that do not end a sentence ("e.g. the fee", "approx. 5 days").
+_ABBREVIATIONS = frozenset(
+    "e.g eg i.e ie etc vs approx appx mr mrs ms dr st no nos ltd inc co plc incl excl min max "
+    "fig ref dept est jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat "
+    "sun a.m p.m".split())
+_BOUNDARY = re.compile(r"[.!?]+[\"'’”)\]]*(?=\s)|\n")
+_BULLET = re.compile(r"^\s*(?:[-*•·‣▪]|\(?\d{1,2}[.)])\s+")
+
+# Words that carry no checkable claim: function words and the pleasantries an assistant wraps
+# answers in ("Thanks!", "Hope this helps."). A sentence with fewer than two other words and no
+# digit is not a claim, so it neither raises nor lowers grounding.
+_FILLER = frozenset("""
+a about above after again all also am an and any anything are as at be been being both but by
+can could did do does doing done for from had has have having he her here hers him his how i if
+in into is it its itself just let me more most my no nor not now of off on once only or other
+our ours out over own same she should so some something such than that the their theirs them
+then there these they this those through to too under until up very was we were what when
+where which while who whom why will with would you your yours yes yeah ok okay
+hi hello hey dear thanks thank welcome hope helps helped help helpful glad happy pleasure great
+sure certainly course else questions question know feel free reach please kind regards best
+cheers good morning afternoon evening today assist assistance sorry apologies apologise
+understand further need anytime wonderful perfect absolutely there's it's i'm i'll you're
+don't can't let's that's here's
+""".split())
+_WORD = re.compile(r"[A-Za-z][A-Za-z']+")
+_CLAUSE = re.compile(r"[;:]\s+|,\s+|\s+(?:and|but|while|whereas|although|which)\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """Split ``text`` into sentences; decimals, amounts and abbreviations do not end one.
+
+    >>> sentences("The fee is £12.50. It applies e.g. abroad! Lines\\n- and bullets too")
+    ['The fee is £12.50.', 'It applies e.g. abroad!', 'Lines', 'and bullets too']
+    """
+    out: list[str] = []
+    start = 0
+    for m in _BOUNDARY.finditer(text):
+        if m.group(0) != "\n":
+            before = text[start:m.start()].split()
+            token = before[-1].lower().lstrip("(\"'") if before else ""
+            if token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
+                continue
+            if len(before) == 1 and token.isdigit() and m.group(0) == ".":
+                continue  # "1. Open the app": an enumerator, not a sentence
+            rest = text[m.end():].lstrip()
+            if rest[:1].islower():
+                continue
+        _keep(text[start:m.end()], out)
+        start = m.end()
+    _keep(text[start:], out)
+    return out
+
+
+def _keep(piece: str, out: list[str]) -> None:
+    piece = _BULLET.sub("", piece.strip()).strip()
+    if piece:
+        out.append(piece)
+
+
+def is_trivial(sentence: str) -> bool:
+    """A greeting or pleasantry with no content to ground ("Thanks!", "Hope this helps.").
+
+    >>> is_trivial("Thanks, hope this helps!"), is_trivial("Your card arrives in 5 days.")
+    (True, False)
+    """
+    if any(ch.isdigit() for ch in sentence):
+        return False
+    content = [w for w in _WORD.findall(sentence.lower()) if w not in _FILLER and len(w) >= 3]
+    return len(content) < 2
+
+
+def claim_weight(sentence: str) -> float:
+    """How much a sentence claims: its content words, plus two for each figure it states.
+
+    An answer's grounding is the weighted mean of its sentences' support, so a content-light
+    aside ("You can also find this in the app.") moves it far less than the fact it wraps.
+
+    >>> claim_weight("You can also find this in the app."), claim_weight("Transfers cost £1.50 each.")
+    (2.0, 5.0)
+    """
+    content = [w for w in _WORD.findall(sentence.lower()) if w not in _FILLER and len(w) >= 3]
+    return float(max(1, len(content) + 2 * len(extract_quantities(sentence))))
+
+
+def _clauses(sentence: str) -> list[str]:
+    parts = [p.strip(" ,;:.") for p in _CLAUSE.split(sentence)]
+    parts = [p for p in parts if len(p.split()) >= 3]
+    return parts if len(parts) > 1 else []
+
+
+@lru_cache(maxsize=4096)
+def _context_sentences(text: str) -> tuple[str, ...]:
+    """The passage's sentences, each followed by its clauses when it has several.
+
+    A long passage sentence often packs several facts ("free transfers up to £5,000 and travel
+    insurance"); an answer restating one of them matches the clause far better than the whole.
+    Passages repeat across interactions, so the split is cached.
+    """
+    out: list[str] = []
+    for s in sentences(text):
+        out.append(s)
+        out.extend(_clauses(s))
+    return tuple(dict.fromkeys(out))
+
+
+@lru_cache(maxsize=4096)
+def _context_quantities(text: str) -> tuple[Quantity, ...]:
+    return tuple(extract_quantities(text, number_words=True))
+
+
+@dataclass(frozen=True)
+class FaithfulnessResult:
+    """How far an answer is supported by its contexts, and which figures were not."""
+
+    score: float  # in [0, 1], 1 = fully supported by the contexts
+    grounding: float  # claim-level grounding before the numeric check
+    unsupported_numbers: tuple[str, ...]  # raw text of quantities found in no context
+    stale_only_numbers: tuple[str, ...]  # found only in stale contexts
+    stale_support: float  # share of the answer's support that came from stale passages
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One item after the text work, waiting for its embeddings."""
+
+    claims: tuple[str, ...]
+    weights: tuple[float, ...]  # per claim, see claim_weight
+    passages: tuple[str, ...]  # distinct context sentences
+    stale: tuple[bool, ...]  # per passage sentence: from a stale context
+    unsupported: tuple[str, ...]
+    stale_only: tuple[str, ...]
+
+
+_DEFAULT_CONFIG = FaithfulnessConfig()
+
+
+class FaithfulnessScorer:
+    """Scores answers against their contexts with one embedding call per batch."""
+
+    def __init__(self, embedder: Embedder, config: FaithfulnessConfig = _DEFAULT_CONFIG):
+        self.embedder = embedder
+        self.config = config
+
+    def score(self, response: str | None, contexts: Sequence[Context]) -> FaithfulnessResult | None:
+        """The faithfulness of one answer, or None when there is nothing to score or ground on."""
+        return self.score_many([(response, contexts)])[0]
+
+    def score_many(
+        self, items: Sequence[tuple[str | None, Sequence[Context]]]
+    ) -> list[FaithfulnessResult | None]:
+        """``score`` for each item; every sentence of the batch is embedded in one call."""
+        prepared = [self._prepare(response, contexts) for response, contexts in items]
+        texts: dict[str, None] = {}
+        for p in prepared:
+            if p is not None and p.claims:
+                texts.update(dict.fromkeys(p.claims))
+                texts.update(dict.fromkeys(p.passages))
+        index = {t: i for i, t in enumerate(texts)}
+        vectors = self.embedder.encode(list(texts)) if texts else None
+        return [None if p is None else self._finish(p, vectors, index) for p in prepared]
+
+    def _prepare(self, response: str | None, contexts: Sequence[Context]) -> _Prepared | None:
+        if response is None or not response.strip():
+            return None
+        seen: dict[tuple[str, bool], None] = {}
+        fresh_q: list[Quantity] = []
+        stale_q: list[Quantity] = []
+        for ctx in contexts:
+            for s in _context_sentences(ctx.text):
+                seen[(s, ctx.stale)] = None
+            (stale_q if ctx.stale else fresh_q).extend(_context_quantities(ctx.text))
+        if not seen:
+            return None
+        unsupported: list[str] = []
+        stale_only: list[str] = []
+        counted: set[tuple[str, float | str, str | None]] = set()
+        for q in extract_quantities(response):
+            fact = (q.kind, q.value, q.unit)
+            # A figure repeated in the answer is one claim, penalised once.
+            if fact in counted or supported(q, fresh_q):
+                continue
+            counted.add(fact)
+            (stale_only if supported(q, stale_q) else unsupported).append(q.raw)
+        claims = tuple(dict.fromkeys(s for s in sentences(response) if not is_trivial(s)))
+        return _Prepared(claims, tuple(claim_weight(c) for c in claims), tuple(s for s, _ in seen), tuple(st for _, st in seen),
+                         tuple(unsupported), tuple(stale_only))
+
+    def _finish(self, p: _Prepared, vectors: np.ndarray | None,
+                index: dict[str, int]) -> FaithfulnessResult:
+        cfg = self.config
+        grounding, stale_support = 1.0, 0.0
+        if p.claims and vectors is not None:
+            claims = vectors[[index[c] for c in p.claims]].astype(np.float64)
+            passages = vectors[[index[s] for s in p.passages]].astype(np.float64)
+            sims = np.clip(claims @ passages.T, 0.0, 1.0)
+            stale = np.asarray(p.stale, dtype=bool)
+            best_fresh = sims[:, ~stale].max(axis=1) if (~stale).any() else np.zeros(len(sims))
+            best_stale = sims[:, stale].max(axis=1) if stale.any() else np.zeros(len(sims))
+            support = np.maximum(best_fresh, cfg.stale_weight * best_stale)
+            grounding = float(np.average(_ramp(support, cfg.support_low, cfg.support_high),
+                                         weights=np.asarray(p.weights)))
+            # Which passage a claim leans on is read before the stale discount: the question is
+            # where the answer came from, not how much that source is still worth.
+            best = np.maximum(best_fresh, best_stale)
+            total = float(best.sum())
+            if total > 0:
+                stale_support = float(best[best_stale > best_fresh].sum()) / total
+        penalty = (cfg.number_penalty ** len(p.unsupported)
+                   * cfg.stale_number_penalty ** len(p.stale_only))
+        score = min(1.0, max(0.0, grounding * penalty))
+        return FaithfulnessResult(score, grounding, p.unsupported, p.stale_only, stale_support)
+
+
+def _ramp(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """0 at or below ``low``, 1 at or above ``high``, linear between (a step if high <= low)."""
+    if high <= low:
+        return (x >= high).astype(np.float64)
+    return np.clip((x - low) / (high - low), 0.0, 1.0)
