@@ -232,8 +232,8 @@ class FaithfulnessScorer:
             counted.add(fact)
             (stale_only if supported(q, stale_q) else unsupported).append(q.raw)
         claims = tuple(dict.fromkeys(s for s in sentences(response) if not is_trivial(s)))
-        return _Prepared(claims, tuple(claim_weight(c) for c in claims), tuple(s for s, _ in seen), tuple(st for _, st in seen),
-                         tuple(unsupported), tuple(stale_only))
+        return _Prepared(claims, tuple(claim_weight(c) for c in claims), tuple(s for s, _ in seen),
+                         tuple(st for _, st in seen), tuple(unsupported), tuple(stale_only))
 
     def _finish(self, p: _Prepared, vectors: np.ndarray | None,
                 index: dict[str, int]) -> FaithfulnessResult:
