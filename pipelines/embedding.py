@@ -96,6 +96,9 @@ class SentenceTransformerEmbedder:
         if self._model is None:
             import torch
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a CLI
 
             if self.threads:
                 torch.set_num_threads(self.threads)

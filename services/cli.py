@@ -138,12 +138,30 @@ def demo_cmd(ctx, data_dir, seed, days, per_day, progress):
             hit = [s for s in ev.session_ids if s in truth.incident_session_ids]
             click.echo(f"  -> raised after {len(hit)} of the {len(truth.incident_session_ids)} "
                        f"injected sessions had been hit")
-    last = {e.incident_id: e for e in stats.events}
-    for inc_id, ev in last.items():
-        click.echo(f"\nLatest state of {inc_id}: {ev.event}, {ev.affected_sessions} sessions, "
-                   f"{ev.affected_customers} customers")
-        click.echo(f"Sessions to contact: faithwatch incidents sessions {inc_id} --format csv "
-                   f"--data-dir {settings.data_dir}")
+    click.echo("\nIncident timeline:")
+    click.echo(report.table([{"event": e.event, "at": e.event_at.strftime("%Y-%m-%d %H:%M"),
+                              "failing_answers": e.below_baseline_count, "sessions": e.affected_sessions,
+                              "customers": e.affected_customers,
+                              "gate": e.suggested_gate.threshold if e.suggested_gate else None}
+                             for e in stats.events], ["event", "at", "failing_answers", "sessions",
+                                                      "customers", "gate"]))
+    latest = {e.incident_id: e for e in stats.events}
+    with open_store(settings) as store:
+        for inc_id, ev in latest.items():
+            rows = store.incident_sessions(inc_id)
+            click.echo(f"\nAffected sessions of {inc_id} ({ev.status}): {len(rows)} sessions, "
+                       f"{ev.affected_customers} customers to contact")
+            click.echo(report.table(rows[:10], ["session_id", "customer_id", "first_at",
+                                                "below_baseline_count", "worst_faithfulness"]))
+            if len(rows) > 10:
+                click.echo(f"... and {len(rows) - 10} more")
+            if ev.suggested_gate:
+                g = ev.suggested_gate
+                click.echo(f"Suggested gate for this cluster: {g.threshold:.2f} (now {g.current_gate:.2f}); "
+                           f"it holds back {g.failing_held_back} of {g.failing_total} failing answers and "
+                           f"{g.faithful_held_back_share:.0%} of the faithful ones.")
+            click.echo(f"All of them: faithwatch incidents sessions {inc_id} --format csv "
+                       f"--data-dir {settings.data_dir}")
     click.echo(f"\nAlerts: {out_dir / 'alerts.jsonl'}   scored: {out_dir / 'scored.jsonl'}")
 
 
