@@ -125,10 +125,14 @@ class Pipeline:
                 out.duplicates += 1
         prepared = self._prepare(fresh)
         if not self.clusterer.fitted:
-            self._buffer += prepared
+            # Fit on exactly the first bootstrap_size interactions, wherever batches split them,
+            # so results do not depend on the batch size.
+            room = self.cluster_config.bootstrap_size - len(self._buffer)
+            self._buffer += prepared[:room]
+            prepared = prepared[room:]
             if len(self._buffer) < self.cluster_config.bootstrap_size:
                 return out
-            return out.extend(self._bootstrap())
+            out.extend(self._bootstrap())
         for p in prepared:
             self._one(p, self.clusterer.assign(p.embedding, p.interaction.query,
                                                p.interaction.timestamp, p.interaction.intent_hint), out)

@@ -1,0 +1,1 @@
+"""Shells around the pure core: CLI, drivers, storage adapters and settings."""

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alerts.categories import DEFAULT_CATEGORIES, load_policy
+from pipelines.clustering import OnlineClusterer
+from pipelines.config import BaselineConfig, ClusterConfig, DetectConfig
+from pipelines.embedding import CachedEmbedder, HashingEmbedder
+from pipelines.engine import UNASSIGNED, Pipeline
+from pipelines.faithfulness import FaithfulnessScorer
+from pipelines.interaction import Context, Interaction
+from pipelines.labels import CategoryIndex
+from pipelines.scenario import ScenarioConfig, generate
+from services.datasets import load_banking77
+
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def pipeline(bootstrap=20) -> Pipeline:
+    emb = CachedEmbedder(HashingEmbedder())
+    policy = load_policy(DEFAULT_CATEGORIES)
+    cfg = ClusterConfig(bootstrap_size=bootstrap)
+    return Pipeline(embedder=emb, scorer=FaithfulnessScorer(emb), policy=policy,
+                    clusterer=OnlineClusterer(cfg, emb.dim, CategoryIndex.build(policy, emb, 0.5)),
+                    cluster_config=cfg, baseline_config=BaselineConfig(), detect_config=DetectConfig())
+
+
+def inter(k: int, **kw) -> Interaction:
+    base = dict(interaction_id=f"i{k}", session_id=f"s{k}", timestamp=T0 + timedelta(minutes=k),
+                query=["How much does a transfer cost?", "My card has not arrived yet"][k % 2],
+                response="Transfers cost £1.", confidence=0.9,
+                contexts=(Context(doc_id="fees", doc_version="v1", text="Transfers cost £1."),))
+    base.update(kw)
+    return Interaction(**base)
+
+
+def test_waits_for_the_bootstrap_then_scores_everything_in_order():
+    p = pipeline(bootstrap=20)
+    assert p.process([inter(k) for k in range(10)]).scored == []
+    out = p.process([inter(k) for k in range(10, 25)])
+    assert [s.interaction_id for s in out.scored] == [f"i{k}" for k in range(25)]
+    assert out.clusters and all(s.cluster_id for s in out.scored)
+
+
+def test_flush_fits_on_a_short_stream():
+    p = pipeline(bootstrap=100)
+    assert p.process([inter(k) for k in range(8)]).scored == []
+    out = p.flush()
+    assert len(out.scored) == 8
+    assert p.flush().scored == []
+
+
+def test_duplicates_are_counted_once_even_across_batches():
+    p = pipeline(bootstrap=10)
+    out = p.process([inter(k) for k in range(11)] + [inter(2)])
+    out2 = p.process([inter(3), inter(11)])
+    assert out.duplicates == 1 and out2.duplicates == 1
+    assert [s.interaction_id for s in out2.scored] == ["i11"]
+
+
+@pytest.mark.parametrize("kw,source,value", [
+    ({"faithfulness": 0.42}, "producer", 0.42),
+    ({"response": None}, "none", None),
+    ({"contexts": ()}, "none", None),
+    ({}, "computed", None),
+])
+def test_faithfulness_source(kw, source, value):
+    p = pipeline(bootstrap=10)
+    out = p.process([inter(0), inter(1, **kw), *(inter(k) for k in range(2, 10))])
+    s = out.scored[1]
+    assert s.faithfulness_source == source
+    if value is not None:
+        assert s.faithfulness == value
+    if source == "none":
+        assert s.faithfulness is None and not s.below_baseline
+
+
+def test_far_away_query_goes_to_the_unassigned_pool():
+    p = pipeline(bootstrap=10)
+    p.process([inter(k) for k in range(10)])
+    out = p.process([inter(11, query="zzqx wvvt ppqq")])
+    assert out.scored[0].cluster_id == UNASSIGNED
+
+
+def test_same_incidents_whatever_the_batch_size():
+    """With a deterministic embedder the pipeline's results do not depend on batching."""
+    scenario = generate(load_banking77("train"), ScenarioConfig(days=3, per_day=600, intents=10))
+    from pipelines.interaction import parse_record
+
+    items = [parse_record(r) for r in scenario.records]
+
+    def run(batch):
+        p = pipeline(bootstrap=200)
+        scored, events = [], []
+        for k in range(0, len(items), batch):
+            out = p.process(items[k:k + batch])
+            scored += out.scored
+            events += out.events
+        out = p.flush()
+        return [s.to_json_dict() for s in scored + out.scored], [e.to_json_dict() for e in events + out.events]
+
+    a, b = run(1), run(97)
+    assert a == b
