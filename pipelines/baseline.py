@@ -154,14 +154,16 @@ class ClusterBaseline:
     def confidence_quantile(self, q: float) -> float:
         return self.confidence_ok.quantile(q)
 
+    def faithful_below(self, threshold: float) -> tuple[int, int]:
+        """Within-band answers in the window whose confidence is below ``threshold``, and all of them."""
+        counts = self.confidence_ok.counts
+        edges = np.arange(1, len(counts) + 1) / len(counts)  # upper edge of each bin
+        return int(counts[edges <= threshold + 1e-9].sum()), int(counts.sum())
+
     def faithful_share_below(self, threshold: float) -> float:
         """Share of this cluster's within-band answers whose confidence is below ``threshold``."""
-        counts = self.confidence_ok.counts.astype(np.float64)
-        total = counts.sum()
-        if total <= 0:
-            return 0.0
-        edges = np.arange(1, len(counts) + 1) / len(counts)  # upper edge of each bin
-        return float(counts[edges <= threshold + 1e-9].sum() / total)
+        below, total = self.faithful_below(threshold)
+        return below / total if total else 0.0
 
     # -- state -------------------------------------------------------------------------------
     def to_state(self) -> dict:

@@ -37,10 +37,13 @@ def suggest_gate(failing_confidences: Sequence[float], baseline: ClusterBaseline
     threshold = min(1.0, math.floor(confs[need - 1] * 100 + 1e-9) / 100 + 0.01)
     threshold = round(threshold, 2)
     held = sum(1 for c in confs if c < threshold)
+    faithful_held, faithful_total = baseline.faithful_below(threshold)
     return SuggestedGate(
         threshold=threshold,
         current_gate=current_gate,
         failing_held_back=held,
         failing_total=len(confs),
-        faithful_held_back_share=round(baseline.faithful_share_below(threshold), 4),
+        faithful_held_back_share=round(faithful_held / faithful_total, 4) if faithful_total else 0.0,
+        faithful_held_back=faithful_held,
+        faithful_total=faithful_total,
     )

@@ -81,6 +81,8 @@ class SuggestedGate(_Row):
     failing_held_back: int
     failing_total: int
     faithful_held_back_share: float = Field(description="share of the cluster's faithful answers it would also hold back")
+    faithful_held_back: int = Field(0, description="faithful answers in the cluster's baseline window it would also hold back")
+    faithful_total: int = Field(0, description="faithful answers in the cluster's baseline window")
 
 
 class Example(_Row):

@@ -75,7 +75,8 @@ def incident_text(ev: dict) -> str:
     if g:
         lines.append(f"  gate         raise {g['current_gate']:.2f} -> {g['threshold']:.2f}: holds back "
                      f"{g['failing_held_back']} of {g['failing_total']} failing answers and "
-                     f"{g['faithful_held_back_share']:.0%} of faithful ones")
+                     f"{g['faithful_held_back_share']:.0%} of faithful ones "
+                     f"({g.get('faithful_held_back', 0)} of {g.get('faithful_total', 0)} in the baseline window)")
     lines.append(f"  outreach     {'REQUIRED' if ev['outreach_required'] else 'not required'}")
     if ev.get("irreversible_actions"):
         lines.append(f"  actions      {ev['irreversible_actions']} irreversible")

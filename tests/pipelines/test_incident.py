@@ -61,6 +61,7 @@ def test_gate_reports_what_it_costs_in_faithful_answers():
     b = baseline_with([0.82, 0.83, 0.86, 0.90, 0.95])
     g = suggest_gate([0.84, 0.84], b, current_gate=0.8)
     assert g.threshold == 0.85 and g.faithful_held_back_share == pytest.approx(0.4)
+    assert (g.faithful_held_back, g.faithful_total) == (2, 5)
 
 
 def test_no_confidence_no_gate():
