@@ -8,7 +8,8 @@ whether the answer is below its cluster's baseline and whether a pattern has for
 the scored interactions, the incident events and the clusters whose description changed.
 
 Until the clusterer is bootstrapped the interactions wait in a buffer (``bootstrap_size`` of
-them, or what a seed file provided); ``flush()`` at the end of a stream fits on what is there.
+them); ``flush()`` at the end of a stream fits on what is there. ``seed(queries)`` fits on example
+queries instead (a seed file), so nothing waits.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pipelines.clustering import Assignment, OnlineClusterer
 from pipelines.config import BaselineConfig, ClusterConfig, DetectConfig
 from pipelines.detector import PatternDetector
 from pipelines.embedding import Embedder
+from pipelines.errors import FaithwatchError
 from pipelines.faithfulness import FaithfulnessScorer
 from pipelines.interaction import Interaction
 from pipelines.policy import CategoryPolicy
@@ -91,6 +93,7 @@ class Pipeline:
         self.detector = PatternDetector(baseline_config, detect_config)
         self.seen = SeenIds(seen_capacity)
         self._buffer: list[_Prepared] = []
+        self._seed: tuple[np.ndarray, list[str]] | None = None
         self._labels: dict[str, ClusterInfo] = {}
         self._since_labels = 0
         self.processed = 0
@@ -114,6 +117,19 @@ class Pipeline:
             out.append(_Prepared(i, vectors[k], f, src))
         return out
 
+    def seed(self, queries: Sequence[str]) -> Pipeline:
+        """Fit the clusters on these example queries instead of waiting for the stream's first ones.
+
+        They are embedded now and fitted when the first interaction arrives (its time stamps them).
+        """
+        if self.clusterer.fitted or self._buffer:
+            raise FaithwatchError("seed the pipeline before it processes anything")
+        queries = [q for q in dict.fromkeys(q.strip() for q in queries) if q]
+        if len(queries) < self.cluster_config.min_cluster_size:
+            raise FaithwatchError(f"a seed needs at least {self.cluster_config.min_cluster_size} distinct queries")
+        self._seed = (self.embedder.encode(queries), queries)
+        return self
+
     # -- the stream --------------------------------------------------------------------------
     def process(self, batch: Sequence[Interaction]) -> Output:
         out = Output()
@@ -124,6 +140,11 @@ class Pipeline:
             else:
                 out.duplicates += 1
         prepared = self._prepare(fresh)
+        if not self.clusterer.fitted and self._seed is not None and prepared:
+            vectors, queries = self._seed
+            self._seed = None
+            self.clusterer.bootstrap(vectors, queries, [prepared[0].interaction.timestamp] * len(queries))
+            self._refresh_labels(out)
         if not self.clusterer.fitted:
             # Fit on exactly the first bootstrap_size interactions, wherever batches split them,
             # so results do not depend on the batch size.

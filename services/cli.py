@@ -83,11 +83,13 @@ def run_replay(settings: Settings, file: Path, alerts_out: Path | None, scored_o
               help="write every scored interaction here, one JSON object per line")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="embedded store and dead letters (default .faithwatch, or FAITHWATCH_DATA_DIR)")
+@click.option("--seed-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="example queries (.txt, .jsonl or .csv) to fit the first clusters on")
 @click.option("--progress/--no-progress", default=None, help="progress bar (default: on a terminal)")
 @click.pass_context
-def replay_cmd(ctx, file, alerts_out, scored_out, data_dir, progress):
+def replay_cmd(ctx, file, alerts_out, scored_out, data_dir, seed_file, progress):
     """Stream a JSON Lines FILE of interactions through every stage in event-time order."""
-    settings = _settings(ctx, data_dir=data_dir)
+    settings = _settings(ctx, data_dir=data_dir, seed_file=seed_file)
     stats, _ = run_replay(settings, file, alerts_out, scored_out, progress)
     click.echo(json.dumps(stats.as_dict(), sort_keys=True))
     for ev in stats.events:

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
                                       extra="forbid", validate_default=True)
 
     data_dir: Path = Field(Path(".faithwatch"), description="embedded store, dead letters and state")
+    seed_file: Path | None = Field(None, description="example queries (.txt/.jsonl/.csv) to fit the first clusters on, instead of the stream's first bootstrap_size")
     categories_file: Path = Field(DEFAULT_CATEGORIES, description="intent categories and their alert policy")
     embedding: EmbeddingConfig = EmbeddingConfig()
     cluster: ClusterConfig = ClusterConfig()

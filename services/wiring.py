@@ -11,6 +11,7 @@ from pipelines.engine import Pipeline
 from pipelines.errors import ConfigError
 from pipelines.faithfulness import FaithfulnessScorer
 from pipelines.labels import CategoryIndex
+from services.datasets import load_seed_queries
 from services.settings import Settings
 
 
@@ -31,7 +32,7 @@ def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipe
     embedder = embedder or build_embedder(settings)
     policy = load_policy(settings.categories_file)
     categories = CategoryIndex.build(policy, embedder, settings.cluster.category_threshold)
-    return Pipeline(
+    pipeline = Pipeline(
         embedder=embedder,
         scorer=FaithfulnessScorer(embedder, settings.faithfulness),
         policy=policy,
@@ -41,3 +42,6 @@ def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipe
         detect_config=settings.detect,
         seen_capacity=settings.replay.seen_capacity,
     )
+    if settings.seed_file is not None:
+        pipeline.seed(load_seed_queries(settings.seed_file))
+    return pipeline

@@ -103,3 +103,24 @@ def test_same_incidents_whatever_the_batch_size():
 
     a, b = run(1), run(97)
     assert a == b
+
+
+def test_seed_fits_the_clusters_before_the_stream():
+    p = pipeline(bootstrap=400)
+    p.seed(["How much does a transfer cost?", "How much does a transfer cost today?",
+            "How much does a bank transfer cost?", "My card has not arrived yet",
+            "My card has not arrived yet, why?", "My new card has not arrived yet"])
+    out = p.process([inter(0)])
+    assert [s.interaction_id for s in out.scored] == ["i0"]   # nothing waits for a bootstrap
+    assert out.clusters
+
+
+def test_seed_refuses_too_few_queries_or_a_running_pipeline():
+    from pipelines.errors import FaithwatchError
+
+    with pytest.raises(FaithwatchError, match="at least"):
+        pipeline().seed(["one", "one", "two"])
+    p = pipeline(bootstrap=10)
+    p.process([inter(0)])
+    with pytest.raises(FaithwatchError, match="before"):
+        p.seed(["a b c"] * 10)

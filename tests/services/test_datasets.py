@@ -49,3 +49,26 @@ def test_missing_file_is_a_clear_config_error(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "data_dir", lambda: tmp_path)
     with pytest.raises(ConfigError, match="not found"):
         load_banking77("train")
+
+
+def test_seed_files_in_three_formats(tmp_path):
+    import json
+
+    import pytest
+
+    from pipelines.errors import ConfigError
+    from services.datasets import load_seed_queries
+
+    (tmp_path / "s.txt").write_text("fee?\n\n  card lost \n")
+    (tmp_path / "s.jsonl").write_text(json.dumps({"query": "fee?"}) + "\n\n" + json.dumps({"query": "card"}) + "\n")
+    (tmp_path / "s.csv").write_text("text,category\nfee?,a\ncard,b\n")
+    assert load_seed_queries(tmp_path / "s.txt") == ["fee?", "card lost"]
+    assert load_seed_queries(tmp_path / "s.jsonl") == ["fee?", "card"]
+    assert load_seed_queries(tmp_path / "s.csv") == ["fee?", "card"]
+    (tmp_path / "bad.jsonl").write_text("[1]\n")
+    for bad, match in [("bad.jsonl", "line 1"), ("nope.txt", "does not exist")]:
+        with pytest.raises(ConfigError, match=match):
+            load_seed_queries(tmp_path / bad)
+    (tmp_path / "s.parquet").write_text("")
+    with pytest.raises(ConfigError, match="use .txt"):
+        load_seed_queries(tmp_path / "s.parquet")
