@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -24,6 +25,14 @@ SESSION_COLUMNS = ["session_id", "customer_id", "first_at", "last_at", "below_ba
 def _settings(ctx: click.Context, **overrides) -> Settings:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return load_settings(ctx.obj.get("config"), **overrides)
+
+
+@contextmanager
+def reading_store(ctx: click.Context, data_dir: Path | None):
+    """The store named by the settings, migrated, for a read command."""
+    with open_store(_settings(ctx.find_root(), data_dir=data_dir)) as store:
+        store.migrate()
+        yield store
 
 
 def open_store(settings: Settings):
@@ -198,9 +207,7 @@ _dd = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path
 @click.pass_context
 def incidents_list(ctx, status, cluster, category, fmt, data_dir):
     """List incidents, newest first."""
-    settings = _settings(ctx.find_root(), data_dir=data_dir)
-    with open_store(settings) as store:
-        store.migrate()
+    with reading_store(ctx, data_dir) as store:
         rows = store.list_incidents(status=status, cluster_id=cluster, category=category)
     click.echo(report.render(rows, INCIDENT_COLUMNS, fmt))
 
@@ -212,9 +219,7 @@ def incidents_list(ctx, status, cluster, category, fmt, data_dir):
 @click.pass_context
 def incidents_show(ctx, incident_id, fmt, data_dir):
     """One incident: its latest state and events."""
-    settings = _settings(ctx.find_root(), data_dir=data_dir)
-    with open_store(settings) as store:
-        store.migrate()
+    with reading_store(ctx, data_dir) as store:
         inc = store.get_incident(incident_id)
     if inc is None:
         raise FaithwatchError(f"no incident {incident_id}")
@@ -228,9 +233,7 @@ def incidents_show(ctx, incident_id, fmt, data_dir):
 @click.pass_context
 def incidents_sessions(ctx, incident_id, fmt, data_dir):
     """The blast radius: every session with a below-baseline answer in the incident's cluster since onset."""
-    settings = _settings(ctx.find_root(), data_dir=data_dir)
-    with open_store(settings) as store:
-        store.migrate()
+    with reading_store(ctx, data_dir) as store:
         if store.get_incident(incident_id) is None:
             raise FaithwatchError(f"no incident {incident_id}")
         rows = store.incident_sessions(incident_id)
