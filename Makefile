@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,11 +19,17 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/faithwatch demo
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/ruff check pipelines services alerts dashboards tests
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --doctest-modules pipelines tests
+	HF_HUB_OFFLINE=1 $(VENV)/bin/ruff check pipelines services alerts dashboards tests benchmarks
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --doctest-modules pipelines services alerts tests
+
+# Benchmarks (not part of CI): each script writes benchmarks/results/NAME.md, then BENCHMARKS.md is rebuilt.
+BENCHES ?= $(basename $(notdir $(wildcard benchmarks/bench_*.py)))
+bench: $(STAMP)
+	for b in $(BENCHES); do HF_HUB_OFFLINE=1 $(PY) -m benchmarks.$$b || exit 1; done
+	$(PY) -m benchmarks.report
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pipelines services alerts dashboards tests
+	$(VENV)/bin/ruff check pipelines services alerts dashboards tests benchmarks
 
 clean:
 	rm -rf $(VENV) .faithwatch .pytest_cache

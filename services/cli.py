@@ -240,5 +240,10 @@ def incidents_sessions(ctx, incident_id, fmt, data_dir):
     click.echo(report.render(rows, SESSION_COLUMNS, fmt))
 
 
+# Commands that live in their own modules register themselves on ``main`` when imported here,
+# one line each, e.g. ``from services import cli_store  # noqa: E402,F401``.
+# -- command modules --
+# -- end of command modules --
+
 if __name__ == "__main__":
     main()
