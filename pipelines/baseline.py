@@ -7,12 +7,17 @@ cluster gets a wide band, a steady one at least its category's tolerance. The ed
 above the ``tail_quantile`` (5 %) of the cluster's own answers either: a scorer's output is often
 lumpy (most answers exactly 1.0, the rest around 0.85), the MAD is then 0, and without this floor a
 third of a healthy cluster would count as failing. So, by construction, at most about 5 % of a
-cluster's normal answers fall below its band; more than that is what a pattern looks like.
+cluster's normal answers fall below its band; more than that is what a pattern looks like. The
+floor stops ``max_width`` (0.35) below the median, though: when a cluster's background errors
+reach its 5 % tail, the floor would otherwise sink to them and hide an incident of the same kind.
 Until ``min_count`` observations (own plus borrowed) exist, nothing counts as below.
 
 A cold cluster borrows strength from the global baseline: ``prior_strength`` pseudo-observations
 shaped like the global histogram are added to its own, so the band starts as the global one and
-becomes the cluster's own as evidence arrives.
+becomes the cluster's own as evidence arrives. While it borrows, its lower edge sits lower by
+``cold_margin`` times the borrowed share of the evidence: a young cluster's normal answers may
+sit a little below the global ones, and a band that is mostly someone else's must not call them
+failing.
 
 The newest events are held back (``holdback`` events, at most ``holdback_hours``) before they
 enter the window, so that when an incident is found its early answers, which arrived before
@@ -136,7 +141,9 @@ class ClusterBaseline:
         weights = own.copy()
         flags = self.flags.counts
         n, below = float(flags.sum()), float(flags[1])
+        borrowed = 0.0  # share of the evidence that is the global baseline's, not the cluster's
         if prior is not None and prior.weights.sum() > 0 and self.config.prior_strength > 0:
+            borrowed = self.config.prior_strength / (self.config.prior_strength + float(own.sum()))
             weights += self.config.prior_strength * prior.weights
             below += self.config.prior_strength * prior.below_rate
             n += self.config.prior_strength
@@ -148,7 +155,10 @@ class ClusterBaseline:
         half_width = max(self.config.band_k * _SIGMA_PER_MAD * mad, self.tolerance)
         # The lower edge of the bin holding the tail quantile: answers in that bin are normal.
         tail_edge = quantile_bin(weights, self.config.tail_quantile) / self.config.bins
-        return Band(median=med, low=min(med - half_width, tail_edge),
+        # ...but a cluster's own background errors never widen the band to include themselves.
+        deepest = med - max(half_width, self.config.max_width)
+        low = min(med - half_width, tail_edge) - self.config.cold_margin * borrowed
+        return Band(median=med, low=float(max(low, deepest)),
                     below_rate=below / n if n else 0.0, count=int(own.sum()))
 
     def confidence_quantile(self, q: float) -> float:

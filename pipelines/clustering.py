@@ -293,7 +293,13 @@ class OnlineClusterer:
                 # another cut (a split or a merge), not a new intent: leave its members where
                 # they are. Only a group unlike every cluster becomes one, so ids stay few
                 # and stable and one intent does not collect several ids over time.
-                if self._clusters and float(sims[r].max()) >= self.config.assign_threshold:
+                near = self._clusters and float(sims[r].max()) >= self.config.assign_threshold
+                # ...unless it is big enough to be an intent of its own that the earlier cut
+                # merged into a neighbour (refit_split_size; 0 never splits).
+                split = (self.config.refit_split_size
+                         and len(members) >= self.config.refit_split_size
+                         and float(sims[r].max()) < self.config.match_threshold)
+                if near and not split:
                     continue
                 target = self._new_cluster(mean, len(members))
                 created.append(target.cid)

@@ -1,11 +1,15 @@
 """Faithfulness of an answer to the passages it was grounded on, when the producer sends none.
 
-Two checks, multiplied:
+Three checks, multiplied:
 
 - **Grounding**: each claim (sentence) of the answer is compared with every sentence of the
   contexts; its support is the best cosine, counting a sentence from a stale passage (its source
   changed after indexing) only ``stale_weight`` as much, mapped linearly from
   ``[support_low, support_high]`` to ``[0, 1]``. Grounding is the mean over claims.
+- **Names**: every name the answer states (a capitalised word, see :func:`names`) must be a
+  word some context uses; each distinct one that none does multiplies the score by
+  ``name_penalty``. Embeddings place "based in Mumbai" as close to a passage about Delhi as
+  "based in Delhi"; an invented name is the plainest sign of an invented detail.
 - **Figures**: every amount, percentage, date or count the answer states must appear in some
   context (see :mod:`pipelines.quantities`). Each distinct figure found in no context multiplies
   the score by ``number_penalty``; one found only in stale passages by ``stale_number_penalty``.
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from pipelines.config import FaithfulnessConfig
 from pipelines.embedding import Embedder
@@ -54,6 +59,12 @@ _ABBREVIATIONS = frozenset(
     "fig ref dept est jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat "
     "sun a.m p.m".split())
 _BOUNDARY = re.compile(r"[.!?]+[\"'’”)\]]*(?=\s)|\n")
+# Sentences glued without a space ("...the 19th century.First for Women is..."), as scraped and
+# concatenated passages often are: a space is put back so the boundary above can see them.
+_GLUED = re.compile(r"(?<=[a-z0-9)\]])([.!?])(?=[A-Z][a-z])")
+# Facts concatenated without any punctuation ("written by Michael JacksonDancing the Dream is"):
+# a lowercase run followed by a capital inside one token.
+_JOINED = re.compile(r"(?:(?<=[a-z]{2})|(?<=\)))(?=[A-Z])")
 _BULLET = re.compile(r"^\s*(?:[-*•·‣▪]|\(?\d{1,2}[.)])\s+")
 
 # Words that carry no checkable claim: function words and the pleasantries an assistant wraps
@@ -81,7 +92,10 @@ def sentences(text: str) -> list[str]:
 
     >>> sentences("The fee is £12.50. It applies e.g. abroad! Lines\\n- and bullets too")
     ['The fee is £12.50.', 'It applies e.g. abroad!', 'Lines', 'and bullets too']
+    >>> sentences("It was founded in 1844.First for Women is newer. Ask St.Louis staff.")
+    ['It was founded in 1844.', 'First for Women is newer.', 'Ask St. Louis staff.']
     """
+    text = _GLUED.sub(r"\1 ", text)
     out: list[str] = []
     start = 0
     for m in _BOUNDARY.finditer(text):
@@ -132,6 +146,62 @@ def claim_weight(sentence: str) -> float:
     return float(max(1, len(content) + 2 * len(extract_quantities(sentence))))
 
 
+def _stem(word: str) -> str:
+    word = word.lower().replace("’", "'").removesuffix("'s").strip("'-")
+    return word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def content_words(text: str) -> list[str]:
+    """The words of ``text`` that carry its claim, lowercased and lightly stemmed.
+
+    Function words, pleasantries and words under three letters are left out; so are figures,
+    which the numeric check owns.
+
+    >>> content_words("Thanks! The Oberoi family's hotels are based in Delhi.")
+    ['oberoi', 'family', 'hotel', 'based', 'delhi']
+    """
+    out = []
+    for w in _WORD.findall(text):
+        s = _stem(w)
+        if len(s) >= 3 and s not in _FILLER and s not in ENGLISH_STOP_WORDS:
+            out.append(s)
+    return out
+
+
+def lexical_support(claim: str, vocabulary: frozenset[str]) -> float:
+    """Share of the claim's content words that some context uses (1.0 when it has none).
+
+    Used by the optional lexical check (``lexical_low`` / ``lexical_high``, off by default: a
+    product's own wording around a quoted passage has words no passage contains).
+
+    >>> lexical_support("The head office is in Mumbai.", frozenset({"head", "office", "delhi"}))
+    0.6666666666666666
+    """
+    words = content_words(claim)
+    return 1.0 if not words else sum(w in vocabulary for w in words) / len(words)
+
+
+def names(text: str) -> list[str]:
+    """The names an answer states: capitalised words inside a sentence (a sentence's first word
+    only when the sentence is a bare phrase of at most four words, such as "Denver Avalanche").
+
+    >>> names("Sure. The Oberoi Group is based in Delhi since 1 April 2026, says the BBC. Denver Avalanche")
+    ['Oberoi', 'Group', 'Delhi', 'BBC', 'Denver', 'Avalanche']
+    """
+    out: list[str] = []
+    for sentence in sentences(text):
+        for q in reversed(extract_quantities(sentence)):  # "1 April 2026" is the figure check's
+            sentence = sentence[:q.span[0]] + " " + sentence[q.span[1]:]
+        words = _WORD.findall(sentence)
+        for i, w in enumerate(words):
+            if not w[0].isupper() or (i == 0 and len(words) > 4):
+                continue
+            stem = _stem(w)
+            if len(stem) >= 2 and stem not in _FILLER and stem not in ENGLISH_STOP_WORDS:
+                out.append(w)
+    return out
+
+
 def _clauses(sentence: str) -> list[str]:
     parts = [p.strip(" ,;:.") for p in _CLAUSE.split(sentence)]
     parts = [p for p in parts if len(p.split()) >= 3]
@@ -150,7 +220,15 @@ def _context_sentences(text: str) -> tuple[str, ...]:
     for s in sentences(text):
         out.append(s)
         out.extend(_clauses(s))
+        pieces = [p.strip() for p in _JOINED.split(s)]
+        if len(pieces) > 1:
+            out.extend(p for p in pieces if len(p.split()) >= 3)
     return tuple(dict.fromkeys(out))
+
+
+@lru_cache(maxsize=4096)
+def _context_vocabulary(text: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in _WORD.findall(text))
 
 
 @lru_cache(maxsize=4096)
@@ -167,6 +245,9 @@ class FaithfulnessResult:
     unsupported_numbers: tuple[str, ...]  # raw text of quantities found in no context
     stale_only_numbers: tuple[str, ...]  # found only in stale contexts
     stale_support: float  # share of the answer's support that came from stale passages
+    lexical: float = 1.0  # claim-weighted share of the answer's content words found in a context
+    unsupported_names: tuple[str, ...] = ()  # names (capitalised words) no context uses
+    semantic: float = 1.0  # claim-weighted embedding support alone (no lexical, name or figure check)
 
 
 @dataclass(frozen=True)
@@ -179,6 +260,9 @@ class _Prepared:
     stale: tuple[bool, ...]  # per passage sentence: from a stale context
     unsupported: tuple[str, ...]
     stale_only: tuple[str, ...]
+    lexical: tuple[float, ...]  # per claim, see lexical_support
+    bare_lexical: float  # for an answer with no claim (a bare name, "Delhi"): its words' support
+    unsupported_names: tuple[str, ...]
 
 
 _DEFAULT_CONFIG = FaithfulnessConfig()
@@ -215,9 +299,11 @@ class FaithfulnessScorer:
         seen: dict[tuple[str, bool], None] = {}
         fresh_q: list[Quantity] = []
         stale_q: list[Quantity] = []
+        vocabulary: frozenset[str] = frozenset()
         for ctx in contexts:
             for s in _context_sentences(ctx.text):
                 seen[(s, ctx.stale)] = None
+            vocabulary |= _context_vocabulary(ctx.text)
             (stale_q if ctx.stale else fresh_q).extend(_context_quantities(ctx.text))
         if not seen:
             return None
@@ -233,12 +319,16 @@ class FaithfulnessScorer:
             (stale_only if supported(q, stale_q) else unsupported).append(q.raw)
         claims = tuple(dict.fromkeys(s for s in sentences(response) if not is_trivial(s)))
         return _Prepared(claims, tuple(claim_weight(c) for c in claims), tuple(s for s, _ in seen),
-                         tuple(st for _, st in seen), tuple(unsupported), tuple(stale_only))
+                         tuple(st for _, st in seen), tuple(unsupported), tuple(stale_only),
+                         tuple(lexical_support(c, vocabulary) for c in claims),
+                         1.0 if claims else lexical_support(response, vocabulary),
+                         tuple({_stem(n): n for n in reversed(names(response))
+                                if _stem(n) not in vocabulary}.values())[::-1])
 
     def _finish(self, p: _Prepared, vectors: np.ndarray | None,
                 index: dict[str, int]) -> FaithfulnessResult:
         cfg = self.config
-        grounding, stale_support = 1.0, 0.0
+        semantic, stale_support, lexical = 1.0, 0.0, p.bare_lexical
         if p.claims and vectors is not None:
             claims = vectors[[index[c] for c in p.claims]].astype(np.float64)
             passages = vectors[[index[s] for s in p.passages]].astype(np.float64)
@@ -247,8 +337,15 @@ class FaithfulnessScorer:
             best_fresh = sims[:, ~stale].max(axis=1) if (~stale).any() else np.zeros(len(sims))
             best_stale = sims[:, stale].max(axis=1) if stale.any() else np.zeros(len(sims))
             support = np.maximum(best_fresh, cfg.stale_weight * best_stale)
-            grounding = float(np.average(_ramp(support, cfg.support_low, cfg.support_high),
-                                         weights=np.asarray(p.weights)))
+            weights = np.asarray(p.weights)
+            ramped = _ramp(support, cfg.support_low, cfg.support_high)
+            semantic = float(np.average(ramped, weights=weights))
+            lexical = float(np.average(np.asarray(p.lexical), weights=weights))
+            # Each claim must be supported both ways: close in meaning to a passage sentence and
+            # made of words the passages use (an invented name is neither paraphrase nor fact).
+            grounding = float(np.average(
+                ramped * _ramp(np.asarray(p.lexical), cfg.lexical_low, cfg.lexical_high),
+                weights=weights))
             # Which passage a claim leans on is read before the stale discount: the question is
             # where the answer came from, not how much that source is still worth.
             best = np.maximum(best_fresh, best_stale)
@@ -256,9 +353,13 @@ class FaithfulnessScorer:
             if total > 0:
                 stale_support = float(best[best_stale > best_fresh].sum()) / total
         penalty = (cfg.number_penalty ** len(p.unsupported)
-                   * cfg.stale_number_penalty ** len(p.stale_only))
+                   * cfg.stale_number_penalty ** len(p.stale_only)
+                   * cfg.name_penalty ** len(p.unsupported_names))
+        if not p.claims or vectors is None:
+            grounding = float(_ramp(np.asarray(lexical), cfg.lexical_low, cfg.lexical_high))
         score = min(1.0, max(0.0, grounding * penalty))
-        return FaithfulnessResult(score, grounding, p.unsupported, p.stale_only, stale_support)
+        return FaithfulnessResult(score, grounding, p.unsupported, p.stale_only, stale_support,
+                                  lexical, p.unsupported_names, semantic)
 
 
 def _ramp(x: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -9,12 +9,25 @@ v4 with different prices) so the scenario can serve a stale version. All facts a
 'pricing-table'
 >>> numbers_in("£1,000 a month, then 2.5% (min £1)")
 ('1000', '2.5', '1')
->>> passage_for("no_such_intent").doc_id
-'help-centre'
+
+Intents of other data sets (CLINC150, HWU64, your own) get a generated passage of their own
+document ``kb-<intent>``: one of a few help-centre templates filled with concrete figures
+(a price, a percentage, minutes, days, counts), chosen from the intent's name by a stable hash,
+so the same intent always reads the same passage. :func:`generic_passage` with ``revision=1``
+gives the next version of such a passage (every figure changed): a stale-document incident keeps
+serving the old one.
+
+>>> p = passage_for("alarm_set")
+>>> p.doc_id, p == passage_for("alarm_set"), len(numbers_in(p.text)) >= 3
+('kb-alarm-set', True, True)
+>>> new = generic_passage("alarm_set", revision=1)
+>>> new.version != p.version and set(numbers_in(new.text)).isdisjoint(numbers_in(p.text))
+True
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -305,20 +318,99 @@ def passage_for(intent: str, pricing_version: str = "v3") -> Passage:
     if intent in _PASSAGES:
         doc_id, text = _PASSAGES[intent]
         return Passage(doc_id, DOCUMENTS[doc_id].version, text)
-    topic = intent.replace("_", " ").strip(" ?")
-    text = (f"Questions about {topic} are answered in the app under Help; our team replies "
-            "within 2 working days and closes 90% of cases within 5.")
-    return Passage(FALLBACK_DOC, DOCUMENTS[FALLBACK_DOC].version, text)
+    return generic_passage(intent)
 
 
-def neighbours_of(intent: str, pricing_version: str = "v3") -> tuple[Passage, ...]:
-    """Other passages of the same document: what a retriever returns below the best match."""
+def fallback_passage() -> Passage:
+    """The general help-centre passage: what retrieval returns when it misses the intent."""
+    return Passage(FALLBACK_DOC, DOCUMENTS[FALLBACK_DOC].version, FALLBACK_TEXT)
+
+
+def neighbours_of(intent: str, pricing_version: str = "v3",
+                  among: tuple[str, ...] = ()) -> tuple[Passage, ...]:
+    """Other passages of the same document: what a retriever returns below the best match.
+
+    A generated passage has a document of its own; its neighbours are the passages of the
+    intents in ``among`` from the same domain (the intent name's first word: ``alarm_set`` and
+    ``alarm_query``).
+    """
     best = passage_for(intent, pricing_version)
     if best.doc_id == PRICING_DOC:
         others = [passage_for(i, pricing_version) for i in PRICING_INTENTS if i != intent]
         return (*others, Passage(FEES_FAQ_DOC, DOCUMENTS[FEES_FAQ_DOC].version, FEES_FAQ))
+    if is_generic(intent):
+        domain = _domain(intent)
+        return tuple(passage_for(i) for i in among
+                     if i != intent and is_generic(i) and _domain(i) == domain)
     return tuple(passage_for(i) for i, (doc, _) in _PASSAGES.items()
                  if doc == best.doc_id and i != intent)
+
+
+# --- generated passages for intents outside BANKING77 -----------------------------------------
+
+_GENERIC_PREFIX = "kb-"
+_POOLS: dict[str, tuple[str, ...]] = {
+    "minutes": ("2", "4", "6", "8", "12", "20"),
+    "seconds": ("15", "30", "45", "90"),
+    "count": ("3", "5", "10", "25", "50"),
+    "days": ("7", "14", "30", "60", "90"),
+    "price": ("£1.49", "£2.99", "£3.99", "£4.49", "£6.99"),
+    "pct": ("92%", "95%", "97%", "99%"),
+    "countries": ("40", "65", "110"),
+}
+_GENERIC_TEMPLATES = (
+    "{Topic} works in the app and on up to {count} linked devices; a request is handled within "
+    "{seconds} seconds and {pct} succeed on the first try.",
+    "You can use {topic} up to {count} times a day for free; after that each use costs {price}, "
+    "and your history is kept for {days} days.",
+    "{Topic} is available in {countries} countries; if it fails, support replies within {minutes} "
+    "minutes and {pct} of cases close the same day.",
+    "With the Plus plan at {price} a month, {topic} handles up to {count} requests at once and "
+    "keeps them for {days} days.",
+    "{Topic} takes about {minutes} minutes to set up; changes apply within {seconds} seconds and "
+    "you can undo them for {days} days.",
+)
+FALLBACK_TEXT = ("Questions about your account are answered in the app under Help; our team "
+                 "replies within 2 working days and closes 90% of cases within 5.")
+
+
+def _digest(intent: str) -> bytes:
+    # A stable hash (Python's hash() is salted per process).
+    return hashlib.sha256(intent.encode("utf-8")).digest()
+
+
+def _domain(intent: str) -> str:
+    return intent.split("_", 1)[0].lower()
+
+
+def is_generic(intent: str) -> bool:
+    """True when ``intent`` reads a generated passage (not BANKING77's hand-written ones)."""
+    return intent not in PRICING_TABLE and intent not in _PASSAGES
+
+
+def generic_doc(intent: str) -> str:
+    return _GENERIC_PREFIX + re.sub(r"[^a-z0-9]+", "-", intent.lower()).strip("-")
+
+
+def generic_passage(intent: str, revision: int = 0) -> Passage:
+    """The generated passage of ``intent``; ``revision`` 1 is its next version (every figure
+    changed, version bumped): what a stale-document incident serves out of date, in reverse."""
+    digest = _digest(intent)
+    template = _GENERIC_TEMPLATES[digest[0] % len(_GENERIC_TEMPLATES)]
+    topic = intent.replace("_", " ").strip(" ?").lower()
+    values = {name: pool[(digest[1 + k] + revision) % len(pool)]
+              for k, (name, pool) in enumerate(sorted(_POOLS.items()))}
+    text = template.format(Topic=topic[:1].upper() + topic[1:], topic=topic, **values)
+    doc = document(generic_doc(intent))
+    return Passage(doc.doc_id, f"v{int(doc.version[1:]) + revision}", text)
+
+
+def document(doc_id: str) -> Document:
+    """A document's metadata; generated documents get a stable version and dates from their id."""
+    if doc_id in DOCUMENTS:
+        return DOCUMENTS[doc_id]
+    digest = _digest(doc_id)
+    return Document(doc_id, f"v{1 + digest[0] % 6}", 20.0 + digest[1] % 120, 0.5 + (digest[2] % 24) / 2)
 
 
 def number_spans(text: str) -> list[tuple[int, int, str]]:
@@ -343,9 +435,11 @@ def numbers_in(text: str) -> tuple[str, ...]:
 def _all_texts() -> list[str]:
     texts = [t for versions in PRICING_TABLE.values() for t in versions.values()]
     texts += [t for _, t in _PASSAGES.values()]
-    texts += [FEES_FAQ, passage_for("x").text]
+    texts += [FEES_FAQ, FALLBACK_TEXT]
     return texts
 
 
-# Every figure any passage states: a hallucinated figure must be none of these.
+# Every figure any hand-written passage states: a hallucinated figure must be none of these.
 KNOWN_NUMBERS: frozenset[str] = frozenset(n for t in _all_texts() for n in numbers_in(t))
+# Every figure a generated passage (any revision) can state.
+GENERIC_NUMBERS: frozenset[str] = frozenset(normalise_number(v) for pool in _POOLS.values() for v in pool)

@@ -46,6 +46,7 @@ from pipelines.knowledge_base import PRICING_INTENTS, Passage
 
 __all__ = [
     "PRICING_INTENTS",
+    "INCIDENT_KINDS",
     "GroundTruth",
     "IncidentSpec",
     "Scenario",
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 MODEL = "orbit-assist-2.3"
-INCIDENT_KINDS = ("stale_document",)
+INCIDENT_KINDS = ("stale_document", "gradual", "spike", "low_volume", "high_confidence")
 
 _TEMPLATES = (
     "{p}",
@@ -71,11 +72,32 @@ _CHANNELS = ("app", "web", "chat-widget")
 _CONFIDENCE_SD = 0.04
 _INCIDENT_CONFIDENCE_SD = 0.025
 _KNOWN_VALUES = frozenset(float(n) for n in kb.KNOWN_NUMBERS)
+_GENERIC_VALUES = _KNOWN_VALUES | frozenset(float(n) for n in kb.GENERIC_NUMBERS)
 
 
 @dataclass(frozen=True)
 class IncidentSpec:
-    """What goes wrong: a stale ``pricing-table`` served after its source moved to v4."""
+    """What goes wrong, in which intents, from when and for how many sessions.
+
+    Kinds (use :meth:`of` for each kind's defaults):
+
+    - ``stale_document``: the source of the intents' document changes at onset but retrieval
+      keeps serving the old passage; every answer quotes it faithfully (so its figures are out of
+      date) until the index is fixed after ``sessions`` sessions. Pricing-table intents of
+      BANKING77 switch ``pricing-table`` v3 -> v4; other data sets' intents their own generated
+      document.
+    - ``gradual``: a model or prompt change degrades one intent: the share of answers stating a
+      made-up figure ramps from 0 to ``peak_share`` over ``ramp_hours``, until ``sessions``
+      sessions were hit.
+    - ``spike``: every answer in the intent is wrong for ``duration_minutes`` (a bad deploy rolled
+      back), at most ``sessions`` sessions.
+    - ``low_volume``: every answer states a made-up figure, in the stream's rarest intent.
+    - ``high_confidence``: every answer states a made-up figure at a confidence well above the
+      gate (``confidence`` 0.95).
+
+    ``intents=()`` picks the intent from the stream: the second most popular one (the rarest for
+    ``low_volume``) among those the kind can hit.
+    """
 
     kind: str = "stale_document"
     # One intent, so the incident lives in one cluster (several pricing intents reading the same
@@ -85,6 +107,28 @@ class IncidentSpec:
     sessions: int = 23  # distinct sessions hit before the index is fixed
     confidence: float = 0.84  # mean confidence of the wrong answers
     stale_share: float = 0.85  # the rest are wrong another way (a made-up figure)
+    peak_share: float = 1.0  # gradual: the failing share reached at the end of the ramp
+    ramp_hours: float = 0.0  # gradual: hours from onset to the peak share
+    duration_minutes: float | None = None  # spike: the burst ends this long after onset
+
+    @classmethod
+    def of(cls, kind: str, **overrides: Any) -> IncidentSpec:
+        """The spec of ``kind`` with that kind's defaults, intent picked from the stream.
+
+        >>> IncidentSpec.of("gradual").ramp_hours, IncidentSpec.of("low_volume").sessions
+        (12.0, 8)
+        """
+        defaults: dict[str, dict[str, Any]] = {
+            "stale_document": {},
+            "gradual": {"peak_share": 0.6, "ramp_hours": 12.0, "sessions": 30, "confidence": 0.85},
+            "spike": {"duration_minutes": 60.0, "sessions": 1_000, "confidence": 0.86,
+                      "onset_day": 2.6},
+            "low_volume": {"sessions": 8, "confidence": 0.85, "onset_day": 1.5},
+            "high_confidence": {"confidence": 0.95},
+        }
+        if kind not in defaults:
+            raise ValueError(f"unknown incident kind {kind!r}; known: {', '.join(INCIDENT_KINDS)}")
+        return cls(**{"kind": kind, "intents": (), **defaults[kind], **overrides})
 
 
 @dataclass(frozen=True)
@@ -107,10 +151,26 @@ class GroundTruth:
     incident_customer_ids: frozenset[str]
     incident_intents: tuple[str, ...]
     onset_at: datetime | None
-    stale_doc: tuple[str, str] | None  # ("pricing-table", "v3")
+    stale_doc: tuple[str, str] | None  # ("pricing-table", "v3"); None unless stale_document
     stale_interaction_ids: frozenset[str] = frozenset()  # incident answers citing the stale doc
     fixed_at: datetime | None = None  # when v4 was re-indexed (None: not within the stream)
     noise_interaction_ids: frozenset[str] = frozenset()  # background wrong answers
+    kind: str | None = None  # the incident kind (None: a clean stream)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe, ids sorted (what ``faithwatch generate`` writes next to the stream)."""
+        def iso(t: datetime | None) -> str | None:
+            return _iso(t) if t else None
+        return {
+            "kind": self.kind, "incident_intents": list(self.incident_intents),
+            "onset_at": iso(self.onset_at), "fixed_at": iso(self.fixed_at),
+            "stale_doc": list(self.stale_doc) if self.stale_doc else None,
+            "incident_interaction_ids": sorted(self.incident_interaction_ids),
+            "incident_session_ids": sorted(self.incident_session_ids),
+            "incident_customer_ids": sorted(self.incident_customer_ids),
+            "stale_interaction_ids": sorted(self.stale_interaction_ids),
+            "noise_interaction_ids": sorted(self.noise_interaction_ids),
+        }
 
 
 @dataclass(frozen=True)
@@ -153,7 +213,7 @@ def _format_like(token: str, value: float) -> str:
     return ("£" if token.startswith("£") else "") + text + ("%" if token.endswith("%") else "")
 
 
-def _hallucinate(text: str, rng: np.random.Generator) -> str:
+def _hallucinate(text: str, rng: np.random.Generator, known: frozenset[float] = _KNOWN_VALUES) -> str:
     """``text`` with one figure (a price or rate when there is one) changed to a value that no
     passage states: the kind of confident, specific mistake a grounding check must catch."""
     spans = kb.number_spans(text)
@@ -169,7 +229,7 @@ def _hallucinate(text: str, rng: np.random.Generator) -> str:
             new = value + float(rng.choice((1, 2, 3, 4, 6, 9))) + attempt
         candidate = _format_like(token, new)
         new_value = float(kb.normalise_number(candidate))
-        if new_value > 0 and new_value != value and new_value not in _KNOWN_VALUES:
+        if new_value > 0 and new_value != value and new_value not in known:
             return text[:start] + candidate + text[end:]
     raise AssertionError(f"no unused figure found for {token!r}")  # pragma: no cover
 
@@ -202,6 +262,28 @@ class _IntentProfile:
                                                        + self.phase)
 
 
+@dataclass(frozen=True)
+class _ScoreProfile:
+    """How the producer's own evaluator scores an intent's right answers: its level and spread
+    differ between intents and drift slowly (evaluator and index updates)."""
+
+    mean: float
+    sd: float
+    drift: float
+    period_days: float
+    phase: float
+
+    def at(self, days: float) -> float:
+        return self.mean + self.drift * math.sin(2 * math.pi * days / self.period_days + self.phase)
+
+
+def _score_profiles(intents: Sequence[str], rng: np.random.Generator) -> dict[str, _ScoreProfile]:
+    return {i: _ScoreProfile(mean=float(rng.uniform(0.86, 0.96)), sd=float(rng.uniform(0.025, 0.06)),
+                             drift=float(rng.uniform(0.005, 0.02)), period_days=float(rng.uniform(3, 8)),
+                             phase=float(rng.uniform(0, 2 * math.pi)))
+            for i in intents}
+
+
 def _check(queries: Mapping[str, Sequence[str]], config: ScenarioConfig) -> None:
     if config.start.tzinfo is None:
         raise ValueError("ScenarioConfig.start must carry a timezone (naive datetimes are banned)")
@@ -216,9 +298,17 @@ def _check(queries: Mapping[str, Sequence[str]], config: ScenarioConfig) -> None
         return
     if spec.kind not in INCIDENT_KINDS:
         raise ValueError(f"unknown incident kind {spec.kind!r}; known: {', '.join(INCIDENT_KINDS)}")
-    not_priced = [i for i in spec.intents if i not in kb.PRICING_TABLE]
-    if not_priced:
-        raise ValueError(f"stale_document intents must read the pricing table: {not_priced}")
+    if spec.kind == "stale_document":
+        not_priced = [i for i in spec.intents if not _can_go_stale(i)]
+        if not_priced:
+            raise ValueError("stale_document intents must read the pricing table or a generated "
+                             f"document: {not_priced}")
+        if len({kb.passage_for(i).doc_id == kb.PRICING_DOC for i in spec.intents}) > 1:
+            raise ValueError("stale_document intents must all read the pricing table, or none")
+    if not 0 < spec.peak_share <= 1 or spec.ramp_hours < 0:
+        raise ValueError("incident peak_share must be within (0, 1] and ramp_hours >= 0")
+    if spec.duration_minutes is not None and spec.duration_minutes <= 0:
+        raise ValueError("incident duration_minutes must be positive")
     missing = [i for i in spec.intents if not queries.get(i)]
     if missing:
         raise ValueError(f"no queries for incident intents {missing}")
@@ -226,6 +316,21 @@ def _check(queries: Mapping[str, Sequence[str]], config: ScenarioConfig) -> None
         raise ValueError("incident onset_day must fall inside the stream")
     if spec.sessions < 1 or not 0 <= spec.stale_share <= 1:
         raise ValueError("incident sessions must be >= 1 and stale_share within [0, 1]")
+
+
+def _can_go_stale(intent: str) -> bool:
+    return intent in kb.PRICING_TABLE or kb.is_generic(intent)
+
+
+def _incident_intents(spec: IncidentSpec, profiles: Mapping[str, _IntentProfile]) -> tuple[str, ...]:
+    """The spec's intents, or (``intents=()``) the one the kind picks from the stream."""
+    if spec.intents:
+        return tuple(spec.intents)
+    eligible = [i for i in profiles if spec.kind != "stale_document" or _can_go_stale(i)]
+    if not eligible:
+        raise ValueError(f"no intent in the stream can carry a {spec.kind} incident; name one")
+    ranked = sorted(eligible, key=lambda i: (-profiles[i].weight, i))
+    return (ranked[-1],) if spec.kind == "low_volume" else (ranked[min(1, len(ranked) - 1)],)
 
 
 def _profiles(queries: Mapping[str, Sequence[str]], config: ScenarioConfig,
@@ -306,25 +411,40 @@ class _Window:
     stale: frozenset[int]  # of those, the ones citing the stale v3 passage
 
 
-def _window(turns: list[_Turn], spec: IncidentSpec, config: ScenarioConfig,
-            rng: np.random.Generator) -> _Window:
+def _window(turns: list[_Turn], spec: IncidentSpec, intents: tuple[str, ...],
+            config: ScenarioConfig, rng: np.random.Generator) -> _Window:
     onset_ms = round(spec.onset_day * 86_400_000)
-    fixed_ms = int(config.days * 86_400_000)
+    horizon_ms = int(config.days * 86_400_000)
+    end_ms = None
+    if spec.duration_minutes is not None:
+        end_ms = onset_ms + round(spec.duration_minutes * 60_000)
+    fixed_ms = min(end_ms, horizon_ms) if end_ms is not None else horizon_ms
     sessions: set[int] = set()
     hit: list[int] = []
     for pos, turn in enumerate(turns):
-        if turn.at_ms < onset_ms or turn.intent not in spec.intents:
+        if turn.at_ms < onset_ms or turn.intent not in intents:
             continue
+        if end_ms is not None and turn.at_ms >= end_ms:
+            break  # the burst is over
         if turn.session not in sessions and len(sessions) == spec.sessions:
             fixed_ms = turn.at_ms  # the next session would be one too many: v4 is live now
             break
+        if spec.peak_share < 1 or spec.ramp_hours > 0:
+            ramp = min(1.0, (turn.at_ms - onset_ms) / 3_600_000 / spec.ramp_hours) if spec.ramp_hours else 1.0
+            if rng.random() >= spec.peak_share * ramp:
+                continue  # not (yet) failing: the share ramps up
         sessions.add(turn.session)
         hit.append(pos)
-    if len(sessions) < spec.sessions:
+    if end_ms is not None and not sessions:
+        raise ValueError(f"no session asks about {intents} during the spike; move onset_day "
+                         "or lengthen duration_minutes")
+    if end_ms is None and len(sessions) < spec.sessions:
         raise ValueError(
-            f"only {len(sessions)} sessions ask about {spec.intents} after onset; "
+            f"only {len(sessions)} sessions ask about {intents} after onset; "
             f"lower incident.sessions or raise days/per_day"
         )
+    if spec.kind != "stale_document":
+        return _Window(onset_ms, fixed_ms, frozenset(hit), frozenset())
     n_stale = round(spec.stale_share * len(hit))
     stale = rng.choice(len(hit), size=n_stale, replace=False) if n_stale else []
     return _Window(onset_ms, fixed_ms, frozenset(hit), frozenset(hit[int(i)] for i in stale))
@@ -345,7 +465,7 @@ def _context(passage: Passage, score: float, updated_at: datetime,
 def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioConfig) -> Scenario:
     """Build the stream and its ground truth (see the module docstring for an example)."""
     _check(queries_by_intent, config)
-    base_seq, incident_seq, producer_seq = np.random.SeedSequence(config.seed).spawn(3)
+    base_seq, incident_seq, producer_seq, score_seq = np.random.SeedSequence(config.seed).spawn(4)
     # Separate streams: the incident and the producer score never shift the base stream, so a
     # clean run and an incident run differ only where the incident acts.
     rng = np.random.default_rng(base_seq)
@@ -355,6 +475,7 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
     start = config.start.astimezone(UTC)
     profiles = _profiles(queries_by_intent, config, rng)
     intents = list(profiles)
+    score_profiles = _score_profiles(intents, np.random.default_rng(score_seq))
     weights = np.array([p.weight for p in profiles.values()])
     turns, n_sessions = _turns(config, intents, weights, rng)
 
@@ -367,14 +488,32 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
     session_customer = rng.choice(n_customers, size=n_sessions, p=customer_weights)
 
     spec = config.incident
-    window = _window(turns, spec, config, irng) if spec else None
+    hit_intents = _incident_intents(spec, profiles) if spec else ()
+    missing = [i for i in hit_intents if i not in profiles]
+    if missing:
+        raise ValueError(f"incident intents {missing} are not in the stream")
+    window = _window(turns, spec, hit_intents, config, irng) if spec else None
     onset_at = start + timedelta(milliseconds=window.onset_ms) if window else None
     fixed_at = start + timedelta(milliseconds=window.fixed_ms) if window else None
+    stale_kind = spec is not None and spec.kind == "stale_document"
+    stale_pricing = stale_kind and kb.passage_for(hit_intents[0]).doc_id == kb.PRICING_DOC
+    # A generated document of its own per intent goes stale (the pricing table has its path).
+    stale_docs = ({kb.generic_doc(i): i for i in hit_intents}
+                  if stale_kind and not stale_pricing else {})
 
     def doc_times(doc_id: str) -> tuple[datetime, datetime]:
-        doc = kb.DOCUMENTS[doc_id]
+        doc = kb.document(doc_id)
         updated = start - timedelta(days=doc.updated_days_before_start)
         return updated, updated + timedelta(hours=doc.index_lag_hours)
+
+    def served(passage: Passage, at_ms: int) -> tuple[Passage, tuple[datetime, datetime]]:
+        """A generated passage as the index serves it at ``at_ms`` (stale docs change)."""
+        times = doc_times(passage.doc_id)
+        if window is None or passage.doc_id not in stale_docs or at_ms < window.onset_ms:
+            return passage, times
+        if at_ms >= window.fixed_ms:
+            return kb.generic_passage(stale_docs[passage.doc_id], revision=1), (onset_at, fixed_at)
+        return passage, (onset_at, times[1])
 
     records: list[dict[str, Any]] = []
     incident_ids: set[str] = set()
@@ -382,6 +521,7 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
     noise_ids: set[str] = set()
     hit_sessions: set[str] = set()
     hit_customers: set[str] = set()
+    among = tuple(intents)
     for pos, turn in enumerate(turns):
         at = start + timedelta(milliseconds=turn.at_ms)
         profile = profiles[turn.intent]
@@ -391,35 +531,40 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
         options = queries_by_intent[turn.intent]
         query = options[int(rng.integers(len(options)))]
         template = int(rng.integers(len(_TEMPLATES)))
+        known = _GENERIC_VALUES if kb.is_generic(turn.intent) else _KNOWN_VALUES
 
         # Which pricing table the retriever serves at this moment, and how it is dated: v3 is
         # current until onset; from onset the source is v4 but the index still holds v3 (stale);
         # from the fix the index serves v4.
         pricing_version = "v3"
         pricing_dates = doc_times(kb.PRICING_DOC)
-        if window is not None and turn.at_ms >= window.fixed_ms:
+        if stale_pricing and turn.at_ms >= window.fixed_ms:
             pricing_version, pricing_dates = "v4", (onset_at, fixed_at)
-        elif window is not None and turn.at_ms >= window.onset_ms:
+        elif stale_pricing and turn.at_ms >= window.onset_ms:
             pricing_dates = (onset_at, pricing_dates[1])
 
-        best = kb.passage_for(turn.intent, pricing_version)
-        neighbours = kb.neighbours_of(turn.intent, pricing_version)
+        best, best_dates = served(kb.passage_for(turn.intent, pricing_version), turn.at_ms)
+        neighbours = kb.neighbours_of(turn.intent, pricing_version, among)
+        if stale_docs and turn.intent not in hit_intents:
+            # Only the incident's intents retrieve its stale document.
+            neighbours = tuple(p for p in neighbours if p.doc_id not in stale_docs)
         n_extra = min(len(neighbours), int(rng.choice(3, p=_EXTRA_CONTEXT_PROBS)))
         extra = [neighbours[int(i)] for i in rng.choice(len(neighbours), n_extra, replace=False)]
         top = float(rng.uniform(0.74, 0.93))
         scores = [top, *sorted((top - float(rng.uniform(0.08, 0.3)) for _ in extra),
                                reverse=True)]
-        contexts = [
-            _context(p, s, *(pricing_dates if p.doc_id == kb.PRICING_DOC else doc_times(p.doc_id)))
-            for p, s in zip([best, *extra], scores, strict=True)
-        ]
+        contexts = [_context(best, scores[0], *(pricing_dates if best.doc_id == kb.PRICING_DOC
+                                                else best_dates))]
+        contexts += [_context(p, sc, *(pricing_dates if p.doc_id == kb.PRICING_DOC
+                                       else served(p, turn.at_ms)[1]))
+                     for p, sc in zip(extra, scores[1:], strict=True)]
         confidence = rng.normal(profile.mean_confidence(turn.at_ms / 86_400_000), _CONFIDENCE_SD)
         noisy = bool(rng.random() < config.noise_rate)
         # Its own generator: how many draws a made-up figure takes depends on the passage
         # version, and must not shift the rest of the stream.
         figure_seed = int(rng.integers(2**63))
         if noisy:
-            response = _answer(_hallucinate(best.text, np.random.default_rng(figure_seed)),
+            response = _answer(_hallucinate(best.text, np.random.default_rng(figure_seed), known),
                                template)
         else:
             response = _answer(best.text, template)
@@ -435,16 +580,24 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
             hit_sessions.add(session_id)
             hit_customers.add(customer_id)
             confidence = irng.normal(spec.confidence, _INCIDENT_CONFIDENCE_SD)
-            if pos in window.stale:
-                # The answer quotes the stale v3 passage faithfully, so its prices are wrong.
+            if not stale_kind:
+                # The model states a figure its (right) passage does not: a made-up price or rate.
+                response = _answer(_hallucinate(best.text, irng, known), template)
+            elif pos in window.stale:
+                # The answer quotes the stale passage faithfully, so its figures are out of date.
                 stale_ids.add(interaction_id)
                 response = _answer(best.text, template)
-            else:
+            elif stale_pricing:
                 # Retrieval missed the table; the model made up a price near the real one.
                 faq = Passage(kb.FEES_FAQ_DOC, kb.DOCUMENTS[kb.FEES_FAQ_DOC].version, kb.FEES_FAQ)
                 contexts = [_context(faq, top, *doc_times(kb.FEES_FAQ_DOC))]
                 true_text = kb.passage_for(turn.intent, "v4").text
                 response = _answer(_hallucinate(true_text, irng), template)
+            else:
+                fallback = kb.fallback_passage()
+                contexts = [_context(fallback, top, *doc_times(fallback.doc_id))]
+                true_text = kb.generic_passage(turn.intent, revision=1).text
+                response = _answer(_hallucinate(true_text, irng, _GENERIC_VALUES), template)
         if noisy:
             noise_ids.add(interaction_id)
 
@@ -460,21 +613,30 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
             "model": MODEL,
         }
         if config.producer_faithfulness:
-            score = prng.normal(0.3, 0.12) if wrong else prng.normal(0.92, 0.05)
+            right = score_profiles[turn.intent]
+            score = (prng.normal(0.3, 0.12) if wrong
+                     else prng.normal(right.at(turn.at_ms / 86_400_000), right.sd))
             record["faithfulness"] = round(float(np.clip(score, 0.0, 1.0)), 4)
         if metadata is not None:
             record["metadata"] = metadata
         records.append(record)
 
+    stale_doc = None
+    if stale_pricing:
+        stale_doc = (kb.PRICING_DOC, "v3")
+    elif stale_docs:
+        first = kb.passage_for(hit_intents[0])
+        stale_doc = (first.doc_id, first.version)
     truth = GroundTruth(
         incident_interaction_ids=frozenset(incident_ids),
         incident_session_ids=frozenset(hit_sessions),
         incident_customer_ids=frozenset(hit_customers),
-        incident_intents=tuple(spec.intents) if spec else (),
+        incident_intents=hit_intents,
         onset_at=onset_at,
-        stale_doc=(kb.PRICING_DOC, "v3") if spec else None,
+        stale_doc=stale_doc,
         stale_interaction_ids=frozenset(stale_ids),
         fixed_at=fixed_at if window and window.fixed_ms < int(config.days * 86_400_000) else None,
         noise_interaction_ids=frozenset(noise_ids),
+        kind=spec.kind if spec else None,
     )
     return Scenario(records=records, truth=truth)

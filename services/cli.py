@@ -41,8 +41,16 @@ def open_store(settings: Settings):
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return ChdbStore(settings.data_dir / "chdb", database=settings.store.database)
-    raise FaithwatchError("store.backend=clickhouse is not available yet: the ClickHouse server "
-                          "backend arrives with the storage issue; use the embedded chdb default")
+    from services.store.clickhouse_store import ClickHouseStore
+
+    store = settings.store
+    if not store.url:
+        raise FaithwatchError("store.backend=clickhouse needs store.url (FAITHWATCH_STORE__URL), "
+                              "e.g. http://clickhouse:8123")
+    return ClickHouseStore(store.url, user=store.user, password=store.password, database=store.database,
+                           secure=store.secure, verify=store.verify, ca_cert=store.ca_cert,
+                           client_cert=store.client_cert, client_cert_key=store.client_cert_key,
+                           connect_timeout=store.connect_timeout)
 
 
 class _Main(click.Group):
@@ -241,9 +249,17 @@ def incidents_sessions(ctx, incident_id, fmt, data_dir):
 
 
 # Commands that live in their own modules register themselves on ``main`` when imported here,
-# one line each, e.g. ``from services import cli_store  # noqa: E402,F401``.
+# one line each (an import of services.cli_<topic> carrying the noqa codes E402, F401, I001).
 # -- command modules --
+from services import cli_clusters  # noqa: E402,F401,I001
+from services import cli_generate  # noqa: E402,F401,I001
+from services import cli_serve  # noqa: E402,F401,I001
+from services import cli_store  # noqa: E402,F401,I001
 # -- end of command modules --
 
 if __name__ == "__main__":
-    main()
+    # Run as ``python -m services.cli`` this file is ``__main__``; the command modules registered
+    # on ``services.cli.main``, so run that one.
+    from services.cli import main as registered
+
+    registered()

@@ -40,8 +40,15 @@ class StoreSettings(_Section):
     url: str | None = Field(None, description="ClickHouse HTTP(S) URL, e.g. http://clickhouse:8123")
     user: str = "default"
     password: SecretStr | None = None
-    database: str = "faithwatch"
-    secure: bool = False
+    database: str = Field("faithwatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    secure: bool = Field(False, description="TLS (https); also implied by an https:// url")
+    verify: bool = Field(True, description="check the server's TLS certificate")
+    ca_cert: Path | None = Field(None, description="CA bundle for the server's certificate (PEM)")
+    client_cert: Path | None = Field(None, description="client certificate for mutual TLS (PEM)")
+    client_cert_key: Path | None = Field(None, description="key of client_cert, if not inside it")
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to connect to a ClickHouse server")
+    ttl_days: int | None = Field(None, ge=1, description="days raw interactions are kept (None: forever); applied by `faithwatch migrate`")
+    rollup_ttl_days: int | None = Field(None, ge=1, description="days per-minute rollups are kept (None: forever); applied by `faithwatch migrate`")
 
 
 class KafkaSettings(_Section):
@@ -58,7 +65,12 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens accepted by every route but /healthz")
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest POST /v1/interactions body; bigger ones get 413")
+    insecure: bool = Field(False, description="serve without tokens (every route open); refused otherwise when tokens is empty")
+    public_docs: bool = Field(False, description="serve /docs and /openapi.json without a token (they show the schema, no data)")
+    queue_max_records: int = Field(100_000, ge=1, description="accepted records waiting for the ingest worker; past it POST gets 503")
+    wait_timeout_seconds: float = Field(120.0, gt=0, description="longest a ?wait=true request or POST /v1/flush waits")
+    cluster_refresh_seconds: float = Field(5.0, ge=0, description="clusters (size, last seen) are rewritten to the store at most this often")
 
 
 class ReplaySettings(_Section):

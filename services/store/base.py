@@ -27,6 +27,12 @@ from pipelines.records import ClusterInfo, IncidentEvent, ScoredInteraction
 Row = dict[str, Any]
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_RECIPE_NAME = re.compile(r"^[a-z0-9_]+$")
+_TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
+# (table, time column) that a retention setting applies to, see Store.apply_ttl.
+_TTL_TABLES = {"interactions": "timestamp", "interaction_minutes": "minute"}
+# The levels fixed in 0002_minute_rollups' quantile states, and the columns they are read into.
+_QUANTILE_LEVELS = ("p05", "p25", "p50", "p75", "p95")
 _INCIDENT_JSON_COLUMNS = ("suggested_gate", "shared_documents", "examples")
 _TABLES = ("interactions", "clusters", "incident_events", "incidents", "dead_letters",
            "schema_migrations")
@@ -129,6 +135,34 @@ def dead_letter_row(row: DeadLetter) -> Row:
     return row.model_dump()
 
 
+def recipe_names() -> list[str]:
+    """The analyst recipes shipped in ``recipes/*.sql``, by name."""
+    folder = resources.files("services.store").joinpath("recipes")
+    return sorted(entry.name.removesuffix(".sql") for entry in folder.iterdir()
+                  if entry.name.endswith(".sql"))
+
+
+def recipe_sql(name: str) -> str:
+    """The one statement of recipe ``name`` (its comments included, its ``;`` removed)."""
+    if not _RECIPE_NAME.match(name) or name not in recipe_names():
+        raise ValueError(f"no recipe {name!r}; known: {', '.join(recipe_names())}")
+    text = resources.files("services.store").joinpath("recipes", f"{name}.sql").read_text(encoding="utf-8")
+    found = list(statements(text))
+    if len(found) != 1:
+        raise ValueError(f"recipe {name} must hold exactly one statement, found {len(found)}")
+    return found[0]
+
+
+def recipe_parameters(sql: str) -> dict[str, str]:
+    """``{name: type}`` of the ``{name:Type}`` placeholders in ``sql``.
+
+    >>> recipe_parameters("SELECT {a:String}, {b:DateTime64(3, 'UTC')}, {a:String}")
+    {'a': 'String', 'b': "DateTime64(3, 'UTC')"}
+    """
+    return {match.group(1): match.group(2).strip()
+            for match in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}", sql)}
+
+
 def _session_from_row(row: Row) -> Row:
     interaction_id, query, response = row.pop("example")
     row.update(example_interaction_id=interaction_id, example_query=query,
@@ -187,6 +221,40 @@ class Store(abc.ABC):
         if not exists[0]["n"]:
             return set()
         return {row["version"] for row in self.query("SELECT version FROM schema_migrations FINAL")}
+
+    def ttl_days(self) -> dict[str, int | None]:
+        """The retention in days of each table :meth:`apply_ttl` manages (None: kept forever)."""
+        names = ", ".join(f"'{table}'" for table in _TTL_TABLES)  # fixed names, not input
+        rows = self.query("SELECT name, engine_full FROM system.tables "
+                          f"WHERE database = currentDatabase() AND name IN ({names})")
+        found = {}
+        for row in rows:
+            match = _TTL_DAYS.search(row["engine_full"])
+            found[row["name"]] = int(match.group(1)) if match else None
+        return found
+
+    def apply_ttl(self, interactions_days: int | None, rollup_days: int | None = None) -> list[str]:
+        """Set (or remove, with None) the retention of raw interactions and of the rollups.
+
+        Only a value that differs from the table's current TTL is altered, so running it on
+        every ``migrate`` is cheap. ClickHouse deletes expired rows when it merges parts (and in
+        the background mutation an ALTER starts), not at the exact second. Returns what changed.
+        """
+        current = self.ttl_days()
+        changes = []
+        for table, days in (("interactions", interactions_days), ("interaction_minutes", rollup_days)):
+            if table not in current or current[table] == days:
+                continue
+            if days is None:
+                self.command(f"ALTER TABLE {table} REMOVE TTL")
+            else:
+                if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+                    raise ValueError(f"a TTL is a whole number of days >= 1, got {days!r}")
+                # A DDL expression cannot take a bound parameter; days is a checked int.
+                self.command(f"ALTER TABLE {table} MODIFY TTL toDateTime({_TTL_TABLES[table]}) "
+                             f"+ toIntervalDay({days})")
+            changes.append(f"{table}: TTL {'none' if days is None else f'{days} days'}")
+        return changes
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -299,3 +367,103 @@ class Store(abc.ABC):
             f"SELECT '{table}' AS table, count() AS n FROM {table}"
             + (" FINAL" if table != "incidents" else "") for table in _TABLES)
         return {row["table"]: row["n"] for row in self.query(sql)}
+
+    def rollups(self, since: datetime, until: datetime, cluster_id: str | None = None,
+                step_minutes: int = 1) -> list[Row]:
+        """Per-cluster rates from the per-minute rollups, in buckets of ``step_minutes``.
+
+        Buckets start on multiples of the step since the epoch (1440: UTC days), cover
+        ``[since, until)`` at minute resolution and appear only where there were answers.
+        Counts are distinct interactions; ``faithfulness_pNN``/``confidence_pNN`` are
+        quantiles over the answers that have a value (None when none has).
+        """
+        if isinstance(step_minutes, bool) or not isinstance(step_minutes, int) or step_minutes < 1:
+            raise ValueError(f"step_minutes must be an int >= 1, got {step_minutes!r}")
+        where = ["minute >= toStartOfMinute({since:DateTime64(3, 'UTC')})",
+                 "minute < {until:DateTime64(3, 'UTC')}"]
+        params: dict[str, Any] = {"since": utc(since), "until": utc(until), "step": step_minutes}
+        if cluster_id is not None:
+            where.append("cluster_id = {cluster_id:String}")
+            params["cluster_id"] = cluster_id
+        levels = "0.05, 0.25, 0.5, 0.75, 0.95"
+        columns = []
+        for name in ("faithfulness", "confidence"):
+            columns += [f"if(isNaN({name}_q[{i + 1}]), NULL, {name}_q[{i + 1}]) AS {name}_{level}"
+                        for i, level in enumerate(_QUANTILE_LEVELS)]
+        sql = f"""
+            SELECT cluster_id, bucket, interactions, below_baseline, confident_wrong,
+                   {", ".join(columns)}
+            FROM (
+                SELECT cluster_id,
+                       toStartOfInterval(minute, toIntervalMinute({{step:UInt32}})) AS bucket,
+                       uniqExactMerge(interaction_ids) AS interactions,
+                       uniqExactIfMerge(below_baseline_ids) AS below_baseline,
+                       uniqExactIfMerge(confident_wrong_ids) AS confident_wrong,
+                       quantilesDeterministicDistinctMerge({levels})(faithfulness_q) AS faithfulness_q,
+                       quantilesDeterministicDistinctMerge({levels})(confidence_q) AS confidence_q
+                FROM interaction_minutes
+                WHERE {" AND ".join(where)}
+                GROUP BY cluster_id, bucket
+            )
+            ORDER BY cluster_id, bucket"""
+        return self.query(sql, params)
+
+    def run_recipe(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Run the analyst recipe ``recipes/NAME.sql`` with its ``{param:Type}`` values bound.
+
+        Values may be typed (aware datetimes, ints, ...) or text the engine parses for the
+        declared type (what the command line passes).
+        """
+        sql = recipe_sql(name)
+        bound = {key: utc(value) if isinstance(value, datetime) else value
+                 for key, value in (params or {}).items()}
+        missing = sorted(set(recipe_parameters(sql)) - set(bound))
+        if missing:
+            raise ValueError(f"recipe {name} needs parameters {missing}")
+        return self.query(sql, bound)
+
+    def cluster_detail(self, cluster_id: str) -> Row | None:
+        """One cluster with its recent rates and latest answers, or None if it is unknown.
+
+        ``recent_rates`` has one row per window ending at the cluster's latest answer (event
+        time, so a replayed stream reads like a live one): the last hour, day, week and all
+        time, each with its first and last answer's time. ``examples`` are the latest answers,
+        up to 5 below baseline then up to 5 within.
+        """
+        params = {"cluster_id": cluster_id}
+        found = self.query("SELECT * FROM clusters FINAL WHERE cluster_id = {cluster_id:String}", params)
+        if not found:
+            return None
+        windows = (("1h", "1 HOUR"), ("24h", "24 HOUR"), ("7d", "7 DAY"), ("all", None))
+        columns = ["max(timestamp) AS last_at", "argMax(baseline_low, timestamp) AS last_baseline_low"]
+        for name, span in windows:
+            cond = "1" if span is None else f"timestamp > last_at_all - INTERVAL {span}"
+            columns += [f"countIf({cond}) AS n_{name}",
+                        f"countIf(below_baseline AND {cond}) AS below_{name}",
+                        f"countIf(confident_wrong AND {cond}) AS cw_{name}",
+                        f"avgIf(faithfulness, {cond}) AS faith_{name}",
+                        f"avgIf(confidence, {cond}) AS conf_{name}",
+                        f"minIf(timestamp, {cond}) AS first_{name}"]
+        rates = self.query(
+            "WITH (SELECT max(timestamp) FROM interactions WHERE cluster_id = {cluster_id:String}) "
+            "AS last_at_all SELECT " + ", ".join(columns)
+            + " FROM interactions FINAL WHERE cluster_id = {cluster_id:String}", params)[0]
+        last_at = rates["last_at"] if rates["n_all"] else None
+        recent = []
+        for name, _ in windows:
+            n = rates[f"n_{name}"]
+            recent.append({
+                "window": name, "first_at": rates[f"first_{name}"] if n else None, "last_at": last_at,
+                "interactions": n, "below_baseline": rates[f"below_{name}"],
+                "below_baseline_rate": rates[f"below_{name}"] / n if n else None,
+                "confident_wrong": rates[f"cw_{name}"],
+                "confident_wrong_rate": rates[f"cw_{name}"] / n if n else None,
+                "mean_faithfulness": rates[f"faith_{name}"] if n else None,
+                "mean_confidence": rates[f"conf_{name}"] if n else None})
+        examples = self.query(
+            "SELECT interaction_id, session_id, customer_id, timestamp, query, response, faithfulness, "
+            "confidence, below_baseline, confident_wrong, incident_id FROM interactions FINAL "
+            "WHERE cluster_id = {cluster_id:String} "
+            "ORDER BY below_baseline DESC, timestamp DESC, interaction_id LIMIT 5 BY below_baseline", params)
+        return {**found[0], "last_at": last_at, "last_baseline_low": rates["last_baseline_low"] if last_at else None,
+                "recent_rates": recent, "examples": examples}

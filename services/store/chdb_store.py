@@ -21,7 +21,7 @@ import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from services.store.base import Row, Store, utc
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DATETIME_TYPE = re.compile(r"^(?:Nullable\()?DateTime(?:64)?\b")
+_DATE_TYPE = re.compile(r"^(?:Nullable\()?Date(?:32)?\)?$")
 _INT64_TYPE = re.compile(r"^(?:Nullable\()?U?Int(?:64|128|256)\b")
 _INSERT_CHUNK_ROWS = 5000
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
@@ -72,6 +73,8 @@ def _decode(value: Any, type_name: str) -> Any:
         return None
     if _DATETIME_TYPE.match(type_name):
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if _DATE_TYPE.match(type_name):
+        return date.fromisoformat(value)
     if _INT64_TYPE.match(type_name) and isinstance(value, str):
         return int(value)
     return value
@@ -83,7 +86,7 @@ class ChdbStore(Store):
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp, ChdbStore(Path(tmp)) as store:
     ...     store.migrate(), store.migrate(), store.counts()["interactions"]
-    (['0001_initial'], [], 0)
+    (['0001_initial', '0002_minute_rollups'], [], 0)
     """
 
     def __init__(self, path: Path, database: str = "faithwatch"):

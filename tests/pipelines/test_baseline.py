@@ -146,3 +146,32 @@ def test_median_mad_of_symmetric_histogram():
     med, mad = median_mad(w)
     assert med == pytest.approx(0.505, abs=0.01)
     assert mad == pytest.approx(0.1, abs=0.011)
+
+
+def test_background_errors_never_widen_the_band_to_include_themselves():
+    # 8 % of this cluster's answers state a made-up figure (0.4): the 5 % tail floor alone would
+    # sit at 0.4 and hide an incident of the same kind; the band stops max_width below the median.
+    b = ClusterBaseline(BaselineConfig(holdback=0), tolerance=0.08)
+    fill(b, [1.0] * 600 + [0.86] * 320 + [0.4] * 80)
+    band = b.band()
+    assert band.low == pytest.approx(band.median - BaselineConfig().max_width, abs=0.01)
+    assert band.is_below(0.4) and not band.is_below(0.86)
+    wide = ClusterBaseline(BaselineConfig(holdback=0, max_width=1.0), tolerance=0.08)
+    fill(wide, [1.0] * 600 + [0.86] * 320 + [0.4] * 80)
+    assert not wide.band().is_below(0.4)  # what the floor did without the cap
+
+
+def test_a_cold_band_is_wider_while_it_is_mostly_borrowed():
+    glob = ClusterBaseline(BaselineConfig(holdback=0))
+    fill(glob, [1.0] * 900 + [0.85] * 100)
+    config = BaselineConfig(holdback=0, prior_strength=30)
+    cold = ClusterBaseline(config, tolerance=0.08)
+    fill(cold, [1.0] * 3)
+    warm = ClusterBaseline(config, tolerance=0.08)
+    fill(warm, [1.0] * 900 + [0.85] * 100)
+    cold_band, warm_band = cold.band(glob.prior()), warm.band(glob.prior())
+    # A young cluster's normal answer a little under the global tail is not failing...
+    assert not cold_band.is_below(0.82) and warm_band.is_below(0.82)
+    # ...while a clearly wrong answer is, either way; and the margin fades with own evidence.
+    assert cold_band.is_below(0.4) and warm_band.is_below(0.4)
+    assert warm_band.low - cold_band.low == pytest.approx(0.15 * (30 / 33 - 30 / 1030), abs=0.011)

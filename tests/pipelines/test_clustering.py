@@ -198,6 +198,47 @@ def test_ids_exist_and_sizes_add_up(spec):
     assert list(clusters) == [f"c{i:03d}" for i in range(1, len(clusters) + 1)]
 
 
+def test_popular_wide_intent_stays_in_one_cluster_with_the_defaults():
+    """Production traffic is skewed: the most asked intent is also the most varied. Splitting it
+    would split its incidents, so with the default settings (bootstrap, pool re-clustering,
+    refits) at least 90 % of its queries must land in one cluster while rare intents still get
+    clusters of their own."""
+    rng = np.random.default_rng(4)
+    cs = centres(9, seed=3)
+    n = 3000
+    popular = rng.random(n) < 0.4
+    rare = rng.integers(1, 9, size=n)
+    which = np.where(popular, 0, rare)
+    x = np.vstack([blob(cs[b], 1, rng, noise=0.14 if b == 0 else 0.08) for b in which])
+    cfg = ClusterConfig(bootstrap_size=400, refit_every=500)
+    c = OnlineClusterer(cfg, DIM)
+    at = times(n)
+    out = c.bootstrap(x[:400], [f"q{i}" for i in range(400)], at[:400])
+    out += [c.assign(x[i], f"q{i}", at[i]) for i in range(400, n)]
+    got = Counter(a.cluster_id for a, b in zip(out, which, strict=True) if b == 0)
+    assert got.most_common(1)[0][1] >= 0.9 * popular.sum()
+    rare_ids = {Counter(a.cluster_id for a, b in zip(out, which, strict=True) if b == k).most_common(1)[0][0]
+                for k in range(1, 9)}
+    assert len(rare_ids) == 8 and None not in rare_ids
+
+
+def test_refit_split_size_turns_a_merged_neighbour_into_its_own_cluster():
+    # Two close blobs merged by a coarse first cut; a refit at a finer cut finds them apart.
+    rng = np.random.default_rng(2)
+    a, other = centres(2, seed=5)
+    other -= (other @ a) * a
+    b = 0.5 * a + np.sqrt(0.75) * other / np.linalg.norm(other)  # cosine 0.5 to a
+    x = np.vstack([blob(a, 40, rng, 0.03), blob(b, 20, rng, 0.03)])  # the centroid leans to a
+    coarse = dict(refit_every=0, pool_recluster_size=1000, distance_threshold=0.9)
+    for split, expected in ((0, 1), (10, 2)):
+        cfg = ClusterConfig(**coarse, refit_split_size=split)
+        c, out = boot(x, cfg)
+        assert len(c.clusters) == 1
+        c.config = cfg.model_copy(update={"distance_threshold": 0.2})
+        c.refit()
+        assert len(c.clusters) == expected
+
+
 # -- real model, real queries ------------------------------------------------------------------
 
 DATA = ROOT / "data" / "banking77"

@@ -119,7 +119,7 @@ def test_seed_refuses_too_few_queries_or_a_running_pipeline():
     from pipelines.errors import FaithwatchError
 
     with pytest.raises(FaithwatchError, match="at least"):
-        pipeline().seed(["one", "one", "two"])
+        pipeline().seed(["one", "one", " one "])
     p = pipeline(bootstrap=10)
     p.process([inter(0)])
     with pytest.raises(FaithwatchError, match="before"):

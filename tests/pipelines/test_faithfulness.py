@@ -252,3 +252,64 @@ def test_real_model_on_banking_answers(real_scorer):
     assert r_fresh.score >= 0.8
     assert r_stale.stale_only_numbers == ("£12.50",) and r_stale.stale_support > 0.9
     assert r_stale.score < r_fresh.score - 0.3
+
+
+# --- glued passages and the lexical check ----------------------------------------------------
+
+def test_glued_sentences_of_scraped_passages_are_split():
+    from pipelines.faithfulness import _context_sentences
+
+    assert sentences("Arthur's Magazine (1844–1846) was a periodical.First for Women is a magazine.") == [
+        "Arthur's Magazine (1844–1846) was a periodical.", "First for Women is a magazine."]
+    assert sentences("It costs £12.50.") == ["It costs £12.50."]  # decimals stay whole
+    pieces = _context_sentences("Michael Jackson wrote Dancing the DreamDancing the Dream is written by him")
+    assert "Michael Jackson wrote Dancing the Dream" in pieces
+    assert "Dancing the Dream is written by him" in pieces
+
+
+@pytest.mark.parametrize(
+    ("claim", "share"),
+    [
+        ("The head office is in Delhi.", 1.0),
+        ("The head office is in Mumbai.", 2 / 3),
+        ("Thanks!", 1.0),  # no content word: nothing to check
+        ("Offices are in Delhi", 1.0),  # plural and singular are one word
+    ],
+)
+def test_lexical_support(claim, share):
+    from pipelines.faithfulness import lexical_support
+
+    assert lexical_support(claim, frozenset({"head", "office", "delhi"})) == pytest.approx(share)
+
+
+def test_lexical_check_is_off_by_default_and_cuts_invented_names_when_on():
+    ctx = [fresh("The Oberoi Group is a hotel company with its head office in Delhi.")]
+    off = FaithfulnessScorer(HashingEmbedder(dim=256))
+    on = FaithfulnessScorer(HashingEmbedder(dim=256), FaithfulnessConfig(lexical_low=0.5, lexical_high=1.0))
+    invented = "The Oberoi Group has its head office in Mumbai, run by Tata Sons."
+    right = "The Oberoi Group has its head office in Delhi."
+    assert off.score(invented, ctx).grounding == off.score(invented, ctx).semantic
+    assert on.score(invented, ctx).lexical < 1.0 and on.score(right, ctx).lexical == 1.0
+    assert on.score(invented, ctx).score < off.score(invented, ctx).score
+    assert on.score(right, ctx).score == off.score(right, ctx).score
+    # A bare name (no claim sentence) is checked by its words alone.
+    assert on.score("Mumbai", ctx).score == 0.0 and on.score("Delhi", ctx).score == 1.0
+
+
+@pytest.mark.parametrize(
+    ("response", "unsupported"),
+    [
+        ("The Oberoi Group has its head office in Delhi.", ()),
+        ("The Oberoi Group has its head office in Mumbai.", ("Mumbai",)),
+        ("Its office is in Mumbai, and Mumbai's is run by Tata.", ("Mumbai", "Tata")),  # once each
+        ("Mumbai", ("Mumbai",)),  # a bare phrase: its first word is a name too
+        ("Sure, the office opened on 1 April 2026 in Delhi.", ()),  # dates are the figure check's
+        ("Unfortunately the head office of the Oberoi Group is not in Delhi.", ()),  # sentence start
+    ],
+)
+def test_unsupported_names_cost_the_name_penalty(scorer, response, unsupported):
+    ctx = [fresh("The Oberoi Group is a hotel company with its head office in Delhi.")]
+    r = scorer.score(response, ctx)
+    assert r.unsupported_names == unsupported
+    assert r.score == pytest.approx(r.grounding * scorer.config.name_penalty ** len(unsupported)
+                                    * scorer.config.number_penalty ** len(r.unsupported_numbers))

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pipelines import knowledge_base as kb
 from pipelines.interaction import parse_record
 from pipelines.scenario import (
+    INCIDENT_KINDS,
     PRICING_INTENTS,
     IncidentSpec,
     ScenarioConfig,
@@ -308,3 +309,175 @@ def test_a_hallucinated_figure_is_stated_by_no_passage(text, seed):
     assert len(before) == len(after)
     new = [b for a, b in zip(before, after, strict=True) if a != b]
     assert len(new) == 1 and new[0] not in kb.KNOWN_NUMBERS
+
+
+# --- the other incident kinds, on the three data sets -----------------------------------------
+
+KIND_CONFIG = ScenarioConfig(seed=11, days=3, per_day=900, intents=25)
+
+
+@pytest.fixture(scope="module")
+def datasets(queries):
+    from services.datasets import load_clinc150, load_hwu64
+
+    return {"banking77": queries, "clinc150": load_clinc150("train"), "hwu64": load_hwu64("train")}
+
+
+def kind_spec(kind: str, dataset: str) -> IncidentSpec:
+    if kind == "stale_document" and dataset == "banking77":
+        return IncidentSpec(onset_day=1.6, sessions=15)  # the pricing-table path
+    return IncidentSpec.of(kind, onset_day=1.2 if kind == "low_volume" else 1.6,
+                           **({"sessions": 15} if kind in ("stale_document", "high_confidence") else {}))
+
+
+KIND_CASES = [(k, d) for k in INCIDENT_KINDS for d in ("banking77", "clinc150", "hwu64")]
+
+
+@pytest.fixture(scope="module")
+def kinds(datasets):
+    return {(k, d): generate(datasets[d], replace(KIND_CONFIG, incident=kind_spec(k, d)))
+            for k, d in KIND_CASES}
+
+
+@pytest.mark.parametrize(("kind", "dataset"), KIND_CASES)
+def test_each_kind_gives_contract_records_and_exact_truth(kinds, datasets, kind, dataset):
+    s = kinds[(kind, dataset)]
+    truth = s.truth
+    parsed = [parse_record(r) for r in s.records]
+    assert len({p.interaction_id for p in parsed}) == len(parsed) == KIND_CONFIG.days * KIND_CONFIG.per_day
+    assert [r["timestamp"] for r in s.records] == sorted(r["timestamp"] for r in s.records)
+    assert truth.kind == kind and len(truth.incident_intents) == 1
+    intent = truth.incident_intents[0]
+    intent_queries = set(datasets[dataset][intent])
+    hit = by_id(s, truth.incident_interaction_ids)
+    assert hit and {r["session_id"] for r in hit} == truth.incident_session_ids
+    assert {r["customer_id"] for r in hit} == truth.incident_customer_ids
+    end = truth.fixed_at or KIND_CONFIG.start + timedelta(days=KIND_CONFIG.days)
+    for r in hit:
+        assert r["query"] in intent_queries
+        assert truth.onset_at <= ts(r["timestamp"]) < end
+    if kind != "spike":
+        assert len(truth.incident_session_ids) == s_sessions(kind, dataset)
+    # Exact: an answer states a figure no context supports iff it is noise or a non-stale
+    # incident answer; stale answers quote their (out of date) passage faithfully.
+    unsupported = {r["interaction_id"] for r in s.records if not numbers_supported(r)}
+    assert unsupported == (truth.noise_interaction_ids
+                           | (truth.incident_interaction_ids - truth.stale_interaction_ids))
+    assert not truth.noise_interaction_ids & truth.incident_interaction_ids
+    stale_anywhere = {r["interaction_id"] for r in s.records if any(is_stale(c) for c in r["contexts"])}
+    assert stale_anywhere == truth.stale_interaction_ids
+    if kind == "stale_document":
+        assert truth.stale_doc is not None
+        assert len(truth.stale_interaction_ids) >= 0.7 * len(truth.incident_interaction_ids)
+        for r in by_id(s, truth.stale_interaction_ids):
+            top = r["contexts"][0]
+            assert (top["doc_id"], top["doc_version"]) == truth.stale_doc and top["text"] in r["response"]
+    else:
+        assert truth.stale_doc is None and not truth.stale_interaction_ids
+    json.dumps(truth.to_json())  # JSON-safe
+
+
+def s_sessions(kind: str, dataset: str) -> int:
+    return kind_spec(kind, dataset).sessions
+
+
+def intent_answers(s, datasets, dataset):
+    qs = set(datasets[dataset][s.truth.incident_intents[0]])
+    return [r for r in s.records if r["query"] in qs]
+
+
+@pytest.mark.parametrize("dataset", ["banking77", "hwu64"])
+def test_gradual_failing_share_ramps_up(kinds, datasets, dataset):
+    s = kinds[("gradual", dataset)]
+    truth = s.truth
+    inside = [r for r in intent_answers(s, datasets, dataset)
+              if truth.onset_at <= ts(r["timestamp"]) < truth.fixed_at]
+    half = len(inside) // 2
+    share = [sum(r["interaction_id"] in truth.incident_interaction_ids for r in part) / len(part)
+             for part in (inside[:half], inside[half:])]
+    assert share[0] < share[1] and share[1] < 1.0  # ramps, and never every answer
+
+
+def test_spike_hits_every_answer_of_its_intent_during_the_burst(kinds, datasets):
+    s = kinds[("spike", "clinc150")]
+    truth = s.truth
+    assert truth.fixed_at - truth.onset_at == timedelta(minutes=IncidentSpec.of("spike").duration_minutes)
+    inside = {r["interaction_id"] for r in intent_answers(s, datasets, "clinc150")
+              if truth.onset_at <= ts(r["timestamp"]) < truth.fixed_at}
+    assert inside == set(truth.incident_interaction_ids)
+
+
+def test_low_volume_picks_the_rarest_intent(kinds, datasets):
+    s = kinds[("low_volume", "hwu64")]
+    intent_of = {q: i for i, qs in datasets["hwu64"].items() for q in qs}
+    counts = Counter(intent_of[r["query"]] for r in s.records)
+    assert counts[s.truth.incident_intents[0]] <= sorted(counts.values())[2]
+
+
+def test_high_confidence_answers_sit_well_above_the_gate(kinds):
+    s = kinds[("high_confidence", "banking77")]
+    conf = [r["confidence"] for r in by_id(s, s.truth.incident_interaction_ids)]
+    assert statistics.mean(conf) >= 0.93 and min(conf) > KIND_CONFIG.gate + 0.05
+
+
+def test_generated_stale_document_serves_the_new_revision_after_the_fix(kinds):
+    s = kinds[("stale_document", "hwu64")]
+    truth = s.truth
+    doc_id, old = truth.stale_doc
+    after = [c for r in s.records if ts(r["timestamp"]) >= truth.fixed_at
+             for c in r["contexts"] if c["doc_id"] == doc_id]
+    assert after and all(c["doc_version"] != old and not is_stale(c) for c in after)
+    assert all(ts(c["indexed_at"]) == truth.fixed_at for c in after)
+
+
+@pytest.mark.parametrize("kind", INCIDENT_KINDS)
+def test_each_kind_is_deterministic_per_seed(datasets, kind):
+    config = replace(KIND_CONFIG, days=2, per_day=600, incident=IncidentSpec.of(
+        kind, onset_day=0.6 if kind == "low_volume" else 1.6, **({"sessions": 1} if kind != "spike" else {})))
+    a, b = generate(datasets["hwu64"], config), generate(datasets["hwu64"], config)
+    assert list(to_jsonl_lines(a.records)) == list(to_jsonl_lines(b.records)) and a.truth == b.truth
+    c = generate(datasets["hwu64"], replace(config, seed=config.seed + 1))
+    assert c.records[0] != a.records[0]
+
+
+def test_producer_scores_differ_between_intents(queries):
+    s = generate(queries, replace(CONFIG, incident=None, producer_faithfulness=True))
+    intent_of = {q: i for i, qs in queries.items() for q in qs}
+    scores: dict[str, list[float]] = defaultdict(list)
+    for r in s.records:
+        if r["interaction_id"] not in s.truth.noise_interaction_ids:
+            scores[intent_of[r["query"]]].append(r["faithfulness"])
+    means = [statistics.mean(v) for v in scores.values() if len(v) >= 50]
+    assert max(means) - min(means) > 0.04
+
+
+def test_generated_passages_are_stable_and_revisions_change_every_figure():
+    p = kb.passage_for("calendar_set")
+    assert p == kb.passage_for("calendar_set") and p.doc_id == "kb-calendar-set"
+    new = kb.generic_passage("calendar_set", revision=1)
+    assert new.doc_id == p.doc_id and new.version != p.version
+    old_numbers, new_numbers = kb.numbers_in(p.text), kb.numbers_in(new.text)
+    assert len(old_numbers) == len(new_numbers) >= 3
+    assert all(a != b for a, b in zip(old_numbers, new_numbers, strict=True))
+    assert set(old_numbers) | set(new_numbers) <= kb.GENERIC_NUMBERS
+    assert kb.neighbours_of("calendar_set", among=("calendar_query", "music_play")) == (
+        kb.passage_for("calendar_query"),)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (IncidentSpec.of("stale_document", intents=("card_arrival",)), "pricing table or a generated"),
+        (IncidentSpec.of("gradual", peak_share=0), "peak_share"),
+        (IncidentSpec.of("spike", duration_minutes=-1), "duration_minutes"),
+        (IncidentSpec.of("spike", onset_day=0.05, duration_minutes=1), "during the spike"),
+    ],
+)
+def test_unusable_kind_specs_are_refused(queries, spec, message):
+    with pytest.raises(ValueError, match=message):
+        generate(queries, replace(CONFIG, incident=spec))
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown incident kind"):
+        IncidentSpec.of("outage")

@@ -1,9 +1,11 @@
-"""The chDB store against the real engine.
+"""The store against the real engine, on both backends.
 
-chDB 4.4 opens ONE data path per process at a time: a session on another path fails until
-every session on the first is closed (checked here by ``test_one_path_per_process``). So every
-test opens its own store under ``tmp_path`` and closes it (the fixture is a context manager)
-before the next test opens another; a test that leaked an open store would fail the rest.
+Every test that takes ``store`` (or ``make_store``) runs twice: on chDB in this process, and
+through clickhouse-connect against the ClickHouse HTTP test server (chDB in another process,
+see conftest.py). chDB 4.4 opens ONE data path per process at a time: a session on another
+path fails until every session on the first is closed (checked by ``test_one_path_per_process``).
+So every chDB test opens its own store under ``tmp_path`` and closes it before the next test
+opens another; every server test gets its own database, dropped afterwards.
 
 Set ``FAITHWATCH_UPDATE_SNAPSHOTS=1`` to rewrite ``snapshots/schema.sql`` from the migrations.
 """
@@ -11,6 +13,8 @@ Set ``FAITHWATCH_UPDATE_SNAPSHOTS=1`` to rewrite ``snapshots/schema.sql`` from t
 from __future__ import annotations
 
 import os
+import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from pipelines.records import (
     SharedDocument,
     SuggestedGate,
 )
-from services.store.base import interaction_from_row, migrations, statements
+from services.store.base import Store, interaction_from_row, migrations, statements
 from services.store.chdb_store import ChdbStore
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "schema.sql"
@@ -97,14 +101,36 @@ def dead_letter(position: str) -> DeadLetter:
                       raw='{"query": "fee?\\t\\n", "x": "\'; DROP TABLE t; --"}')
 
 
+MIGRATION_NAMES = [name for _, name, _ in migrations()]
+
+
+@pytest.fixture(params=["chdb", "clickhouse"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    with ChdbStore(tmp_path / "store") as opened:
+def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest):
+    """Opens this test's store (the same one each call): chDB under tmp_path, or a fresh
+    database on the test server, dropped when the test ends."""
+    if backend == "chdb":
+        yield lambda: ChdbStore(tmp_path / "store", database="fw_test")
+        return
+    server = request.getfixturevalue("clickhouse_server")
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    yield lambda: server.store(database)
+    with server.store(database) as cleanup:
+        cleanup.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+@pytest.fixture
+def store(make_store):
+    with make_store() as opened:
         opened.migrate()
         yield opened
 
 
-def schema_ddl(store: ChdbStore) -> str:
+def schema_ddl(store: Store) -> str:
     tables = store.query("SELECT name FROM system.tables WHERE database = currentDatabase() "
                          "ORDER BY name")
     ddl = []
@@ -117,16 +143,17 @@ def schema_ddl(store: ChdbStore) -> str:
 # ---- migrations -------------------------------------------------------------------------
 
 
-def test_migrate_applies_0001_once_and_matches_the_schema_snapshot(tmp_path: Path):
-    with ChdbStore(tmp_path / "store", database="fw_test") as store:
-        assert store.migrate() == ["0001_initial"]
+def test_migrate_applies_every_migration_once_and_matches_the_schema_snapshot(make_store, backend: str):
+    with make_store() as store:
+        assert store.migrate() == MIGRATION_NAMES
+        assert MIGRATION_NAMES[:2] == ["0001_initial", "0002_minute_rollups"]
         assert store.migrate() == []
         ddl = schema_ddl(store)
-        assert store.query("SELECT version, name FROM schema_migrations FINAL") == [
-            {"version": 1, "name": "0001_initial"}]
-    with ChdbStore(tmp_path / "store", database="fw_test") as reopened:
+        assert store.query("SELECT version, name FROM schema_migrations FINAL ORDER BY version") == [
+            {"version": version, "name": name} for version, name, _ in migrations()]
+    with make_store() as reopened:
         assert reopened.migrate() == []
-    if os.environ.get("FAITHWATCH_UPDATE_SNAPSHOTS") == "1":
+    if os.environ.get("FAITHWATCH_UPDATE_SNAPSHOTS") == "1" and backend == "chdb":
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
         SNAPSHOT.write_text(ddl, encoding="utf-8")
     assert ddl == SNAPSHOT.read_text(encoding="utf-8"), (
@@ -146,7 +173,7 @@ def test_migrations_are_numbered_and_split_into_statements():
 # ---- round trips and idempotency --------------------------------------------------------
 
 
-def test_interactions_round_trip_and_duplicates_count_once(store: ChdbStore):
+def test_interactions_round_trip_and_duplicates_count_once(store: Store):
     rows = [interaction("i1"),
             interaction("i2", session_id=None, customer_id=None, response=None,
                         faithfulness=None, faithfulness_source="none", confidence=None,
@@ -162,7 +189,7 @@ def test_interactions_round_trip_and_duplicates_count_once(store: ChdbStore):
     assert store.counts()["interactions"] == 2
 
 
-def test_a_large_batch_is_one_insert(store: ChdbStore):
+def test_a_large_batch_is_one_insert(store: Store):
     rows = [interaction(f"i{n}", session_id=f"s{n % 7}", timestamp=at(n / 60))
             for n in range(12_000)]
     store.insert_interactions(rows)
@@ -172,7 +199,7 @@ def test_a_large_batch_is_one_insert(store: ChdbStore):
         {"parts": 1}]
 
 
-def test_clusters_upsert_keeps_the_latest(store: ChdbStore):
+def test_clusters_upsert_keeps_the_latest(store: Store):
     store.upsert_clusters([cluster("pricing"), cluster("policy", category="policy")])
     store.upsert_clusters([cluster("pricing", label="pricing: fees", size=50, last_seen=at(9))])
     listed = store.list_clusters()
@@ -184,7 +211,7 @@ def test_clusters_upsert_keeps_the_latest(store: ChdbStore):
     assert store.counts()["clusters"] == 2
 
 
-def test_incident_events_round_trip_and_a_replay_is_stored_once(store: ChdbStore):
+def test_incident_events_round_trip_and_a_replay_is_stored_once(store: Store):
     events = [event("inc-1", 0), event("inc-1", 1, below_baseline_count=30),
               event("inc-1", 2, event="resolved", status="resolved", resolved_at=at(120),
                     suggested_gate=None, shared_documents=(), examples=())]
@@ -201,7 +228,7 @@ def test_incident_events_round_trip_and_a_replay_is_stored_once(store: ChdbStore
         "incident_events": 3, "incidents": 1}
 
 
-def test_dead_letters_round_trip_and_a_retried_batch_is_stored_once(store: ChdbStore):
+def test_dead_letters_round_trip_and_a_retried_batch_is_stored_once(store: Store):
     rows = [dead_letter("interactions.jsonl:3"), dead_letter("interactions.jsonl:9")]
     store.insert_dead_letters(rows)
     store.insert_dead_letters(rows)
@@ -210,20 +237,21 @@ def test_dead_letters_round_trip_and_a_retried_batch_is_stored_once(store: ChdbS
     assert store.counts()["dead_letters"] == 2
 
 
-def test_empty_inserts_do_nothing(store: ChdbStore):
+def test_empty_inserts_do_nothing(store: Store):
     store.insert_interactions([])
     store.upsert_clusters([])
     store.insert_incident_events([])
     store.insert_dead_letters([])
     assert store.counts() == {"interactions": 0, "clusters": 0, "incident_events": 0,
-                              "incidents": 0, "dead_letters": 0, "schema_migrations": 1}
+                              "incidents": 0, "dead_letters": 0,
+                              "schema_migrations": len(MIGRATION_NAMES)}
 
 
 # ---- incidents --------------------------------------------------------------------------
 
 
 @pytest.fixture
-def incidents(store: ChdbStore) -> ChdbStore:
+def incidents(store: Store) -> Store:
     store.insert_incident_events([
         # pricing: opened at 0, resolved at 120
         event("a", 0, onset_at=at(0), detected_at=at(10)),
@@ -253,18 +281,18 @@ def incidents(store: ChdbStore) -> ChdbStore:
     ({"limit": 0}, []),
     ({"status": "closed"}, []),
 ])
-def test_list_incidents_filters(incidents: ChdbStore, filters: dict, expected: list[str]):
+def test_list_incidents_filters(incidents: Store, filters: dict, expected: list[str]):
     assert [row["incident_id"] for row in incidents.list_incidents(**filters)] == expected
 
 
-def test_list_incidents_refuses_naive_datetimes_and_negative_limits(incidents: ChdbStore):
+def test_list_incidents_refuses_naive_datetimes_and_negative_limits(incidents: Store):
     with pytest.raises(ValueError, match="naive"):
         incidents.list_incidents(since=datetime(2026, 11, 2, 10))  # noqa: DTZ001
     with pytest.raises(ValueError, match="limit"):
         incidents.list_incidents(limit=-1)
 
 
-def test_incident_sessions_is_the_blast_radius(incidents: ChdbStore):
+def test_incident_sessions_is_the_blast_radius(incidents: Store):
     incidents.insert_interactions([
         interaction("before-onset", session_id="s0", timestamp=at(-1)),
         interaction("a1", session_id="s1", timestamp=at(0), faithfulness=0.5),
@@ -291,7 +319,7 @@ def test_incident_sessions_is_the_blast_radius(incidents: ChdbStore):
     assert incidents.incident_sessions("missing") == []
 
 
-def test_sessions_for_an_analyst(incidents: ChdbStore):
+def test_sessions_for_an_analyst(incidents: Store):
     incidents.insert_interactions([
         interaction("x1", session_id="s1", timestamp=at(0)),
         interaction("x2", session_id="s1", timestamp=at(10), below_baseline=False,
@@ -311,7 +339,7 @@ def test_sessions_for_an_analyst(incidents: ChdbStore):
 
 
 @pytest.mark.parametrize("evil", INJECTIONS)
-def test_injection_strings_match_nothing_and_drop_nothing(incidents: ChdbStore, evil: str):
+def test_injection_strings_match_nothing_and_drop_nothing(incidents: Store, evil: str):
     incidents.insert_interactions([interaction("i1")])
     incidents.upsert_clusters([cluster("pricing")])
     before = incidents.counts()
@@ -322,13 +350,25 @@ def test_injection_strings_match_nothing_and_drop_nothing(incidents: ChdbStore, 
     assert incidents.incident_sessions(evil) == []
     assert incidents.sessions(evil, since=at(-10)) == []
     assert incidents.sessions(evil, since=at(-10), below_baseline=False) == []
+    assert incidents.rollups(at(-10), at(10), cluster_id=evil) == []
+    assert len(incidents.rollups(at(-10), at(10))) == 1  # the real row is still there
+    assert incidents.run_recipe("sessions_hit_in_cluster", {"cluster_id": evil, "as_of": at(60)}) == []
+    # Text for a typed parameter (what `faithwatch recipes run -p` passes) is parsed, never spliced.
+    for recipe, names in (("sessions_hit_in_cluster", ("as_of",)), ("incidents_by_category_this_quarter", ("as_of",)),
+                          ("faithfulness_by_cluster_by_day", ("since", "until")),
+                          ("confident_wrong_rate_by_cluster", ("since", "until"))):
+        for name in names:
+            values = {"cluster_id": "pricing", "as_of": at(60), "since": at(-10), "until": at(60), name: evil}
+            with pytest.raises(StoreError):
+                incidents.run_recipe(recipe, values)
     assert incidents.counts() == before
+    assert [r["cluster_id"] for r in incidents.rollups(at(-10), at(10))] == ["pricing"]
 
 
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(st.characters(blacklist_categories=["Cs"])))
-def test_any_text_binds_as_data(store: ChdbStore, text: str):
+def test_any_text_binds_as_data(store: Store, text: str):
     assert store.query("SELECT {text:String} AS text", {"text": text}) == [{"text": text}]
 
 
@@ -340,7 +380,7 @@ def test_one_path_per_process(tmp_path: Path):
         with pytest.raises(StoreError, match="one path per"):
             ChdbStore(tmp_path / "second")
     with ChdbStore(tmp_path / "second") as second:
-        assert second.migrate() == ["0001_initial"]
+        assert second.migrate() == MIGRATION_NAMES
 
 
 def test_errors_are_store_errors(tmp_path: Path):
@@ -355,3 +395,262 @@ def test_errors_are_store_errors(tmp_path: Path):
         ChdbStore(tmp_path / "store", database="x; DROP")
     with pytest.raises(ValueError):
         ChdbStore(Path(f"{tmp_path}/store?readonly=1"))
+
+
+def test_errors_are_store_errors_on_both_backends(make_store):
+    store = make_store()
+    with pytest.raises(StoreError):
+        store.query("SELECT * FROM no_such_table")
+    with pytest.raises(StoreError):
+        store.command("CREATE TABLE broken (")
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.counts()
+
+
+def test_a_wrong_password_is_a_store_error(clickhouse_server):
+    from pydantic import SecretStr
+
+    from services.store.clickhouse_store import ClickHouseStore
+
+    with pytest.raises(StoreError, match="Authentication failed"):
+        ClickHouseStore(clickhouse_server.url, password=SecretStr("wrong"))
+    with pytest.raises(ValueError):
+        ClickHouseStore("ftp://127.0.0.1:1")
+    with pytest.raises(ValueError):
+        ClickHouseStore(clickhouse_server.url, database="x; DROP")
+
+
+def test_concurrent_threads_share_one_store(store: Store):
+    """The API calls the store from several threads. On the server backend each thread gets its
+    own client (and HTTP session): the test server, like ClickHouse, refuses a second concurrent
+    query in one session, so a shared client would fail here."""
+    store.insert_interactions([interaction(f"i{n}", timestamp=at(n)) for n in range(50)])
+    errors: list[BaseException] = []
+    results: list[int] = []
+
+    def work(worker: int) -> None:
+        try:
+            for _ in range(15):
+                [row] = store.query("SELECT count() AS n, sleep(0.001) AS s FROM interactions FINAL "
+                                    "WHERE interaction_id != {w:String}", {"w": str(worker)})
+                results.append(row["n"])
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert results == [50] * 90
+
+
+# ---- rollups ----------------------------------------------------------------------------
+
+
+def scored_stream(n: int, seed: int = 3) -> list[ScoredInteraction]:
+    """A deterministic stream of scored answers over 3 clusters and ~40 minutes."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for k in range(n):
+        faithfulness = None if k % 11 == 0 else round(rng.random(), 3)
+        below = faithfulness is not None and faithfulness < 0.3
+        confidence = None if k % 13 == 0 else round(rng.random(), 3)
+        rows.append(interaction(
+            f"s-{k}", session_id=f"sess-{k % 17}", customer_id=f"cust-{k % 9}",
+            timestamp=at(rng.random() * 40), cluster_id=("pricing", "policy", "refunds")[k % 3],
+            faithfulness=faithfulness, confidence=confidence, below_baseline=below,
+            confident_wrong=below and confidence is not None and confidence >= 0.8))
+    return rows
+
+
+def rollup_snapshot(store: Store) -> dict:
+    return {step: store.rollups(at(-10), at(60), step_minutes=step) for step in (1, 15, 1440)}
+
+
+def test_rollups_match_the_raw_rows(store: Store):
+    rows = scored_stream(300)
+    store.insert_interactions(rows)
+    by_minute = store.rollups(at(-10), at(60))
+    assert sum(r["interactions"] for r in by_minute) == 300
+    assert sum(r["below_baseline"] for r in by_minute) == sum(r.below_baseline for r in rows)
+    assert sum(r["confident_wrong"] for r in by_minute) == sum(r.confident_wrong for r in rows)
+    [pricing] = store.rollups(at(-10), at(60), cluster_id="pricing", step_minutes=1440)
+    mine = sorted(r.faithfulness for r in rows if r.cluster_id == "pricing" and r.faithfulness is not None)
+    assert pricing["interactions"] == sum(r.cluster_id == "pricing" for r in rows)
+    assert pricing["faithfulness_p50"] == pytest.approx(
+        (mine[len(mine) // 2 - 1] + mine[len(mine) // 2]) / 2 if len(mine) % 2 == 0 else mine[len(mine) // 2])
+    assert pricing["faithfulness_p05"] <= pricing["faithfulness_p25"] <= pricing["faithfulness_p50"] \
+        <= pricing["faithfulness_p75"] <= pricing["faithfulness_p95"]
+    # A minute whose answers all lack a score has no quantiles, not NaN.
+    store.insert_interactions([interaction("unscored", timestamp=at(-5), faithfulness=None, confidence=None)])
+    [unscored] = store.rollups(at(-5), at(-4))
+    assert (unscored["interactions"], unscored["faithfulness_p50"], unscored["confidence_p95"]) == (1, None, None)
+    assert store.rollups(at(100), at(200)) == []
+    with pytest.raises(ValueError):
+        store.rollups(at(0), at(1), step_minutes=0)
+
+
+def test_replaying_a_file_in_other_batch_sizes_leaves_rollups_and_counts_unchanged(store: Store, tmp_path: Path):
+    """Retry, replay and restart: the same file inserted again, in batches of other sizes and
+    another order, changes neither the counts nor any rollup value, before or after merges."""
+    stream = tmp_path / "scored.jsonl"
+    stream.write_text("".join(row.model_dump_json() + "\n" for row in scored_stream(400)), encoding="utf-8")
+
+    def replay(batch_size: int, reverse: bool = False) -> None:
+        rows = [ScoredInteraction.model_validate_json(line) for line in stream.read_text().splitlines()]
+        rows = rows[::-1] if reverse else rows
+        for start in range(0, len(rows), batch_size):
+            store.insert_interactions(rows[start:start + batch_size])
+
+    replay(400)
+    expected = rollup_snapshot(store)
+    counts = store.counts()
+    events = [event("inc-r", 0), event("inc-r", 1)]
+    store.insert_incident_events(events)
+    incidents_before = (store.counts()["incidents"], store.list_incidents())
+    for batch_size, reverse in ((1, False), (7, True), (64, False), (400, True)):
+        replay(batch_size, reverse)
+        store.insert_incident_events(events[::-1])
+        assert rollup_snapshot(store) == expected, f"batch size {batch_size}"
+        assert {k: v for k, v in store.counts().items() if k not in ("incident_events", "incidents")} == {
+            k: v for k, v in counts.items() if k not in ("incident_events", "incidents")}
+        assert (store.counts()["incidents"], store.list_incidents()) == incidents_before
+    store.command("OPTIMIZE TABLE interaction_minutes FINAL")
+    store.command("OPTIMIZE TABLE interactions FINAL")
+    assert rollup_snapshot(store) == expected
+    assert store.counts()["interactions"] == 400
+
+
+def test_the_rollup_migration_backfills_what_interactions_already_held(make_store):
+    with make_store() as store:
+        for _, name, sql in migrations()[:1]:
+            for statement in statements(sql):
+                store.command(statement)
+            store.command("INSERT INTO schema_migrations (version, name, applied_at) SELECT 1, {n:String}, now64(3)",
+                          {"n": name})
+        store.insert_interactions(scored_stream(120))
+        assert store.migrate() == MIGRATION_NAMES[1:]
+        assert sum(r["interactions"] for r in store.rollups(at(-10), at(60))) == 120
+
+
+# ---- retention --------------------------------------------------------------------------
+
+
+def test_ttl_is_applied_only_when_it_changes_and_expires_old_rows(store: Store):
+    assert store.ttl_days() == {"interactions": None, "interaction_minutes": None}
+    assert store.apply_ttl(30, 400) == ["interactions: TTL 30 days", "interaction_minutes: TTL 400 days"]
+    assert store.apply_ttl(30, 400) == []
+    assert store.ttl_days() == {"interactions": 30, "interaction_minutes": 400}
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    store.insert_interactions([interaction("old", timestamp=old), interaction("new", timestamp=datetime.now(UTC))])
+    store.command("OPTIMIZE TABLE interactions FINAL")
+    assert [r["interaction_id"] for r in store.query("SELECT interaction_id FROM interactions")] == ["new"]
+    # The rollup keeps 400 days: the old minute is gone from it too (2020 is older), the new one stays.
+    store.command("OPTIMIZE TABLE interaction_minutes FINAL")
+    assert store.rollups(old, old + timedelta(minutes=1)) == []
+    assert store.apply_ttl(None, None) == ["interactions: TTL none", "interaction_minutes: TTL none"]
+    assert store.ttl_days() == {"interactions": None, "interaction_minutes": None}
+    with pytest.raises(ValueError):
+        store.apply_ttl(0, None)
+
+
+def test_faithwatch_migrate_applies_migrations_and_ttl_once(backend: str, tmp_path: Path, request):
+    from click.testing import CliRunner
+
+    from services.cli import main
+
+    env = {"FAITHWATCH_STORE__TTL_DAYS": "90", "FAITHWATCH_DATA_DIR": str(tmp_path / "data")}
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    if backend == "clickhouse":
+        server = request.getfixturevalue("clickhouse_server")
+        env.update(FAITHWATCH_STORE__BACKEND="clickhouse", FAITHWATCH_STORE__URL=server.url,
+                   FAITHWATCH_STORE__PASSWORD=server.password.get_secret_value(),
+                   FAITHWATCH_STORE__DATABASE=database)
+    runner = CliRunner()
+    first = runner.invoke(main, ["migrate"], env=env)
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines() == [f"applied {name}" for name in MIGRATION_NAMES] + [
+        "retention interactions: TTL 90 days"]
+    again = runner.invoke(main, ["migrate"], env=env)
+    assert (again.exit_code, again.output) == (0, "schema is current\n")
+    listed = runner.invoke(main, ["recipes", "list"], env=env)
+    assert "sessions_hit_in_cluster(cluster_id:String, as_of:DateTime64(3, 'UTC'))" in listed.output
+    ran = runner.invoke(main, ["recipes", "run", "sessions_hit_in_cluster", "-p", "cluster_id=pricing",
+                               "-p", "as_of=2026-11-02 12:00:00", "--format", "json"], env=env)
+    assert (ran.exit_code, ran.output) == (0, "[]\n")
+    missing = runner.invoke(main, ["recipes", "run", "sessions_hit_in_cluster"], env=env)
+    assert missing.exit_code == 2 and "needs parameters ['as_of', 'cluster_id']" in missing.output
+    if backend == "clickhouse":
+        with server.store(database) as cleanup:
+            cleanup.command(f"DROP DATABASE {database}")
+
+
+# ---- analyst recipes --------------------------------------------------------------------
+
+
+@pytest.fixture
+def analyst_data(incidents: Store) -> Store:
+    incidents.upsert_clusters([cluster("pricing", label="pricing: fees"),
+                               cluster("policy", label="policy: returns", category="policy")])
+    incidents.insert_interactions([
+        interaction("h1", session_id="s1", customer_id="c1", timestamp=at(60 * 24), faithfulness=0.2),
+        interaction("h2", session_id="s1", customer_id="c1", timestamp=at(60 * 30), faithfulness=0.1,
+                    confident_wrong=False),
+        interaction("h3", session_id="s2", customer_id="c2", timestamp=at(60 * 40)),
+        interaction("too-old", session_id="s3", timestamp=at(60 * 23)),  # 49 h before as_of
+        interaction("passing", session_id="s4", timestamp=at(60 * 40), below_baseline=False,
+                    confident_wrong=False, faithfulness=0.95),
+        interaction("p1", session_id="s5", cluster_id="policy", category="policy", timestamp=at(60 * 40),
+                    below_baseline=False, confident_wrong=False, faithfulness=0.9, confidence=0.5),
+    ])
+    return incidents
+
+
+def test_recipe_sessions_hit_in_cluster_in_the_last_48h(analyst_data: Store):
+    rows = analyst_data.run_recipe("sessions_hit_in_cluster", {"cluster_id": "pricing", "as_of": at(60 * 72)})
+    assert [(r["session_id"], r["customer_id"], r["failing_answers"], r["confident_wrong"],
+             r["worst_interaction_id"]) for r in rows] == [("s2", "c2", 1, 1, "h3"), ("s1", "c1", 2, 1, "h2")]
+    assert analyst_data.run_recipe("sessions_hit_in_cluster", {"cluster_id": "policy", "as_of": at(60 * 72)}) == []
+
+
+def test_recipe_incidents_by_category_this_quarter(analyst_data: Store):
+    analyst_data.insert_incident_events([  # last quarter: not counted
+        event("old", 0, onset_at=datetime(2026, 9, 30, tzinfo=UTC), detected_at=datetime(2026, 9, 30, tzinfo=UTC))])
+    rows = analyst_data.run_recipe("incidents_by_category_this_quarter", {"as_of": at(60 * 24)})
+    assert [(r["category"], r["incidents"], r["open"], r["resolved"], r["affected_sessions"]) for r in rows] == [
+        ("pricing", 2, 1, 1, 4), ("policy", 1, 1, 0, 2)]
+
+
+def test_recipe_faithfulness_by_cluster_by_day(analyst_data: Store):
+    rows = analyst_data.run_recipe("faithfulness_by_cluster_by_day", {"since": at(0), "until": at(60 * 72)})
+    assert [(str(r["day"]), r["cluster_id"], r["cluster_label"], r["interactions"], r["below_baseline"])
+            for r in rows] == [
+        ("2026-11-03", "pricing", "pricing: fees", 3, 3),  # h1 and h2, and too-old at 09:00
+        ("2026-11-04", "policy", "policy: returns", 1, 0),
+        ("2026-11-04", "pricing", "pricing: fees", 2, 1)]
+    assert (rows[0]["faithfulness_p05"], rows[0]["faithfulness_p50"]) == (pytest.approx(0.11), pytest.approx(0.2))
+    assert rows[1]["faithfulness_p50"] == pytest.approx(0.9) and rows[1]["confidence_p50"] == pytest.approx(0.5)
+
+
+def test_recipe_confident_wrong_rate_by_cluster(analyst_data: Store):
+    rows = analyst_data.run_recipe("confident_wrong_rate_by_cluster", {"since": at(0), "until": at(60 * 72)})
+    assert [(r["cluster_id"], r["category"], r["interactions"], r["confident_wrong"]) for r in rows] == [
+        ("pricing", "pricing", 5, 3), ("policy", "policy", 1, 0)]
+    assert rows[0]["confident_wrong_rate"] == pytest.approx(0.6)
+
+
+def test_recipes_are_known_and_each_is_tested():
+    from services.store.base import recipe_names
+
+    tested = {name.removeprefix("test_recipe_") for name in globals() if name.startswith("test_recipe_")}
+    assert set(recipe_names()) == {"sessions_hit_in_cluster", "incidents_by_category_this_quarter",
+                                   "faithfulness_by_cluster_by_day", "confident_wrong_rate_by_cluster"}
+    assert {name.removesuffix("_in_the_last_48h") for name in tested} >= {
+        "sessions_hit_in_cluster", "incidents_by_category_this_quarter", "faithfulness_by_cluster_by_day",
+        "confident_wrong_rate_by_cluster"}

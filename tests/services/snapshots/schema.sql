@@ -107,6 +107,44 @@ FINAL
 ORDER BY sequence DESC
 LIMIT 1 BY incident_id;
 
+CREATE TABLE interaction_minutes
+(
+    `cluster_id` String,
+    `minute` DateTime('UTC'),
+    `interaction_ids` AggregateFunction(uniqExact, UInt64),
+    `below_baseline_ids` AggregateFunction(uniqExactIf, UInt64, Bool),
+    `confident_wrong_ids` AggregateFunction(uniqExactIf, UInt64, Bool),
+    `faithfulness_q` AggregateFunction(1, quantilesDeterministicDistinct(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt64),
+    `confidence_q` AggregateFunction(1, quantilesDeterministicDistinct(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (cluster_id, minute)
+SETTINGS index_granularity = 8192;
+
+CREATE MATERIALIZED VIEW interaction_minutes_mv TO interaction_minutes
+(
+    `cluster_id` String,
+    `minute` DateTime('UTC'),
+    `interaction_ids` AggregateFunction(uniqExact, UInt64),
+    `below_baseline_ids` AggregateFunction(uniqExactIf, UInt64, Bool),
+    `confident_wrong_ids` AggregateFunction(uniqExactIf, UInt64, Bool),
+    `faithfulness_q` AggregateFunction(1, quantilesDeterministicDistinct(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt64),
+    `confidence_q` AggregateFunction(1, quantilesDeterministicDistinct(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt64)
+)
+AS SELECT
+    cluster_id,
+    toStartOfMinute(timestamp) AS minute,
+    uniqExactState(cityHash64(interaction_id)) AS interaction_ids,
+    uniqExactIfState(cityHash64(interaction_id), below_baseline) AS below_baseline_ids,
+    uniqExactIfState(cityHash64(interaction_id), confident_wrong) AS confident_wrong_ids,
+    quantilesDeterministicDistinctState(0.05, 0.25, 0.5, 0.75, 0.95)(faithfulness, cityHash64(interaction_id)) AS faithfulness_q,
+    quantilesDeterministicDistinctState(0.05, 0.25, 0.5, 0.75, 0.95)(confidence, cityHash64(interaction_id)) AS confidence_q
+FROM interactions
+GROUP BY
+    cluster_id,
+    minute;
+
 CREATE TABLE interactions
 (
     `interaction_id` String,

@@ -1,0 +1,285 @@
+"""Clustering benchmark: the online clusterer against batch KMeans with the true number of intents.
+
+The test splits of BANKING77, CLINC150 (in-scope) and HWU64 are replayed in a random order (fixed
+seed) through :class:`pipelines.clustering.OnlineClusterer` exactly as the engine drives it: the
+number of clusters is not given, the first ``bootstrap_size`` queries are fitted, every later
+query is assigned when it arrives. Scores (NMI, ARI, Hungarian-matched accuracy, in %) are taken
+twice: *as assigned* (the cluster each query got when it arrived, what an incident sees) and
+*final* (each query's cluster at the end, after pool promotions and refits moved it). Queries
+still in the unassigned pool count as one extra cluster. Batch KMeans (k = true, n_init=10,
+seed 0) runs on the same embeddings.
+
+A skewed stream checks the product constraint: on the demo stream (30 BANKING77 intents, skewed
+popularity, ``exchange_rate`` about 13 % of traffic) the share of the most popular intent's
+queries that land in its largest cluster must stay high, or one intent's incidents split.
+
+    python -m benchmarks.bench_clustering           # full run, writes benchmarks/results/clustering.md
+    python -m benchmarks.bench_clustering --quick   # a sample of each set, for the smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from benchmarks.common import write_fragment
+from benchmarks.embedding_cache import DiskCachedEmbedder
+from pipelines.clustering import OnlineClusterer
+from pipelines.config import ClusterConfig
+from pipelines.scenario import ScenarioConfig, generate
+from services.datasets import load_banking77, load_clinc150, load_hwu64
+
+NAME = "clustering"
+TITLE = "Intent clustering (issue #3, item 2)"
+SEED = 0
+POOL = -1  # label of queries waiting in the unassigned pool
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TARGET_GAP = 2.0  # NMI points behind batch KMeans with the true k
+POPULAR_INTENT = "exchange_rate"
+
+
+@dataclass(frozen=True)
+class Scores:
+    nmi: float
+    ari: float
+    acc: float
+
+    def row(self) -> str:
+        return f"{self.nmi:.1f} | {self.ari:.1f} | {self.acc:.1f}"
+
+
+def accuracy(gold: Sequence[int], pred: Sequence[int]) -> float:
+    """Share of queries whose cluster is matched (Hungarian, one cluster per intent) to their intent."""
+    g = np.unique(np.asarray(gold), return_inverse=True)[1]
+    p = np.unique(np.asarray(pred), return_inverse=True)[1]
+    table = np.zeros((p.max() + 1, g.max() + 1), dtype=np.int64)
+    np.add.at(table, (p, g), 1)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum()) / len(g)
+
+
+def scores(gold: Sequence[int], pred: Sequence[int]) -> Scores:
+    return Scores(100 * normalized_mutual_info_score(gold, pred), 100 * adjusted_rand_score(gold, pred),
+                  100 * accuracy(gold, pred))
+
+
+def clustered_nmi(gold: Sequence[int], pred: Sequence[int]) -> float:
+    """NMI over the queries that got a cluster (the pool left out)."""
+    keep = [i for i, p in enumerate(pred) if p != POOL]
+    return 100 * normalized_mutual_info_score([gold[i] for i in keep], [pred[i] for i in keep])
+
+
+@dataclass
+class Replay:
+    assigned: list[int]  # cluster index per query when it arrived (POOL if pooled)
+    final: list[int]  # cluster index per query at the end of the stream
+    clusters: int
+    pool_share_assigned: float
+    pool_share_final: float
+    seconds: float
+
+
+def _label(cid: str | None) -> int:
+    return POOL if cid is None or cid == "-" else int(cid[1:])
+
+
+def replay(vectors: np.ndarray, queries: Sequence[str], config: ClusterConfig) -> Replay:
+    """Run the stream through the clusterer as the engine does (bootstrap, then one by one)."""
+    start = time.perf_counter()
+    c = OnlineClusterer(config, vectors.shape[1])
+    n0 = min(config.bootstrap_size, len(vectors))
+    at = [T0 + timedelta(seconds=i) for i in range(len(vectors))]
+    out = c.bootstrap(vectors[:n0], queries[:n0], at[:n0])
+    # The benchmark reads each query's attribution at the end: the clusterer keeps it on the item
+    # it remembers (an item that left its recent window is never moved again, so its value holds).
+    items = list(c._recent)[-n0:]
+    for i in range(n0, len(vectors)):
+        out.append(c.assign(vectors[i], queries[i], at[i]))
+        items.append(c._recent[-1])
+    assigned = [_label(a.cluster_id) for a in out]
+    final = [_label(it.cluster) for it in items]
+    return Replay(assigned, final, len(c.clusters), assigned.count(POOL) / len(assigned),
+                  final.count(POOL) / len(final), time.perf_counter() - start)
+
+
+def kmeans(vectors: np.ndarray, k: int) -> list[int]:
+    return KMeans(n_clusters=k, n_init=10, random_state=SEED).fit_predict(vectors).tolist()
+
+
+def dataset(name: str) -> dict[str, list[str]]:
+    if name == "BANKING77":
+        return load_banking77("test")
+    if name == "CLINC150":
+        return load_clinc150("test")
+    return load_hwu64("test")
+
+
+def shuffled(by_intent: dict[str, list[str]], limit: int | None) -> tuple[list[str], list[int]]:
+    pairs = [(q, i) for i, (_, qs) in enumerate(sorted(by_intent.items())) for q in qs]
+    order = np.random.default_rng(SEED).permutation(len(pairs))
+    pairs = [pairs[j] for j in order][:limit]
+    return [q for q, _ in pairs], [i for _, i in pairs]
+
+
+def demo_stream(limit: int | None) -> tuple[list[str], list[str]]:
+    """The demo's skewed stream (queries in event-time order) and each query's gold intent."""
+    train = load_banking77("train")
+    intent_of = {q: i for i, qs in train.items() for q in qs}
+    records = generate(train, ScenarioConfig()).records[:limit]
+    return [r["query"] for r in records], [intent_of[r["query"]] for r in records]
+
+
+def popular_share(labels: Sequence[int], intents: Sequence[str], intent: str) -> tuple[float, int]:
+    """Share of ``intent``'s queries in its largest (non-pool) cluster, and how many clusters hold
+    at least 5 % of them."""
+    mine = Counter(lab for lab, i in zip(labels, intents, strict=True) if i == intent)
+    total = sum(mine.values())
+    clustered = {k: v for k, v in mine.items() if k != POOL}
+    if not clustered:
+        return 0.0, 0
+    return max(clustered.values()) / total, sum(v >= 0.05 * total for v in clustered.values())
+
+
+def run(quick: bool) -> str:
+    embedder = DiskCachedEmbedder(NAME)
+    limit = 600 if quick else None
+    config = ClusterConfig()
+    lines = [
+        "Online clusterer with its defaults (`ClusterConfig()`: average linkage, cosine cut "
+        f"{config.distance_threshold}, bootstrap on the first {config.bootstrap_size} queries, assign "
+        f"threshold {config.assign_threshold}), number of clusters not given. NMI / ARI / ACC in %, "
+        "ACC Hungarian-matched. Pool = share of queries left in the unassigned pool (scored as one "
+        f"cluster). KMeans: true k, n_init=10, seed 0, same all-MiniLM-L6-v2 embeddings. Stream "
+        f"order: a permutation with seed {SEED}." + (" **Quick run: first 600 queries only.**" if quick else ""),
+        "",
+        "| data set | queries | intents | method | NMI | ARI | ACC | clusters | pool | NMI of the clustered queries |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for name in ("BANKING77", "CLINC150", "HWU64"):
+        queries, gold = shuffled(dataset(name), limit)
+        vectors = embedder.encode(queries).astype(np.float64)
+        embedder.save()
+        k = len(set(gold))
+        r = replay(vectors, queries, config)
+        km = scores(gold, kmeans(vectors, k))
+        as_assigned, final = scores(gold, r.assigned), scores(gold, r.final)
+        lines += [
+            f"| {name} | {len(queries)} | {k} | online, as assigned | {as_assigned.row()} | {r.clusters} | "
+            f"{100 * r.pool_share_assigned:.1f}% | {clustered_nmi(gold, r.assigned):.1f} |",
+            f"| {name} | {len(queries)} | {k} | online, final | {final.row()} | {r.clusters} | "
+            f"{100 * r.pool_share_final:.1f}% | {clustered_nmi(gold, r.final):.1f} |",
+            f"| {name} | {len(queries)} | {k} | batch KMeans, k={k} | {km.row()} | {k} | 0% | {km.nmi:.1f} |",
+        ]
+        gap = km.nmi - as_assigned.nmi
+        verdicts.append((name, gap, km.nmi - final.nmi))
+        print(f"{name}: online {as_assigned} final {final} kmeans {km} clusters {r.clusters} "
+              f"({r.seconds:.1f} s)", file=sys.stderr)
+
+    queries, intents = demo_stream(1500 if quick else None)
+    vectors = embedder.encode(queries).astype(np.float64)
+    embedder.save()
+    r = replay(vectors, queries, config)
+    share_a, split_a = popular_share(r.assigned, intents, POPULAR_INTENT)
+    share_f, split_f = popular_share(r.final, intents, POPULAR_INTENT)
+    codes = {i: n for n, i in enumerate(sorted(set(intents)))}
+    gold = [codes[i] for i in intents]
+    popular = Counter(intents)[POPULAR_INTENT] / len(intents)
+    demo_a, demo_f = scores(gold, r.assigned), scores(gold, r.final)
+    lines += [
+        "",
+        f"Skewed stream: the demo stream (`generate(load_banking77(\"train\"), ScenarioConfig())`, "
+        f"{len(queries)} queries, {len(codes)} intents, `{POPULAR_INTENT}` {100 * popular:.1f}% of "
+        "traffic) in event-time order. *Popular intent kept whole* = share of its queries in its "
+        "largest cluster (clusters holding at least 5% of them in brackets).",
+        "",
+        "| stream | view | NMI | ARI | ACC | clusters | pool | popular intent kept whole |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| demo (skewed) | as assigned | {demo_a.row()} | {r.clusters} | {100 * r.pool_share_assigned:.1f}% | "
+        f"{100 * share_a:.1f}% ({split_a}) |",
+        f"| demo (skewed) | final | {demo_f.row()} | {r.clusters} | {100 * r.pool_share_final:.1f}% | "
+        f"{100 * share_f:.1f}% ({split_f}) |",
+    ]
+    if not quick:
+        lines += ["", *variants(embedder)]
+    lines += ["", "Targets:", ""]
+    for name, gap, gap_final in verdicts:
+        met = "met" if gap <= TARGET_GAP else "**not met**"
+        lines.append(f"- {name}: online NMI (as assigned) within {TARGET_GAP:.0f} points of KMeans with the "
+                     f"true k: {met} ({gap:.1f} points behind as assigned, {gap_final:.1f} final).")
+    kept = "met" if share_a >= 0.9 else "**not met**"
+    lines.append(f"- Product constraint, popular intent not split (at least 90% in one cluster): {kept} "
+                 f"({100 * share_a:.1f}% as assigned).")
+    return "\n".join(lines) + "\n\n" + NOTES
+
+
+# What was tried (each a change from the defaults), measured in the full run.
+VARIANTS: tuple[tuple[str, dict], ...] = (
+    ("before issue #3 (min_cluster_size 3, pool_recluster_size 60)",
+     {"min_cluster_size": 3, "pool_recluster_size": 60}),
+    ("defaults", {}),
+    ("refit splits: refit_split_size 10", {"refit_split_size": 10}),
+    ("bootstrap_size 1000", {"bootstrap_size": 1000}),
+    ("distance_threshold 0.4", {"distance_threshold": 0.4}),
+    ("assign_threshold 0.35", {"assign_threshold": 0.35}),
+    ("ward linkage, cut 1.5", {"linkage": "ward", "distance_threshold": 1.5}),
+)
+
+
+def variants(embedder: DiskCachedEmbedder) -> list[str]:
+    sets = []
+    for name in ("BANKING77", "CLINC150", "HWU64"):
+        queries, gold = shuffled(dataset(name), None)
+        sets.append((queries, gold, embedder.encode(queries).astype(np.float64)))
+    queries, intents = demo_stream(None)
+    demo = embedder.encode(queries).astype(np.float64)
+    out = ["What was tried: online NMI as assigned (final in brackets), number of clusters, and the "
+           "demo's popular intent kept whole, for each change from the defaults.", "",
+           "| variant | BANKING77 | CLINC150 | HWU64 | demo: popular intent kept whole |", "|---|---|---|---|---|"]
+    for label, change in VARIANTS:
+        config = ClusterConfig().model_copy(update=change)
+        cells = []
+        for q, gold, vectors in sets:
+            r = replay(vectors, q, config)
+            cells.append(f"{scores(gold, r.assigned).nmi:.1f} ({scores(gold, r.final).nmi:.1f}), {r.clusters} clusters")
+        r = replay(demo, queries, config)
+        share, parts = popular_share(r.assigned, intents, POPULAR_INTENT)
+        out.append(f"| {label} | {' | '.join(cells)} | {100 * share:.1f}% ({parts}) |")
+        print(f"variant {label} done", file=sys.stderr)
+    return out
+
+
+NOTES = """The online clusterer is behind batch KMeans that is told the true number of intents, and the
+gap is not closed. What limits it: (1) queries left in the unassigned pool count as one mixed
+cluster (HWU64 has ~17 test queries per intent, so many intents never gather a group in the pool);
+scored on the clustered queries only, NMI is within a few points of KMeans on CLINC150 and HWU64;
+(2) average linkage at cosine 0.5 merges neighbouring BANKING77 intents (card arrival / delivery
+estimate, the top-up variants), and an online assignment can never undo a merge without splitting
+ids; finer cuts or ward linkage split the demo's popular intent, which the product must not do.
+The changes kept are the ones that raised NMI on all three sets without splitting the popular
+intent. See `docs/clustering-benchmark.md`.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a sample of each set (smoke test)")
+    args = parser.parse_args(argv)
+    body = run(args.quick)
+    command = "python -m benchmarks.bench_clustering" + (" --quick" if args.quick else "")
+    path = write_fragment(NAME, TITLE, command, body)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,557 @@
+"""The HTTP API: producers post interactions, analysts read clusters, incidents and sessions.
+
+:func:`create_app` builds the FastAPI app around what the caller owns: the settings, the store
+(read by every GET) and the :class:`~services.ingest.Ingestor` (fed by POST /v1/interactions).
+In embedded mode (``faithwatch serve``) this process owns the chDB store and the live pipeline:
+chDB opens a data path in one process only, so everything that reads the store while serving
+reads it here.
+
+- Authentication: ``Authorization: Bearer <token>`` on every route but ``/healthz``; the token
+  is compared with every configured one in constant time. With no token configured the app
+  refuses to start unless ``api.insecure`` is set.
+- Every user-supplied value reaches SQL as a bound parameter (the store's methods only).
+- ``/docs`` and ``/openapi.json`` need the token too unless ``api.public_docs`` is set.
+"""
+
+
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.errors import ConfigError, InvalidRecord, StoreError
+from pipelines.interaction import DeadLetter, Interaction, parse_record
+from services import report
+from services.cli import INCIDENT_COLUMNS, SESSION_COLUMNS
+from services.cli_clusters import CLUSTER_COLUMNS
+from services.ingest import Ingestor, IngestUnavailable
+from services.metrics import CONTENT_TYPE, Metrics
+from services.settings import ApiSettings
+from services.store.base import Store
+
+log = logging.getLogger("faithwatch.api")
+
+NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+# At most this many per-record errors are returned; the count says how many there were.
+MAX_ERRORS_RETURNED = 1000
+# "+" in an unencoded query string arrives as a space: "...T10:00:00 00:00" meant "+00:00".
+_PLUS_AS_SPACE = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:\d\d)$")
+
+
+# ---- response shapes (for OpenAPI; rows carry every stored column) ---------------------------
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class RecordError(BaseModel):
+    index: int = Field(description="0-based position of the record in the batch")
+    line: int | None = Field(None, description="1-based line of the record (NDJSON only)")
+    interaction_id: str | None
+    field: str = Field(description="dotted path of the offending field, <record> for the whole record")
+    reason: str
+
+
+class PipelineTotals(BaseModel):
+    received: int
+    scored: int
+    duplicates: int
+    below_baseline: int
+    waiting_for_bootstrap: int = Field(description="accepted but held back until the clusters are first fitted")
+    incident_events: dict[str, int]
+
+
+class IngestResult(BaseModel):
+    request_id: str
+    received: int = Field(description="records in the body")
+    accepted: int = Field(description="valid records queued for processing")
+    invalid: int = Field(description="records refused (stored as dead letters with their reason)")
+    errors: list[RecordError]
+    errors_truncated: bool = Field(description=f"more than {MAX_ERRORS_RETURNED} errors; only the first are listed")
+    queue_depth: int
+    processed: bool | None = Field(None, description="with ?wait=true: the accepted records are scored and stored")
+    pipeline: PipelineTotals | None = Field(None, description="with ?wait=true: totals since the server started")
+
+
+class FlushResult(BaseModel):
+    processed: bool
+    pipeline: PipelineTotals
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ClusterRow(_Open):
+    cluster_id: str
+    label: str
+    category: str
+    terms: list[str]
+    representative_query: str
+    size: int
+    centroid_version: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+class ClusterList(BaseModel):
+    count: int
+    items: list[ClusterRow]
+
+
+class BaselineBand(BaseModel):
+    source: str = Field(description="cluster: its own baseline; global prior: too new, borrows the global one")
+    median: float | None
+    low: float | None = Field(description="answers below this faithfulness count as below baseline")
+    below_rate: float | None
+    count: int
+
+
+class RateWindow(BaseModel):
+    window: str = Field(description="1h, 24h, 7d (ending at the cluster's latest answer) or all")
+    first_at: datetime | None
+    last_at: datetime | None
+    interactions: int
+    below_baseline: int
+    below_baseline_rate: float | None
+    confident_wrong: int
+    confident_wrong_rate: float | None
+    mean_faithfulness: float | None
+    mean_confidence: float | None
+
+
+class ClusterExample(_Open):
+    interaction_id: str
+    session_id: str | None
+    customer_id: str | None
+    timestamp: datetime
+    query: str
+    response: str | None
+    faithfulness: float | None
+    confidence: float | None
+    below_baseline: bool
+
+
+class ClusterDetail(ClusterRow):
+    baseline: BaselineBand | None = Field(description="the live detector's band now; null without a live pipeline")
+    last_at: datetime | None
+    last_baseline_low: float | None = Field(description="band low when the latest answer was scored (from the store)")
+    recent_rates: list[RateWindow]
+    examples: list[ClusterExample]
+    open_incidents: list[str]
+
+
+class IncidentRow(_Open):
+    incident_id: str
+    status: str
+    severity: str
+    category: str
+    cluster_id: str
+    cluster_label: str
+    onset_at: datetime
+    detected_at: datetime
+    resolved_at: datetime | None
+    below_baseline_count: int
+    affected_sessions: int
+    affected_customers: int
+    outreach_required: bool
+    summary: str
+
+
+class IncidentList(BaseModel):
+    count: int
+    items: list[IncidentRow]
+
+
+class IncidentDetail(IncidentRow):
+    events: list[dict[str, Any]]
+
+
+class SessionRow(_Open):
+    session_id: str | None
+    customer_id: str | None
+    first_at: datetime
+    last_at: datetime
+    below_baseline_count: int
+    confident_wrong_count: int
+    worst_faithfulness: float | None
+    example_interaction_id: str
+    example_query: str
+    example_response: str | None
+
+
+class SessionList(BaseModel):
+    count: int
+    items: list[SessionRow]
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def instant(name: str, value: str | None) -> datetime | None:
+    """A query parameter as an aware datetime; HTTP 422 saying what to send otherwise."""
+    if value is None:
+        return None
+    text = _PLUS_AS_SPACE.sub(r"\1+\2", value.strip())
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise HTTPException(422, f"{name}: {value!r} is not a date-time; use RFC 3339 with an offset, "
+                                 f"e.g. 2026-11-02T10:00:00Z") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise HTTPException(422, f"{name}: {value!r} has no UTC offset; add one, e.g. 2026-11-02T10:00:00Z "
+                                 f"(encode '+' as %2B in a URL)")
+    return parsed
+
+
+def _range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    lo, hi = instant("since", since), instant("until", until)
+    if lo is not None and hi is not None and lo > hi:
+        raise HTTPException(422, f"since ({since}) is after until ({until})")
+    return lo, hi
+
+
+def _wants_csv(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _table(request: Request, fmt: str | None, rows: list[dict], columns: Sequence[str], name: str,
+           **extra: Any) -> Any:
+    if _wants_csv(request, fmt):
+        return Response(report.as_csv(rows, columns), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return {"count": len(rows), "items": rows, **extra}
+
+
+def _parse_batch(body: bytes, content_type: str) -> tuple[list[tuple[int, int | None, Any]], str]:
+    """The body's records as ``(index, line, raw)``; HTTP 400/415 when it is not a batch at all."""
+    if content_type in NDJSON_TYPES:
+        records = []
+        for n, line in enumerate(body.split(b"\n"), start=1):
+            line = line.rstrip(b"\r")
+            if line.strip():
+                records.append((len(records), n, line))
+        return records, "ndjson"
+    if content_type not in ("application/json", ""):
+        raise HTTPException(415, f"Content-Type {content_type!r}: send application/json (a JSON array of "
+                                 f"interactions) or application/x-ndjson (one interaction per line)")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"body is not valid JSON ({exc}); send a JSON array of interactions, or "
+                                 f"NDJSON with Content-Type: application/x-ndjson") from None
+    if not isinstance(data, list):
+        raise HTTPException(400, f"expected a JSON array of interactions, got a JSON {type(data).__name__}; "
+                                 f"wrap a single interaction in [ ]")
+    return [(k, None, raw) for k, raw in enumerate(data)], "json"
+
+
+class _Timing:
+    """ASGI middleware: request latency by route template (ids never become label values)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            self.metrics.request_latency.labels(scope["method"], route, str(status[0])).observe(
+                time.perf_counter() - start)
+
+
+# ---- the app ---------------------------------------------------------------------------------
+
+def check_auth(settings: ApiSettings) -> list[bytes]:
+    """The configured tokens; ConfigError when there are none and ``insecure`` is not set."""
+    tokens = [t.get_secret_value().encode("utf-8") for t in settings.tokens]
+    if any(not t.strip() for t in tokens):
+        raise ConfigError("api.tokens: an empty token would let anyone in; remove it")
+    if not tokens and not settings.insecure:
+        raise ConfigError("no api.tokens configured: set FAITHWATCH_API__TOKENS='[\"<token>\"]' (or api.tokens in "
+                          "the config file), or pass --insecure (api.insecure=true) to serve without authentication")
+    return tokens
+
+
+def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics: Metrics | None = None,
+               clock=lambda: datetime.now(UTC)) -> FastAPI:
+    """The API over ``store`` and ``ingestor`` (both owned, started and closed by the caller)."""
+    tokens = check_auth(settings)
+    if not tokens:
+        log.warning("serving WITHOUT authentication (api.insecure): every route is open")
+    metrics = metrics or Metrics()
+    bearer = HTTPBearer(auto_error=False, description="one of api.tokens")
+
+    def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if not tokens:
+            return
+        presented = credentials.credentials.encode("utf-8") if credentials else b""
+        # Compare with every token (no early exit): the time taken says nothing about which matched.
+        ok = False
+        for token in tokens:
+            ok |= hmac.compare_digest(presented, token)
+        if credentials is None or not ok:
+            raise HTTPException(401, "missing or invalid bearer token (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(require_token)]
+    app = FastAPI(title="faithwatch", version="1", openapi_url=None, docs_url=None, redoc_url=None,
+                  description="Ingest model interactions; read clusters, incidents and the sessions they hit.")
+    app.add_middleware(_Timing, metrics=metrics)
+    app.state.store, app.state.ingestor, app.state.metrics = store, ingestor, metrics
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        log.error("store error on %s: %s", request.url.path, exc)
+        return JSONResponse({"detail": f"store unavailable: {exc}"}, status_code=503)
+
+    docs_auth = [] if settings.public_docs else auth
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_auth)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=docs_auth)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="faithwatch API")
+
+    @app.get("/healthz", response_model=Health, tags=["operations"])
+    def healthz() -> Any:
+        """Liveness and store reachability; open without a token."""
+        try:
+            store.query("SELECT 1 AS ok")
+        except StoreError as exc:
+            return JSONResponse({"status": f"store unavailable: {exc}"}, status_code=503)
+        return {"status": "ok"}
+
+    @app.get("/metrics", dependencies=auth, tags=["operations"], response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"}})
+    def prometheus() -> Response:
+        """Counters of ingest and detection, queue depth and request latency (Prometheus text)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    # -- ingest --------------------------------------------------------------------------------
+    body_doc = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "array", "items": {"type": "object"},
+                                        "description": "interactions (contract/interaction.schema.json)"}},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "one interaction object per line"}},
+    }}}
+
+    def accept(body: bytes, content_type: str, request_id: str) -> dict:
+        records, kind = _parse_batch(body, content_type)
+        valid: list[Interaction] = []
+        errors: list[dict] = []
+        dead: list[DeadLetter] = []
+        received_at = clock()
+        for index, line, raw in records:
+            try:
+                valid.append(parse_record(raw))
+            except InvalidRecord as exc:
+                errors.append({"index": index, "line": line, "interaction_id": exc.interaction_id,
+                               "field": exc.field, "reason": exc.reason})
+                where = f"line {line}" if line is not None else f"index {index}"
+                dead.append(DeadLetter.of(exc, raw, received_at=received_at, source="http",
+                                          position=f"request {request_id} {where}"))
+        # Queue first: a 503 (queue full) leaves nothing behind, so the producer can resend the batch.
+        if valid:
+            ticket = ingestor.submit(valid)
+        else:
+            ticket = None
+        store.insert_dead_letters(dead)
+        metrics.ingested.inc(len(valid))
+        metrics.invalid.inc(len(dead))
+        if dead:
+            log.info("request %s: %d of %d records refused (%s)", request_id, len(dead), len(records), kind)
+        return {"request_id": request_id, "received": len(records), "accepted": len(valid),
+                "invalid": len(errors), "errors": errors[:MAX_ERRORS_RETURNED],
+                "errors_truncated": len(errors) > MAX_ERRORS_RETURNED, "ticket": ticket}
+
+    def _timeout(timeout: float | None) -> float:
+        return min(timeout or settings.wait_timeout_seconds, settings.wait_timeout_seconds)
+
+    @app.post("/v1/interactions", status_code=202, response_model=IngestResult, dependencies=auth,
+              tags=["ingest"], openapi_extra=body_doc,
+              responses={400: {"description": "the body is not a JSON array / NDJSON"},
+                         413: {"description": "body larger than api.max_body_bytes"},
+                         415: {"description": "unsupported Content-Type"},
+                         503: {"description": "ingest queue full or shutting down: retry"}})
+    async def ingest(request: Request,
+                     wait: Annotated[bool, Query(description="answer only once these records are scored and "
+                                                             "stored")] = False,
+                     timeout: Annotated[float | None, Query(gt=0, description="longest wait, seconds (capped "
+                                                                               "by api.wait_timeout_seconds)")] = None
+                     ) -> Any:
+        """Accept a batch of interactions: a JSON array, or NDJSON (one object per line).
+
+        Valid records are queued for the pipeline; invalid ones are listed in ``errors`` (index,
+        interaction_id, field, reason) and stored as dead letters. The answer is 202 at once, or
+        with ``?wait=true`` once the accepted records are processed and stored.
+        """
+        limit = settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise HTTPException(413, f"body is {declared} bytes, limit {limit} (api.max_body_bytes): "
+                                     f"split the batch")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"body exceeds {limit} bytes (api.max_body_bytes): split the batch")
+            chunks.append(chunk)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        request_id = uuid.uuid4().hex
+        try:
+            result = await run_in_threadpool(accept, b"".join(chunks), content_type, request_id)
+        except IngestUnavailable as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
+        ticket = result.pop("ticket")
+        if wait and ticket is not None:
+            done = await run_in_threadpool(ingestor.wait, ticket, _timeout(timeout))
+            if done.error:
+                raise HTTPException(500, f"records accepted but processing failed: {done.error}")
+            result["processed"] = done.done
+            result["pipeline"] = ingestor.totals()
+        elif wait:
+            result["processed"] = True
+            result["pipeline"] = ingestor.totals()
+        result["queue_depth"] = ingestor.depth
+        return result
+
+    @app.post("/v1/flush", response_model=FlushResult, dependencies=auth, tags=["ingest"],
+              responses={202: {"description": "still processing when the timeout passed"}})
+    def flush(timeout: Annotated[float | None, Query(gt=0)] = None) -> Any:
+        """Process everything accepted so far, fitting the first clusters now if the pipeline is
+        still waiting for ``cluster.bootstrap_size`` interactions, and write it all to the store."""
+        try:
+            ticket = ingestor.request_flush()
+        except IngestUnavailable as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
+        done = ingestor.wait(ticket, _timeout(timeout))
+        if done.error:
+            raise HTTPException(500, f"processing failed: {done.error}")
+        body = {"processed": done.done, "pipeline": ingestor.totals()}
+        return body if done.done else JSONResponse(body, status_code=202)
+
+    # -- reads ---------------------------------------------------------------------------------
+    Fmt = Annotated[Literal["json", "csv"] | None, Query(alias="format", description="json (default) or csv; "
+                                                                                    "Accept: text/csv also works")]
+    csv_doc = {200: {"content": {"text/csv": {}}}}
+
+    @app.get("/v1/clusters", response_model=ClusterList, dependencies=auth, tags=["clusters"], responses=csv_doc)
+    def clusters(request: Request, fmt: Fmt = None) -> Any:
+        """Every cluster the pipeline has found, with its label and category."""
+        return _table(request, fmt, store.list_clusters(), CLUSTER_COLUMNS, "clusters")
+
+    @app.get("/v1/clusters/{cluster_id}", response_model=ClusterDetail, dependencies=auth, tags=["clusters"],
+             responses={404: {"description": "no such cluster"}})
+    def cluster(cluster_id: str) -> Any:
+        """One cluster: label, category, the live baseline band, recent rates and latest answers."""
+        detail = store.cluster_detail(cluster_id)
+        if detail is None:
+            raise HTTPException(404, f"no cluster {cluster_id!r}")
+        band = ingestor.baseline(cluster_id)
+        detail["baseline"] = None if band is None else band.__dict__
+        detail["open_incidents"] = [i["incident_id"] for i in
+                                    store.list_incidents(status="open", cluster_id=cluster_id)]
+        return detail
+
+    @app.get("/v1/incidents", response_model=IncidentList, dependencies=auth, tags=["incidents"],
+             responses=csv_doc)
+    def incidents(request: Request,
+                  status: Literal["open", "resolved"] | None = None,
+                  cluster: Annotated[str | None, Query(description="cluster id")] = None,
+                  category: str | None = None,
+                  since: Annotated[str | None, Query(description="active at or after (RFC 3339 with offset)")] = None,
+                  until: Annotated[str | None, Query(description="began at or before (RFC 3339 with offset)")] = None,
+                  limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+                  fmt: Fmt = None) -> Any:
+        """Incidents (latest state of each), most recently detected first."""
+        lo, hi = _range(since, until)
+        rows = store.list_incidents(status=status, cluster_id=cluster, category=category, since=lo, until=hi,
+                                    limit=limit)
+        return _table(request, fmt, rows, INCIDENT_COLUMNS, "incidents")
+
+    @app.get("/v1/incidents/{incident_id}", response_model=IncidentDetail, dependencies=auth, tags=["incidents"],
+             responses={404: {"description": "no such incident"}})
+    def incident(incident_id: str) -> Any:
+        """One incident's latest state and every event (opened, updated, resolved)."""
+        found = store.get_incident(incident_id)
+        if found is None:
+            raise HTTPException(404, f"no incident {incident_id!r}")
+        return found
+
+    @app.get("/v1/incidents/{incident_id}/sessions", response_model=SessionList, dependencies=auth,
+             tags=["incidents"], responses={**csv_doc, 404: {"description": "no such incident"}})
+    def incident_sessions(request: Request, incident_id: str, fmt: Fmt = None) -> Any:
+        """The blast radius for outreach: every session with a below-baseline answer in the
+        incident's cluster since its onset, with the customer id and the worst answer."""
+        if store.get_incident(incident_id) is None:
+            raise HTTPException(404, f"no incident {incident_id!r}")
+        rows = store.incident_sessions(incident_id)
+        return _table(request, fmt, rows, SESSION_COLUMNS, f"sessions-{incident_id}")
+
+    @app.get("/v1/sessions", response_model=SessionList, dependencies=auth, tags=["sessions"], responses=csv_doc)
+    def sessions(request: Request,
+                 cluster: Annotated[str, Query(description="cluster id")],
+                 since: Annotated[str, Query(description="answers at or after (RFC 3339 with offset)")],
+                 until: Annotated[str | None, Query(description="answers before (RFC 3339 with offset)")] = None,
+                 below_baseline: Annotated[bool, Query(description="only sessions with a below-baseline "
+                                                                   "answer")] = True,
+                 fmt: Fmt = None) -> Any:
+        """Sessions with answers in one cluster during a time range (by default only failing ones)."""
+        lo, hi = _range(since, until)
+        assert lo is not None
+        rows = store.sessions(cluster, lo, hi, below_baseline=below_baseline)
+        return _table(request, fmt, rows, SESSION_COLUMNS, f"sessions-{cluster}")
+
+    return app
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a background thread; yields its base URL (port 0: a free one).
+
+    For tests and embedding; ``faithwatch serve`` runs uvicorn in the foreground instead.
+    """
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name="faithwatch-api", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the API server did not start on {host}:{port}")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join()

@@ -1,0 +1,81 @@
+"""``faithwatch clusters list|show``: the intent clusters in the store, as GET /v1/clusters shows them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipelines.errors import FaithwatchError
+from services import report
+from services.cli import main, reading_store
+
+CLUSTER_COLUMNS = ["cluster_id", "label", "category", "size", "centroid_version", "first_seen", "last_seen",
+                   "representative_query"]
+RATE_COLUMNS = ["window", "interactions", "below_baseline", "below_baseline_rate", "confident_wrong",
+                "confident_wrong_rate", "mean_faithfulness", "mean_confidence", "first_at", "last_at"]
+EXAMPLE_COLUMNS = ["timestamp", "session_id", "customer_id", "below_baseline", "faithfulness", "confidence",
+                   "query", "response"]
+
+def cluster_text(c: dict) -> str:
+    low = c.get("last_baseline_low")
+    lines = [
+        f"cluster   {c['cluster_id']} \"{c['label']}\" (category {c['category']})",
+        f"terms     {', '.join(c.get('terms') or [])}",
+        f"central   {c['representative_query']}",
+        f"size      {c['size']} queries, centroid version {c['centroid_version']}; first seen "
+        f"{c.get('first_seen') or '-'}, last seen {c.get('last_seen') or '-'}",
+        f"baseline  band low {'-' if low is None else f'{low:.3f}'} when the latest answer was scored "
+        f"(the live band: GET /v1/clusters/{c['cluster_id']} while serving)",
+        f"incidents {', '.join(c.get('open_incidents') or []) or 'none open'}",
+        "",
+        "recent rates (windows end at the cluster's latest answer):",
+        report.table(c["recent_rates"], RATE_COLUMNS, max_width=32),
+        "",
+        "latest answers (below baseline first):",
+        report.table(c["examples"], EXAMPLE_COLUMNS, max_width=40),
+    ]
+    return "\n".join(lines)
+
+
+@main.group("clusters")
+def clusters_group():
+    """Intent clusters from the store."""
+
+
+_format = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+                       show_default=True)
+_data_dir = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+
+
+@clusters_group.command("list")
+@_format
+@_data_dir
+@click.pass_context
+def clusters_list(ctx, fmt, data_dir):
+    """Every cluster found so far, by id."""
+    with reading_store(ctx, data_dir) as store:
+        rows = store.list_clusters()
+    click.echo(report.render(rows, CLUSTER_COLUMNS, fmt), nl=fmt != "csv")
+
+
+@clusters_group.command("show")
+@click.argument("cluster_id")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="table: the cluster, its rates and latest answers; csv: the rate windows; json: everything")
+@_data_dir
+@click.pass_context
+def clusters_show(ctx, cluster_id, fmt, data_dir):
+    """One cluster: label, category, recent rates and latest answers."""
+    with reading_store(ctx, data_dir) as store:
+        detail = store.cluster_detail(cluster_id)
+        if detail is None:
+            raise FaithwatchError(f"no cluster {cluster_id}")
+        detail["open_incidents"] = [i["incident_id"] for i in
+                                    store.list_incidents(status="open", cluster_id=cluster_id)]
+    if fmt == "json":
+        click.echo(report.as_json(detail))
+    elif fmt == "csv":
+        click.echo(report.as_csv(detail["recent_rates"], RATE_COLUMNS), nl=False)
+    else:
+        click.echo(cluster_text(detail))

@@ -1,0 +1,91 @@
+"""``faithwatch serve``: the HTTP API with the embedded store and a live pipeline in this process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from pipelines.errors import ConfigError
+from services.cli import _settings, main, open_store
+from services.settings import Settings
+
+log = logging.getLogger("faithwatch.serve")
+
+
+def run_server(settings: Settings) -> dict:
+    """Serve until SIGINT/SIGTERM, then drain the ingest queue, flush the pipeline, close the store.
+
+    Returns the pipeline totals at exit.
+    """
+    import uvicorn
+
+    from services.api import check_auth, create_app
+    from services.ingest import EmbeddedIngestor
+    from services.metrics import Metrics
+    from services.wiring import build_pipeline
+
+    check_auth(settings.api)  # before the model loads: a refused start should be quick
+    if settings.store.backend != "chdb":
+        raise ConfigError("faithwatch serve runs the embedded pipeline on the embedded chdb store; "
+                          "store.backend must be chdb")
+    api = settings.api
+    with open_store(settings) as store:
+        store.migrate()
+        metrics = Metrics()
+        pipeline = build_pipeline(settings)
+        ingestor = EmbeddedIngestor(pipeline, store, metrics, batch_size=settings.replay.batch_size,
+                                    max_queue=api.queue_max_records,
+                                    cluster_refresh_seconds=api.cluster_refresh_seconds)
+        app = create_app(api, store, ingestor, metrics)
+        server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, lifespan="off",
+                                               log_level="info", timeout_graceful_shutdown=api.wait_timeout_seconds))
+        stopping: list[int] = []
+
+        def on_signal(signum, frame):
+            # uvicorn re-raises the signal that stopped it once it has shut down; with the default
+            # SIGTERM action the process would die before the queue is drained. A second signal
+            # while draining stops at once.
+            if stopping:
+                raise KeyboardInterrupt
+            stopping.append(signum)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with ingestor:
+                server.run()
+                click.echo(f"faithwatch: stopping; draining {ingestor.depth} queued interactions", err=True)
+            # leaving the block drained the queue and flushed the pipeline
+            totals = ingestor.totals()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    click.echo(f"faithwatch: stopped; {totals['scored']} interactions scored, {totals['duplicates']} duplicates",
+               err=True)
+    return totals
+
+
+@main.command("serve")
+@click.option("--host", help="interface to listen on (default 127.0.0.1, or FAITHWATCH_API__HOST)")
+@click.option("--port", type=click.IntRange(0, 65535), help="port (default 8000, or FAITHWATCH_API__PORT)")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="embedded store (default .faithwatch, or FAITHWATCH_DATA_DIR)")
+@click.option("--seed-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="example queries (.txt, .jsonl or .csv) to fit the first clusters on")
+@click.option("--insecure", is_flag=True, default=None,
+              help="serve without authentication when no token is configured (FAITHWATCH_API__INSECURE)")
+@click.pass_context
+def serve_cmd(ctx, host, port, data_dir, seed_file, insecure):
+    """Serve the HTTP API: ingest interactions, read clusters, incidents and sessions.
+
+    Tokens come from FAITHWATCH_API__TOKENS (a JSON list) or api.tokens in the config file; every
+    route but /healthz needs one. Stop with Ctrl-C or SIGTERM: accepted interactions are processed
+    and stored before the process exits.
+    """
+    settings = _settings(ctx, data_dir=data_dir, seed_file=seed_file)
+    updates = {k: v for k, v in {"host": host, "port": port, "insecure": insecure}.items() if v is not None}
+    if updates:
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update=updates)})
+    run_server(settings)

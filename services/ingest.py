@@ -1,0 +1,306 @@
+"""The ingest worker: interactions accepted over HTTP go through the pipeline to the store.
+
+The API validates each request's records and hands the valid ones to an :class:`Ingestor`, then
+answers at once (202). :class:`Ingestor` is the seam between the two: the embedded one here runs
+a live :class:`~pipelines.engine.Pipeline` on one background thread; a Kafka one (a later issue)
+would publish to the interactions topic instead, with the pipeline in the stream workers.
+
+:class:`EmbeddedIngestor` keeps a queue of submissions. Its thread takes whole submissions until
+it has about ``batch_size`` interactions, orders them by event time (ties keep arrival order, as
+``replay`` does), runs the pipeline over them in batches of ``batch_size`` and writes the scored
+interactions, changed clusters and incident events to the store. Every submission gets a ticket;
+:meth:`Ingestor.wait` returns once the worker has written everything up to that ticket, which is
+what ``POST /v1/interactions?wait=true`` and ``POST /v1/flush`` wait for.
+
+Until the clusters are first fitted (``cluster.bootstrap_size`` interactions, or a seed file) the
+pipeline holds interactions back; :meth:`Ingestor.request_flush` fits on whatever waits, like the
+end of a replay, and :meth:`Ingestor.close` drains the queue and flushes before it returns.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+from pipelines.engine import Output, Pipeline
+from pipelines.errors import FaithwatchError
+from pipelines.interaction import Interaction
+from pipelines.records import ClusterInfo
+from services.metrics import Metrics
+from services.store.base import Store
+
+log = logging.getLogger("faithwatch.ingest")
+
+# Failed tickets remembered for wait(); older ones are forgotten (their callers gave up long ago).
+_FAILED_MEMORY = 10_000
+
+
+class IngestUnavailable(FaithwatchError):
+    """The ingestor cannot take records now (queue full, or shutting down)."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A cluster's faithfulness band as the live detector sees it now."""
+
+    source: str  # "cluster": the cluster's own baseline; "global prior": too new, borrows the global one
+    median: float | None
+    low: float | None
+    below_rate: float | None
+    count: int
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    done: bool
+    error: str | None = None
+
+
+@dataclass
+class Totals:
+    """What the pipeline did since this process started."""
+
+    received: int = 0
+    scored: int = 0
+    duplicates: int = 0
+    below_baseline: int = 0
+    incident_events: dict[str, int] = field(default_factory=lambda: {"opened": 0, "updated": 0, "resolved": 0})
+
+    def as_dict(self) -> dict:
+        return {"received": self.received, "scored": self.scored, "duplicates": self.duplicates,
+                "below_baseline": self.below_baseline,
+                "waiting_for_bootstrap": max(0, self.received - self.scored - self.duplicates),
+                "incident_events": dict(self.incident_events)}
+
+
+class Ingestor(abc.ABC):
+    """Takes valid interactions for processing; what the HTTP API writes to."""
+
+    @abc.abstractmethod
+    def submit(self, records: Sequence[Interaction]) -> int:
+        """Queue ``records``; returns a ticket for :meth:`wait`. Raises :class:`IngestUnavailable`."""
+
+    @abc.abstractmethod
+    def request_flush(self) -> int:
+        """Ask for everything queued to be processed and the bootstrap buffer fitted; a ticket."""
+
+    @abc.abstractmethod
+    def wait(self, ticket: int, timeout: float | None) -> WaitResult:
+        """Block until everything up to ``ticket`` is processed and stored (or ``timeout``)."""
+
+    def baseline(self, cluster_id: str) -> Baseline | None:
+        """The live baseline of ``cluster_id``; None where this process runs no detector."""
+        return None
+
+    @property
+    @abc.abstractmethod
+    def depth(self) -> int:
+        """Accepted interactions not yet processed."""
+
+    @abc.abstractmethod
+    def totals(self) -> dict:
+        """Counts since start (see :class:`Totals`)."""
+
+    def start(self) -> Self:
+        return self
+
+    @abc.abstractmethod
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking records, process what was accepted, release the worker."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class _Item:
+    ticket: int
+    records: Sequence[Interaction] | None  # None: a flush
+
+
+class EmbeddedIngestor(Ingestor):
+    """One worker thread running ``pipeline`` and writing to ``store``."""
+
+    def __init__(self, pipeline: Pipeline, store: Store, metrics: Metrics | None = None, *,
+                 batch_size: int = 256, max_queue: int = 100_000, cluster_refresh_seconds: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.pipeline = pipeline
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.batch_size = batch_size
+        self.max_queue = max_queue
+        self.cluster_refresh_seconds = cluster_refresh_seconds
+        self._monotonic = monotonic
+        self._cond = threading.Condition()
+        self._queue: deque[_Item] = deque()
+        self._depth = 0
+        self._issued = 0
+        self._done = 0
+        self._failed: OrderedDict[int, str] = OrderedDict()
+        self._closing = False
+        # Held while the pipeline runs a batch, and by baseline(): the detector is not thread-safe.
+        self._pipeline_lock = threading.Lock()
+        self._totals = Totals()
+        self._last_refresh = -math.inf
+        self._thread = threading.Thread(target=self._run, name="faithwatch-ingest", daemon=True)
+        self.metrics.track_queue_depth(lambda: self._depth)
+
+    # -- the API side ----------------------------------------------------------------------------
+    def start(self) -> Self:
+        if not self._thread.is_alive():
+            self._thread.start()
+        return self
+
+    def _enqueue(self, records: Sequence[Interaction] | None) -> int:
+        with self._cond:
+            if self._closing:
+                raise IngestUnavailable("the server is shutting down; retry against another instance")
+            n = len(records or ())
+            if records and self._depth + n > self.max_queue:
+                raise IngestUnavailable(f"ingest queue full ({self._depth} interactions waiting, limit "
+                                        f"{self.max_queue}); retry shortly")
+            self._issued += 1
+            self._queue.append(_Item(self._issued, records))
+            self._depth += n
+            self._cond.notify_all()
+            return self._issued
+
+    def submit(self, records: Sequence[Interaction]) -> int:
+        return self._enqueue(list(records))
+
+    def request_flush(self) -> int:
+        return self._enqueue(None)
+
+    def wait(self, ticket: int, timeout: float | None) -> WaitResult:
+        with self._cond:
+            done = self._cond.wait_for(lambda: self._done >= ticket, timeout)
+            return WaitResult(done, self._failed.pop(ticket, None) if done else None)
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def totals(self) -> dict:
+        with self._cond:
+            return self._totals.as_dict()
+
+    def baseline(self, cluster_id: str) -> Baseline | None:
+        with self._pipeline_lock:
+            detector = self.pipeline.detector
+            own = cluster_id in detector.monitors
+            band = detector.band(cluster_id)
+
+        def finite(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        return Baseline(source="cluster" if own else "global prior", median=finite(band.median),
+                        low=finite(band.low), below_rate=finite(band.below_rate), count=band.count)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain the queue, fit what waits for the bootstrap, write it all, stop the thread."""
+        with self._cond:
+            if self._closing:
+                already = True
+            else:
+                already = False
+                self._issued += 1
+                self._queue.append(_Item(self._issued, None))
+                self._closing = True
+                self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        elif not already:
+            # Never started: process what was queued here, so nothing accepted is lost.
+            while self._step():
+                pass
+
+    # -- the worker side -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while self._step(block=True):
+            pass
+
+    def _step(self, block: bool = False) -> bool:
+        with self._cond:
+            while block and not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._queue:
+                return False
+            items = self._take()
+        error = None
+        try:
+            self._process(items)
+        except Exception as exc:  # the worker must outlive a bad batch; the error goes to wait()
+            log.exception("ingest batch of tickets %d-%d failed", items[0].ticket, items[-1].ticket)
+            self.metrics.ingest_errors.inc()
+            error = f"{type(exc).__name__}: {exc}"
+        with self._cond:
+            for item in items:
+                self._depth -= len(item.records or ())
+                if error is not None:
+                    self._failed[item.ticket] = error
+            while len(self._failed) > _FAILED_MEMORY:
+                self._failed.popitem(last=False)
+            self._done = items[-1].ticket
+            self._cond.notify_all()
+        return True
+
+    def _take(self) -> list[_Item]:
+        """Whole submissions up to about batch_size interactions; a flush goes alone."""
+        first = self._queue.popleft()
+        items = [first]
+        if first.records is None:
+            return items
+        n = len(first.records)
+        while self._queue and self._queue[0].records is not None and n < self.batch_size:
+            item = self._queue.popleft()
+            items.append(item)
+            n += len(item.records or ())
+        return items
+
+    def _process(self, items: list[_Item]) -> None:
+        flush = items[0].records is None
+        # Event-time order, ties in arrival order (sorted() is stable), as replay orders a file.
+        records = sorted((r for item in items for r in item.records or ()), key=lambda r: r.timestamp)
+        out = Output()
+        for start in range(0, len(records), self.batch_size):
+            with self._pipeline_lock:
+                out.extend(self.pipeline.process(records[start:start + self.batch_size]))
+        refresh = flush or self._monotonic() - self._last_refresh >= self.cluster_refresh_seconds
+        with self._pipeline_lock:
+            if flush:
+                out.extend(self.pipeline.flush())
+            clusters: dict[str, ClusterInfo] = {c.cluster_id: c for c in out.clusters}
+            if refresh:
+                # Sizes and last-seen times change with every answer; labels only now and then.
+                clusters.update(self.pipeline.clusters)
+        if refresh:
+            self._last_refresh = self._monotonic()
+        self.store.upsert_clusters(list(clusters.values()))
+        self.store.insert_interactions(out.scored)
+        self.store.insert_incident_events(out.events)
+        below = sum(1 for s in out.scored if s.below_baseline)
+        with self._cond:
+            t = self._totals
+            t.received += len(records)
+            t.scored += len(out.scored)
+            t.duplicates += out.duplicates
+            t.below_baseline += below
+            for ev in out.events:
+                t.incident_events[ev.event] = t.incident_events.get(ev.event, 0) + 1
+        self.metrics.scored.inc(len(out.scored))
+        self.metrics.duplicates.inc(out.duplicates)
+        self.metrics.below_baseline.inc(below)
+        for ev in out.events:
+            self.metrics.incident_events.labels(kind=ev.event).inc()

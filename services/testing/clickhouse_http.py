@@ -1,0 +1,360 @@
+"""A ClickHouse HTTP interface in front of chDB: enough of the protocol for clickhouse-connect.
+
+Run it in its own process (chDB opens one data path per process)::
+
+    python -m services.testing.clickhouse_http --port 8123 --path /tmp/ch
+    # prints "listening on http://127.0.0.1:8123" once it accepts requests
+
+What it implements (what clickhouse-connect 1.12 sends, see docs/storage.md):
+
+- ``GET /ping`` and ``GET /`` answer ``Ok.``; ``GET/POST /?query=...`` and ``POST /`` with the
+  SQL as the body run one statement. ``INSERT INTO t (cols) FORMAT F`` + newline + data (the
+  Native block clickhouse-connect sends, chunked) loads the data through ``file(..., F)``.
+- URL parameters: ``database``, ``default_format`` (TabSeparated otherwise), ``param_<name>``
+  values for ``{name:Type}`` placeholders (passed on to chDB as text, parsed by the engine),
+  ``query_id`` (echoed), ``session_id`` (a second concurrent request in a session in use fails
+  with code 373 SESSION_IS_LOCKED, as on a server), and any other engine setting, applied for
+  that request only. HTTP-only switches (``compress``, ``wait_end_of_query``, ...) are ignored.
+- Compression: request bodies in ``Content-Encoding`` gzip, deflate, lz4 (frame), zstd; answers
+  compressed with the client's first ``Accept-Encoding`` choice that is supported, when
+  ``enable_http_compression=1``.
+- Errors: the engine's ``Code: N. DB::Exception: ...`` text, a 4xx/5xx status and the
+  ``X-ClickHouse-Exception-Code`` header, like a server.
+- Optional ``--user``/``--password``: basic auth or ``X-ClickHouse-User``/``-Key`` headers,
+  516 AUTHENTICATION_FAILED otherwise.
+
+Requests run one at a time on one chDB session (settings and ``USE`` are per request). It is a
+test server: no TLS, no progress headers, no multi-statement queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import hmac
+import json
+import re
+import signal
+import sys
+import tempfile
+import threading
+import uuid
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import chdb.session
+
+try:
+    import lz4.frame as lz4_frame
+except ImportError:  # pragma: no cover - clickhouse-connect installs it
+    lz4_frame = None
+try:
+    from backports import zstd
+except ImportError:  # pragma: no cover
+    try:
+        import zstandard as zstd  # type: ignore[no-redef]
+    except ImportError:
+        zstd = None
+
+# URL parameters that are not engine settings.
+_HTTP_ONLY = {"query", "database", "default_format", "query_id", "session_id", "session_timeout",
+              "session_check", "compress", "decompress", "user", "password", "quota_key",
+              "buffer_size", "wait_end_of_query", "http_headers_progress_interval_ms",
+              "send_progress_in_http_headers", "enable_http_compression", "http_zlib_compression_level",
+              "client_protocol_version", "role", "stacktrace"}
+_INSERT_WITH_DATA = re.compile(rb"(?is)^\s*(INSERT\s+INTO\s+.*?)\s+FORMAT\s+(\w+)[ \t]*\r?\n")
+_FORMAT_CLAUSE = re.compile(r"(?is)\bFORMAT\s+(\w+)\s*;?\s*$")
+_ERROR_CODE = re.compile(r"Code: (\d+)\.")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# ClickHouse's HTTP status for common codes (others are 500).
+_STATUS = {36: 400, 47: 404, 53: 400, 60: 404, 62: 400, 73: 400, 81: 404, 115: 400, 241: 500,
+           373: 409, 456: 400, 457: 400, 516: 401}
+_ENCODINGS = ("gzip", "deflate", "lz4", "zstd")
+
+
+class QueryError(Exception):
+    def __init__(self, code: int, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+def _decompress(body: bytes, encoding: str) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    if encoding == "lz4" and lz4_frame is not None:
+        return lz4_frame.decompress(body)
+    if encoding == "zstd" and zstd is not None:
+        return zstd.decompress(body)
+    raise QueryError(1, f"Code: 1. DB::Exception: Unknown Content-Encoding {encoding}. (UNSUPPORTED_METHOD)")
+
+
+def _compress(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(body, compresslevel=1)
+    if encoding == "deflate":
+        return zlib.compress(body, 1)
+    if encoding == "lz4":
+        return lz4_frame.compress(body)
+    return zstd.compress(body)
+
+
+def _supported(encoding: str) -> bool:
+    return (encoding in ("gzip", "deflate") or (encoding == "lz4" and lz4_frame is not None)
+            or (encoding == "zstd" and zstd is not None))
+
+
+class ChdbEngine:
+    """One chDB session that runs one request at a time with its own settings and database."""
+
+    def __init__(self, path: Path):
+        self.session = chdb.session.Session(str(path))
+        self.lock = threading.Lock()
+        self.spool = Path(tempfile.mkdtemp(prefix="ch-http-"))
+        self.known_settings = set(self.session.query(
+            "SELECT name FROM system.settings", "TabSeparated").bytes().decode().split("\n")) - {""}
+
+    def run(self, sql: str, data: bytes | None, data_format: str | None, database: str | None,
+            settings: dict[str, str], params: dict[str, str], default_format: str) -> tuple[bytes, str]:
+        """``(result bytes, format name)`` of one statement."""
+        output_format = default_format
+        match = _FORMAT_CLAUSE.search(sql)
+        if match and data is None:
+            output_format = match.group(1)
+        with self.lock:
+            applied = []
+            try:
+                self._call(f"USE {database or 'default'}", {}, "TabSeparated")
+                for name, value in settings.items():
+                    if name in self.known_settings:
+                        self._call(f"SET {name} = {{value:String}}", {"value": value}, "TabSeparated")
+                        applied.append(name)
+                if data is None:
+                    return self._call(sql, params, default_format), output_format
+                spool = self.spool / f"{uuid.uuid4().hex}.data"
+                spool.write_bytes(data)
+                try:
+                    self._call(f"{sql} SELECT * FROM file('{spool}', {data_format})", params, "TabSeparated")
+                finally:
+                    spool.unlink(missing_ok=True)
+                return b"", output_format
+            finally:
+                for name in applied:
+                    self._call(f"SET {name} = DEFAULT", {}, "TabSeparated")
+
+    def _call(self, sql: str, params: dict[str, str], fmt: str) -> bytes:
+        try:
+            return self.session.query(sql, fmt, params=params).bytes()
+        except RuntimeError as error:
+            text = str(error).strip()
+            found = _ERROR_CODE.search(text)
+            code = int(found.group(1)) if found else 1
+            if not text.startswith("Code:"):
+                text = f"Code: {code}. DB::Exception: {text}"
+            raise QueryError(code, text) from error
+
+    def close(self) -> None:
+        with self.lock:
+            self.session.close()
+            for leftover in self.spool.iterdir():
+                leftover.unlink()
+            self.spool.rmdir()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ClickHouseHttpServer
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        if url.path in ("/ping", "/") and "query" not in dict(parse_qsl(url.query)):
+            self._reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
+            return
+        self._handle(b"")
+
+    def do_POST(self) -> None:  # noqa: N802
+        try:
+            body = self._read_body()
+        except QueryError as error:
+            self._error(error)
+            return
+        self._handle(body)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            body = b"".join(chunks)
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return _decompress(body, self.headers.get("Content-Encoding", ""))
+
+    def _authenticated(self, params: dict[str, str]) -> bool:
+        if self.server.password is None:
+            return True
+        user, password = params.get("user"), params.get("password")
+        if self.headers.get("X-ClickHouse-User"):
+            user, password = self.headers["X-ClickHouse-User"], self.headers.get("X-ClickHouse-Key", "")
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+        return (user or "default") == self.server.user and hmac.compare_digest(
+            (password or "").encode(), self.server.password.encode())
+
+    def _handle(self, body: bytes) -> None:
+        params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+        if not self._authenticated(params):
+            self._error(QueryError(516, "Code: 516. DB::Exception: default: Authentication failed: "
+                                        "password is incorrect, or there is no user with such name. "
+                                        "(AUTHENTICATION_FAILED)"))
+            return
+        session_id = params.get("session_id")
+        if session_id and not self.server.acquire_session(session_id):
+            self._error(QueryError(373, f"Code: 373. DB::Exception: Session {session_id} is locked by a "
+                                        "concurrent client. (SESSION_IS_LOCKED)"))
+            return
+        try:
+            self._run(params, body)
+        finally:
+            if session_id:
+                self.server.release_session(session_id)
+
+    def _run(self, params: dict[str, str], body: bytes) -> None:
+        data = data_format = None
+        if "query" in params:
+            sql = params["query"]
+            if body:
+                match = _INSERT_WITH_DATA.match(sql.encode() + b"\n")
+                if match is None:
+                    sql = sql + "\n" + body.decode()
+                else:
+                    sql, data_format, data = match.group(1).decode(), match.group(2).decode(), body
+        else:
+            match = _INSERT_WITH_DATA.match(body)
+            if match is None:
+                sql = body.decode()
+            else:
+                sql, data_format, data = match.group(1).decode(), match.group(2).decode(), body[match.end():]
+        database = params.get("database")
+        bound = {name[6:]: value for name, value in params.items() if name.startswith("param_")}
+        settings = {name: value for name, value in params.items()
+                    if name not in _HTTP_ONLY and not name.startswith("param_")}
+        query_id = params.get("query_id") or str(uuid.uuid4())
+        try:
+            if database is not None and not _NAME.match(database):
+                raise QueryError(81, f"Code: 81. DB::Exception: Database {database} does not exist. "
+                                     "(UNKNOWN_DATABASE)")
+            if data_format is not None and not _NAME.match(data_format):
+                raise QueryError(73, f"Code: 73. DB::Exception: Unknown format {data_format}. (UNKNOWN_FORMAT)")
+            result, fmt = self.server.engine.run(sql.strip().rstrip(";"), data, data_format, database,
+                                                 settings, bound, params.get("default_format", "TabSeparated"))
+        except QueryError as error:
+            self._error(error, query_id)
+            return
+        headers = {"Content-Type": "application/octet-stream" if fmt in ("Native", "RowBinary")
+                   else "text/plain; charset=UTF-8",
+                   "X-ClickHouse-Format": fmt, "X-ClickHouse-Timezone": "UTC",
+                   "X-ClickHouse-Query-Id": query_id, "X-ClickHouse-Server-Display-Name": "chdb-http",
+                   "X-ClickHouse-Summary": json.dumps({"read_rows": "0", "written_rows": "0"})}
+        if params.get("enable_http_compression") == "1":
+            for choice in self.headers.get("Accept-Encoding", "").split(","):
+                encoding = choice.split(";")[0].strip().lower()
+                if _supported(encoding):
+                    result = _compress(result, encoding)
+                    headers["Content-Encoding"] = encoding
+                    break
+        self._reply(200, result, headers)
+
+    def _error(self, error: QueryError, query_id: str | None = None) -> None:
+        headers = {"Content-Type": "text/plain; charset=UTF-8",
+                   "X-ClickHouse-Exception-Code": str(error.code)}
+        if query_id:
+            headers["X-ClickHouse-Query-Id"] = query_id
+        self._reply(_STATUS.get(error.code, 500), (str(error) + "\n").encode(), headers)
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class ClickHouseHttpServer(ThreadingHTTPServer):
+    """The server on ``(host, port)`` (port 0: a free one, read ``server_address``)."""
+
+    daemon_threads = True
+
+    def __init__(self, path: Path, host: str = "127.0.0.1", port: int = 0, user: str = "default",
+                 password: str | None = None, verbose: bool = False):
+        self.engine = ChdbEngine(path)
+        self.user, self.password, self.verbose = user, password, verbose
+        self._sessions: set[str] = set()
+        self._sessions_lock = threading.Lock()
+        try:
+            super().__init__((host, port), _Handler)
+        except BaseException:
+            self.engine.close()
+            raise
+
+    def acquire_session(self, session_id: str) -> bool:
+        with self._sessions_lock:
+            if session_id in self._sessions:
+                return False
+            self._sessions.add(session_id)
+            return True
+
+    def release_session(self, session_id: str) -> None:
+        with self._sessions_lock:
+            self._sessions.discard(session_id)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.engine.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8123, help="0 picks a free port")
+    parser.add_argument("--path", type=Path, required=True, help="chDB data directory")
+    parser.add_argument("--user", default="default")
+    parser.add_argument("--password", default=None, help="require this password (default: none)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    args.path.mkdir(parents=True, exist_ok=True)
+    server = ClickHouseHttpServer(args.path, args.host, args.port, args.user, args.password, args.verbose)
+    # SIGTERM ends serve_forever like Ctrl-C does, so the chDB session is closed cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    host, port = server.server_address[:2]
+    print(f"listening on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

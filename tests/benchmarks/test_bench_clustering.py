@@ -1,0 +1,23 @@
+"""Smoke test of the clustering benchmark: the quick run writes its fragment with every table row."""
+
+from __future__ import annotations
+
+import os
+
+from benchmarks import bench_clustering, common, embedding_cache
+
+
+def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(embedding_cache, "CACHE_DIR", tmp_path / "cache")
+    bench_clustering.main(["--quick"])
+    text = (tmp_path / "results" / "clustering.md").read_text(encoding="utf-8")
+    assert text.startswith("## Intent clustering")
+    assert "`python -m benchmarks.bench_clustering --quick`" in text
+    for name in ("BANKING77", "CLINC150", "HWU64"):
+        rows = [line for line in text.splitlines() if line.startswith(f"| {name} | 600 |")]
+        assert len(rows) == 3  # as assigned, final, KMeans with the number of intents in the sample
+        assert "online, as assigned" in rows[0] and "online, final" in rows[1] and "batch KMeans, k=" in rows[2]
+    assert "| demo (skewed) | as assigned |" in text and "| demo (skewed) | final |" in text
+    assert text.count("within 2 points of KMeans") == 3 and "popular intent not split" in text

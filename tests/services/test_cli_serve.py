@@ -1,0 +1,131 @@
+"""``faithwatch serve`` as a real process, stopped with SIGTERM; then ``faithwatch clusters`` reads its store.
+
+The server runs in its own process (chDB: one process per data path), so the store it wrote is
+read here only after it exited, as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from services.cli import main
+from services.store.chdb_store import ChdbStore
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "serve-t0ken"
+QUERIES = ["what is the exchange rate fee for euros", "how do I reset the pin of my card",
+           "where is the refund for my cancelled order"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def records(n: int) -> list[dict]:
+    t0 = datetime(2026, 11, 2, tzinfo=UTC)
+    return [{"interaction_id": f"s{k}", "session_id": f"ss{k % 6}", "customer_id": f"sc{k % 4}",
+             "timestamp": (t0 + timedelta(minutes=k)).isoformat(), "query": f"{QUERIES[k % 3]} {k % 5}",
+             "response": "The fee is 2%.", "confidence": 0.9,
+             "contexts": [{"doc_id": "pricing-table", "doc_version": "v3", "text": "The fee is 2%."}]}
+            for k in range(n)]
+
+
+@pytest.fixture(scope="module")
+def served_and_stopped(tmp_path_factory):
+    data = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {**os.environ, "FAITHWATCH_EMBEDDING__BACKEND": "hashing", "FAITHWATCH_API__TOKENS": json.dumps([TOKEN]),
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", "from services.cli import main; main()", "serve", "--port",
+                             str(port), "--data-dir", str(data)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"faithwatch serve did not come up: {proc.communicate()[1][-2000:]}")
+            time.sleep(0.2)
+        # Accepted without waiting: fewer than bootstrap_size (400), so the pipeline still holds them
+        # when SIGTERM arrives. A clean shutdown must fit, score and store them anyway.
+        res = httpx.post(f"{url}/v1/interactions", json=records(40), headers={"Authorization": f"Bearer {TOKEN}"})
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return data, res, proc.returncode, err
+
+
+def test_sigterm_drains_then_exits_cleanly(served_and_stopped):
+    _, res, code, err = served_and_stopped
+    assert res.status_code == 202 and res.json()["accepted"] == 40
+    assert code == 0, err[-2000:]
+    assert "stopped; 40 interactions scored" in err
+    with ChdbStore(served_and_stopped[0] / "chdb") as store:
+        assert store.counts()["interactions"] == 40
+
+
+def test_clusters_list_reads_what_the_server_stored(served_and_stopped):
+    data = served_and_stopped[0]
+    res = CliRunner().invoke(main, ["clusters", "list", "--data-dir", str(data), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    clusters = json.loads(res.output)
+    assert clusters and sum(c["size"] for c in clusters) <= 40
+    table = CliRunner().invoke(main, ["clusters", "list", "--data-dir", str(data)])
+    assert table.exit_code == 0 and "cluster_id" in table.output and clusters[0]["label"][:20] in table.output
+    csv_out = CliRunner().invoke(main, ["clusters", "list", "--data-dir", str(data), "--format", "csv"])
+    assert csv_out.output.splitlines()[0].startswith("cluster_id,label,category")
+    assert len(csv_out.output.splitlines()) == len(clusters) + 1
+
+
+def test_clusters_show(served_and_stopped):
+    data = served_and_stopped[0]
+    clusters = json.loads(CliRunner().invoke(main, ["clusters", "list", "--data-dir", str(data),
+                                                    "--format", "json"]).output)
+    with ChdbStore(data / "chdb") as store:
+        clustered = store.query("SELECT count() AS n FROM interactions FINAL WHERE cluster_id != 'unassigned'")[0]["n"]
+    stored = 0
+    for c in clusters:
+        res = CliRunner().invoke(main, ["clusters", "show", c["cluster_id"], "--data-dir", str(data),
+                                        "--format", "json"])
+        assert res.exit_code == 0, res.output
+        detail = json.loads(res.output)
+        assert detail["label"] == c["label"] and detail["open_incidents"] == []
+        stored += detail["recent_rates"][-1]["interactions"]
+    assert stored == clustered > 0
+    text = CliRunner().invoke(main, ["clusters", "show", clusters[0]["cluster_id"], "--data-dir", str(data)])
+    assert text.exit_code == 0 and "recent rates" in text.output and clusters[0]["cluster_id"] in text.output
+    rates = CliRunner().invoke(main, ["clusters", "show", clusters[0]["cluster_id"], "--data-dir", str(data),
+                                      "--format", "csv"])
+    assert [line.split(",")[0] for line in rates.output.splitlines()] == ["window", "1h", "24h", "7d", "all"]
+    missing = CliRunner().invoke(main, ["clusters", "show", "nope", "--data-dir", str(data)])
+    assert missing.exit_code == 2 and "no cluster nope" in missing.output
+
+
+def test_serve_refuses_to_start_without_a_token(tmp_path, monkeypatch):
+    monkeypatch.delenv("FAITHWATCH_API__TOKENS", raising=False)
+    monkeypatch.delenv("FAITHWATCH_API__INSECURE", raising=False)
+    res = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "no api.tokens configured" in res.output and "--insecure" in res.output
