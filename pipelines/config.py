@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,9 +18,10 @@ class _Config(BaseModel):
 
 class EmbeddingConfig(_Config):
     model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model path, or the bundled all-MiniLM-L6-v2")
-    backend: str = Field("sentence-transformers", description="sentence-transformers | hashing (tests only)")
+    backend: str = Field("sentence-transformers", description="sentence-transformers | onnx (fp32 export run by onnxruntime: same vectors) | onnx-int8 (int8 export, cosine 0.999, faster) | hashing (tests only)")
     batch_size: int = Field(64, ge=1)
-    threads: int | None = Field(None, ge=1, description="torch threads; None lets torch decide")
+    threads: int | None = Field(None, ge=1, description="torch or onnxruntime intra-op threads; None lets the library decide")
+    onnx_cache_dir: Path | None = Field(None, description="where the ONNX export is cached (None: DATA_DIR/models)")
     cache_size: int = Field(50_000, ge=0, description="texts remembered (queries and context passages repeat)")
 
 

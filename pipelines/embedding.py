@@ -156,3 +156,78 @@ class CachedEmbedder:
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return np.stack(rows)
+
+
+class OnnxEmbedder:
+    """An ONNX export of a sentence-transformers BERT model run by onnxruntime on the CPU.
+
+    ``model_file`` is the exported transformer (input_ids, attention_mask, token_type_ids ->
+    last_hidden_state; :mod:`services.onnx_model` makes and caches it) and ``tokenizer_file`` the
+    model's ``tokenizer.json``. Texts are truncated at ``max_length`` tokens (256 for
+    all-MiniLM-L6-v2, as sentence-transformers does), mean-pooled over the attention mask and
+    L2-normalised. ``threads`` sets onnxruntime's intra-op threads (None: onnxruntime decides).
+    Loaded lazily on first use.
+    """
+
+    def __init__(self, model_file: str | Path, tokenizer_file: str | Path, *, name: str = "onnx",
+                 batch_size: int = 64, threads: int | None = None, max_length: int = 256):
+        self.model_file = Path(model_file)
+        self.tokenizer_file = Path(tokenizer_file)
+        self.name = name
+        self.batch_size = batch_size
+        self.threads = threads
+        self.max_length = max_length
+        self._session = None
+        self._tokenizer = None
+        self._dim: int | None = None
+
+    def _load(self):
+        if self._session is None:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self.tokenizer_file))
+            tok.enable_truncation(self.max_length)
+            pad_id = tok.token_to_id("[PAD]")
+            tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+            opts = ort.SessionOptions()
+            if self.threads:
+                opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            # Basic optimisations only: the transformer fusions were slower on this CPU (NOTES.md).
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            opts.log_severity_level = 3
+            self._tokenizer = tok
+            self._session = ort.InferenceSession(str(self.model_file), opts, providers=["CPUExecutionProvider"])
+            self._dim = int(self._run(["dimension probe"]).shape[1])
+        return self._session
+
+    @property
+    def dim(self) -> int:
+        self._load()
+        return self._dim  # type: ignore[return-value]
+
+    def _run(self, texts: Sequence[str]) -> np.ndarray:
+        enc = self._tokenizer.encode_batch(list(texts))  # type: ignore[union-attr]
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        types = np.array([e.type_ids for e in enc], dtype=np.int64)
+        hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,  # type: ignore[union-attr]
+                                          "token_type_ids": types})[0]
+        m = mask[..., None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+        return normalise(pooled)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self._load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # Batches of similar length pad less (as sentence-transformers does); a vector does not
+        # depend on its batch neighbours (tested), so the order changes speed only.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        ordered = [texts[k] for k in order]
+        vectors = np.concatenate([self._run(ordered[i:i + self.batch_size])
+                                  for i in range(0, len(ordered), self.batch_size)])
+        out = np.empty_like(vectors)
+        out[order] = vectors
+        return out

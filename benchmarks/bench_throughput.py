@@ -1,0 +1,319 @@
+"""Throughput benchmark: the embedding backends alone, then the embedded driver end to end.
+
+1. Embedding alone (texts/s): distinct BANKING77 + CLINC150 + HWU64 test queries, batch 64,
+   2 threads, after a warm-up batch, for sentence-transformers (torch fp32), the ONNX fp32
+   export and the int8 (per-channel dynamic) export, each with its cosine to torch fp32.
+2. The embedded driver (interactions/s, JSON parsing, embedding, scoring, clustering, detection
+   and writing the scored rows and incident events as JSON lines all included) on streams from
+   :func:`pipelines.scenario.generate` built from the three data sets' training queries, with the
+   producer's faithfulness and with the built-in scorer. Latency: every interaction of a driver
+   batch counts the time from the batch being handed to the pipeline to its scored rows and
+   events being written. Peak RSS: the process (model included), sampled every 50 ms.
+3. Identical incidents: one stream replayed at driver batch 64 and 256 and with 1 and 2 backend
+   threads; the incident events must be equal.
+
+    python -m benchmarks.bench_throughput           # full run, writes benchmarks/results/throughput.md
+    python -m benchmarks.bench_throughput --quick   # small sizes (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+from sklearn.metrics import adjusted_rand_score
+
+from benchmarks.common import write_fragment
+from pipelines.interaction import parse_record
+from pipelines.scenario import IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
+from services.datasets import load_banking77, load_clinc150, load_hwu64
+from services.settings import Settings
+from services.wiring import build_embedder, build_pipeline
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+BACKENDS = ("sentence-transformers", "onnx", "onnx-int8")
+LABEL = {"sentence-transformers": "torch fp32 (sentence-transformers)", "onnx": "ONNX fp32 (onnxruntime)",
+         "onnx-int8": "ONNX int8 (per-channel weights, per-token activations)"}
+MODELS_DIR = Path(__file__).resolve().parents[1] / ".faithwatch" / "models"
+
+
+def queries(split: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for tag, load in (("b77", load_banking77), ("clinc", load_clinc150), ("hwu", load_hwu64)):
+        for intent, qs in load(split).items():
+            out[f"{tag}:{intent}"] = list(qs)
+    return out
+
+
+def settings_for(backend: str, threads: int = 2, batch: int = 256, cut: tuple[float, float] | None = None) -> Settings:
+    cluster = {"distance_threshold": cut[0], "assign_threshold": cut[1]} if cut else {}
+    return Settings(embedding={"backend": backend, "threads": threads, "batch_size": 64,
+                               "onnx_cache_dir": MODELS_DIR},
+                    replay={"batch_size": batch}, cluster=cluster)
+
+
+# --- 1. embedding alone ---------------------------------------------------------------------
+
+def embedding_only(texts: list[str], backends: tuple[str, ...]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    ref = None
+    for backend in backends:
+        e = build_embedder(settings_for(backend)).inner  # no cache: every text is encoded
+        e.encode(texts[:64])  # warm-up (load, first-run allocations)
+        t0 = time.perf_counter()
+        v = e.encode(texts)
+        rate = len(texts) / (time.perf_counter() - t0)
+        if ref is None:
+            ref = v
+        cos = (v * ref).sum(axis=1)
+        alone = np.concatenate([e.encode([t]) for t in texts[:64]])
+        out[backend] = {"rate": rate, "cos_mean": float(cos.mean()), "cos_min": float(cos.min()),
+                        "batch_diff": float(np.abs(alone - v[:64]).max())}
+        print(backend, out[backend], file=sys.stderr, flush=True)
+    return out
+
+
+# --- 2. the driver --------------------------------------------------------------------------
+
+class PeakRss:
+    def __init__(self):
+        self.proc = psutil.Process()
+        self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+@dataclass
+class DriverRun:
+    n: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    rss_mb: float
+    clusters: int
+    events: list[dict]
+    assignments: list[str]
+
+
+def drive(lines: list[str], settings: Settings, embedder, out_dir: Path) -> DriverRun:
+    pipeline = build_pipeline(settings, embedder=embedder)
+    batch_size = settings.replay.batch_size
+    latencies: list[float] = []
+    events: list[dict] = []
+    assignments: list[str] = []
+    with PeakRss() as rss, (out_dir / "scored.jsonl").open("w") as scored_fh, \
+            (out_dir / "alerts.jsonl").open("w") as alerts_fh:
+        t0 = time.perf_counter()
+        records = [parse_record(line) for line in lines]  # already in event-time order
+        starts = list(range(0, len(records), batch_size))
+        for start in [*starts, None]:  # None: end of stream (flush)
+            b0 = time.perf_counter()
+            out = pipeline.flush() if start is None else pipeline.process(records[start:start + batch_size])
+            for s in out.scored:
+                assignments.append(s.cluster_id)
+                scored_fh.write(json.dumps(s.to_json_dict(), sort_keys=True) + "\n")
+            for ev in out.events:
+                d = ev.to_json_dict()
+                events.append(d)
+                alerts_fh.write(json.dumps(d, sort_keys=True) + "\n")
+            # Interactions held for the bootstrap are answered when it fits: count them there.
+            latencies += [time.perf_counter() - b0] * len(out.scored)
+        seconds = time.perf_counter() - t0
+    lat = np.array(latencies) * 1000
+    return DriverRun(len(records), seconds, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
+                     rss.peak / 2**20, len(pipeline.clusters), events, assignments)
+
+
+def stream(by_intent: dict[str, list[str]], n: int, intents: int, producer: bool, seed: int = 11) -> list[str]:
+    cfg = ScenarioConfig(seed=seed, days=1.0, per_day=n, intents=intents, incident=None,
+                         producer_faithfulness=producer)
+    return [line.rstrip("\n") for line in to_jsonl_lines(generate(by_intent, cfg).records)]
+
+
+# --- the report -----------------------------------------------------------------------------
+
+def ok(flag: bool) -> str:
+    return "met" if flag else "**not met**"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    test_q = queries("test")
+    texts = list(dict.fromkeys(q for qs in test_q.values() for q in qs))
+    rng = np.random.default_rng(3)
+    texts = [texts[i] for i in rng.permutation(len(texts))[:128 if quick else 3072]]
+    emb = embedding_only(texts, BACKENDS)
+
+    train_q = queries("train")
+    n = 400 if quick else 10_000
+    # (label, intents in the stream, (cluster distance threshold, assign threshold)): ~1,000 clusters
+    # need a much finer cut than the default (0.5, 0.45) on the 291 intents of the three data sets
+    # (0.2 found 265 clusters; 0.1 with assign 0.8 finds about 960).
+    shapes = [("100 intents", 100, None)] if quick else \
+        [("10 intents", 10, None), ("100 intents", 100, None), ("291 intents, cut 0.1/0.8", 291, (0.1, 0.8))]
+    pipe_backends = BACKENDS
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        embedders = {b: build_embedder(settings_for(b)) for b in pipe_backends}
+        for b in pipe_backends:
+            embedders[b].inner.encode(texts[:64])
+        for label, k, cut in shapes:
+            for producer in (True, False):
+                if not producer and k != 100:
+                    continue
+                lines = stream(train_q, n, k, producer)
+                ref_assign = None
+                for b in pipe_backends:
+                    embedders[b]._cache.clear()  # every run starts cold
+                    r = drive(lines, settings_for(b, cut=cut), embedders[b], work)
+                    if ref_assign is None:
+                        ref_assign = r.assignments
+                    same = float(adjusted_rand_score(ref_assign, r.assignments))
+                    rows.append((label, "producer" if producer else "built-in", b, r, same))
+                    print(label, producer, b, r.n, round(r.n / r.seconds), r.clusters, round(r.rss_mb),
+                          file=sys.stderr, flush=True)
+
+        # identical incidents whatever the batch size or thread count: the BANKING77 stale-pricing stream
+        # (built-in scorer: the most work per interaction)
+        cfg = ScenarioConfig(seed=5, days=2.0, per_day=300, incident=IncidentSpec(onset_day=1.3, sessions=6)) \
+            if quick else ScenarioConfig(seed=5)
+        lines = [line.rstrip("\n") for line in to_jsonl_lines(generate(load_banking77("train"), cfg).records)]
+        checks = []
+        first_events = None
+        for b in pipe_backends:
+            ref_events = None
+            for batch, threads in ((256, 2), (64, 1)):
+                e = build_embedder(settings_for(b, threads=threads))
+                r = drive(lines, settings_for(b, threads=threads, batch=batch), e, work)
+                if ref_events is None:
+                    ref_events = r.events
+                if first_events is None:
+                    first_events = r.events
+                checks.append((b, batch, threads, len(r.events), r.events == ref_events, r.events == first_events))
+
+    body = [
+        "### Embedding alone",
+        "",
+        f"{len(texts):,} distinct BANKING77 + CLINC150 + HWU64 test queries, batch 64, 2 threads, after a "
+        "warm-up batch; cosine to torch fp32 per text; `alone vs batch` is the largest difference between a "
+        "text encoded alone and inside a batch of 64.",
+        "",
+        "| backend | texts/s | × torch fp32 | mean cosine | min cosine | alone vs batch |",
+        "|---|---|---|---|---|---|",
+    ]
+    torch_rate = emb["sentence-transformers"]["rate"]
+    for b in BACKENDS:
+        m = emb[b]
+        body.append(f"| {LABEL[b]} | {m['rate']:,.0f} | {m['rate'] / torch_rate:.2f} | {m['cos_mean']:.4f} | "
+                    f"{m['cos_min']:.4f} | {m['batch_diff']:.3g} |")
+    body += [
+        "",
+        "### Embedded driver end to end",
+        "",
+        f"{n:,}-interaction streams (one day) from the three data sets' training queries; `intents` is how many "
+        "intents the stream draws from, `clusters` what the online clusterer found. Each run starts with an "
+        "empty embedding cache; `ARI vs torch` compares its cluster assignments with the torch run's (1.000: the same "
+        "partition); repeated queries are cached within the run (the product's default, 50,000 texts). "
+        "Latency is per driver batch of 256 (an interaction waits for its batch); interactions held for the "
+        "400-query bootstrap count from the batch that completes it.",
+        "",
+        "| stream | faithfulness | backend | interactions | clusters | ARI vs torch | interactions/s | "
+        "% of embedding-only | p50 ms | p99 ms | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, mode, b, r, same in rows:
+        rate = r.n / r.seconds
+        body.append(f"| {label} | {mode} | {LABEL[b]} | {r.n:,} | {r.clusters:,} | {same:.3f} | {rate:,.0f} | "
+                    f"{100 * rate / emb[b]['rate']:.0f} % | {r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {r.rss_mb:,.0f} |")
+    body += ["", "### Identical incidents across batch sizes and thread counts", "",
+             f"The BANKING77 stale-pricing demo stream ({len(lines):,} interactions, built-in scorer), replayed "
+             "with each setting; events compared field by field.", "",
+             "| backend | driver batch | threads | incident events | identical to batch 256, 2 threads | "
+             "identical to torch |",
+             "|---|---|---|---|---|---|"]
+    for b, batch, threads, nev, same, same_torch in checks:
+        body.append(f"| {LABEL[b]} | {batch} | {threads} | {nev} | {'yes' if same else '**no**'} | "
+                    f"{'yes' if same_torch else 'no'} |")
+
+    # targets
+    default = "sentence-transformers"
+    best = max(BACKENDS, key=lambda b: emb[b]["rate"])
+    prod = [r for _, m, b, r, _ in rows if m == "producer" and b == default]
+    built = [r for _, m, b, r, _ in rows if m == "built-in" and b == default]
+    prod_share = min(r.n / r.seconds for r in prod) / emb[default]["rate"]
+    built_share = min(r.n / r.seconds for r in built) / emb[default]["rate"]
+    checks_n = [c[3] for c in checks]
+    rss_big = max(r.rss_mb for _, _, _, r, _ in rows)
+    same_all = all(c[4] for c in checks)
+    body += [
+        "", "### Targets (issue #3, item 4)", "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| default embedding ≥ 2.5× torch fp32 | default is {LABEL[default]} "
+        f"({emb[default]['rate'] / torch_rate:.2f}×); fastest backend "
+        f"{LABEL[best]} {emb[best]['rate'] / torch_rate:.2f}× | {ok(emb[default]['rate'] >= 2.5 * torch_rate)} |",
+        f"| pipeline, producer faithfulness ≥ 80 % of embedding-only (default backend) | "
+        f"{100 * prod_share:.0f} % (slowest stream) | {ok(prod_share >= 0.8)} |",
+        f"| pipeline, built-in scorer ≥ 50 % of embedding-only (default backend) | {100 * built_share:.0f} % | "
+        f"{ok(built_share >= 0.5)} |",
+        f"| ≤ 2 GB RSS at the largest cluster count | {rss_big:,.0f} MB | {ok(rss_big <= 2048)} |",
+        "| the faster backend becomes the default only with mean cosine ≥ 0.99 and identical cluster "
+        "assignments | " + "; ".join(
+            f"{LABEL[b]}: cosine {emb[b]['cos_mean']:.4f}, cluster assignments ARI vs torch "
+            f"{min(x[4] for x in rows if x[2] == b):.3f} (worst stream)" for b in BACKENDS[1:])
+        + " | not switched: default stays torch fp32 |",
+        f"| identical incidents whatever batch size or thread count | "
+        f"{'all runs identical' if same_all else 'differences found'} ({min(checks_n)}-{max(checks_n)} events) | "
+        f"{ok(same_all and min(checks_n) > 0)} |",
+    ]
+    command = "python -m benchmarks.bench_throughput" + (" --quick" if quick else "")
+    return write_fragment("throughput", "Throughput, latency and memory of the embedded driver", command,
+                          "\n".join(body) + "\n" + NOTES)
+
+
+NOTES = """
+Notes. int8: `onnxruntime.quantization.quantize_dynamic` with per-channel int8 weights on the 36 weight
+MatMuls, then every `DynamicQuantizeLinear` rewritten to quantize each token row with its own scale
+(`services/onnx_model.py`). Plain dynamic quantization scores mean cosine 0.969 (per-tensor weights) or
+0.994 (per-channel) and, because it computes one activation scale over the whole batch tensor, changes a
+text's vector with its batch neighbours (up to 0.03 per coordinate); static quantization (calibrated,
+batch-independent) reached 0.947. The per-token rewrite reaches 0.999 and is bit-identical alone or in a
+batch, but keeps only part of the speed: the per-row reductions cost, and MiniLM's short sequences leave
+little matrix work to save. The default stays sentence-transformers (see the last target row).
+
+Peak RSS is this benchmark process's, with all three backends loaded at once (torch model, ONNX fp32 and
+int8 sessions, three 50,000-text caches); a driver runs one backend. The 1,000-cluster stream takes a cut
+of 0.1 (assign threshold 0.8) instead of the default 0.5 (0.45): the three data sets have 291 intents, and
+a cut of 0.2 found only 265 clusters. Its lower rate is the clusterer's cost per cluster (nearest-centroid
+search, pool re-clustering and label refreshes over 960 clusters).
+"""
+
+
+if __name__ == "__main__":
+    main()

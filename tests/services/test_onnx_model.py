@@ -1,0 +1,84 @@
+"""The ONNX backend: exported once, cached, and the same vectors as sentence-transformers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.embedding import OnnxEmbedder, SentenceTransformerEmbedder
+from services import onnx_model
+from services.datasets import load_banking77
+from services.settings import Settings
+from services.wiring import build_embedder
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    by_intent = load_banking77("test")
+    out = [q for qs in by_intent.values() for q in qs[:3]][:200]
+    return out + ["", "a " * 400, "What's the exchange rate for a €1,250.50 transfer to my 2nd account?"]
+
+
+def test_export_is_cached_and_a_second_build_does_not_export_again(cache: Path):
+    before = onnx_model.exports
+    first = onnx_model.onnx_model(cache, "all-MiniLM-L6-v2", "fp32")
+    assert first.is_file() and first.suffix == ".onnx"
+    assert onnx_model.exports == before + 1
+    mtime = first.stat().st_mtime_ns
+    settings = Settings(data_dir=cache.parent, embedding={"backend": "onnx", "onnx_cache_dir": cache})
+    e = build_embedder(settings)
+    assert onnx_model.exports == before + 1  # reused, not exported again
+    assert first.stat().st_mtime_ns == mtime
+    assert e.encode(["card arrived?"]).shape == (1, 384)
+    assert not list(first.parent.glob("*.tmp"))  # no temporary file left behind
+
+
+def test_onnx_fp32_agrees_with_sentence_transformers(cache: Path, texts: list[str]):
+    e = OnnxEmbedder(onnx_model.onnx_model(cache), onnx_model.tokenizer_file(), threads=2)
+    ref = SentenceTransformerEmbedder(threads=2).encode(texts)
+    got = e.encode(texts)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cos = (got * ref).sum(axis=1)
+    assert cos.min() >= 0.99, cos.min()
+
+
+def test_onnx_fp32_vectors_do_not_depend_on_batch_or_threads(cache: Path, texts: list[str]):
+    path = onnx_model.onnx_model(cache)
+    batched = OnnxEmbedder(path, onnx_model.tokenizer_file(), threads=2, batch_size=64).encode(texts)
+    alone = OnnxEmbedder(path, onnx_model.tokenizer_file(), threads=1, batch_size=1)
+    singles = np.concatenate([alone.encode([t]) for t in texts[:80]] + [alone.encode(texts[80:])])
+    assert np.array_equal(batched, singles)
+
+
+def test_int8_agrees_and_does_not_depend_on_batch_or_threads(cache: Path, texts: list[str]):
+    before = onnx_model.exports
+    path = onnx_model.onnx_model(cache, variant="int8")
+    assert onnx_model.onnx_model(cache, variant="int8") == path
+    assert onnx_model.exports <= before + 2  # fp32 (if not there yet) and int8, each once
+    ref = SentenceTransformerEmbedder(threads=2).encode(texts)
+    batched = OnnxEmbedder(path, onnx_model.tokenizer_file(), threads=2, batch_size=64).encode(texts)
+    cos = (batched * ref).sum(axis=1)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.98, (cos.mean(), cos.min())
+    alone = OnnxEmbedder(path, onnx_model.tokenizer_file(), threads=1, batch_size=1)
+    assert np.array_equal(batched[:40], np.concatenate([alone.encode([t]) for t in texts[:40]]))
+    assert np.array_equal(batched, alone.encode(texts))
+
+
+def test_unknown_backend_and_variant_are_config_errors(cache: Path):
+    from pipelines.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="onnx-int8"):
+        build_embedder(Settings(embedding={"backend": "onnx-int4"}))
+    with pytest.raises(ConfigError, match="variant"):
+        onnx_model.onnx_model(cache, variant="int4")
