@@ -201,17 +201,18 @@ def incidents_group():
     """Incident history from the store."""
 
 
-_fmt = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-                    show_default=True)
-_dd = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+# Shared by every read command (here and in the cli_* modules).
+format_option = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+                             show_default=True)
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
 
 
 @incidents_group.command("list")
 @click.option("--status", type=click.Choice(["open", "resolved"]))
 @click.option("--cluster")
 @click.option("--category")
-@_fmt
-@_dd
+@format_option
+@data_dir_option
 @click.pass_context
 def incidents_list(ctx, status, cluster, category, fmt, data_dir):
     """List incidents, newest first."""
@@ -223,7 +224,7 @@ def incidents_list(ctx, status, cluster, category, fmt, data_dir):
 @incidents_group.command("show")
 @click.argument("incident_id")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@_dd
+@data_dir_option
 @click.pass_context
 def incidents_show(ctx, incident_id, fmt, data_dir):
     """One incident: its latest state and events."""
@@ -236,8 +237,8 @@ def incidents_show(ctx, incident_id, fmt, data_dir):
 
 @incidents_group.command("sessions")
 @click.argument("incident_id")
-@_fmt
-@_dd
+@format_option
+@data_dir_option
 @click.pass_context
 def incidents_sessions(ctx, incident_id, fmt, data_dir):
     """The blast radius: every session with a below-baseline answer in the incident's cluster since onset."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from pipelines.errors import FaithwatchError
 from services import report
-from services.cli import main, reading_store
+from services.cli import data_dir_option, format_option, main, reading_store
 
 CLUSTER_COLUMNS = ["cluster_id", "label", "category", "size", "centroid_version", "first_seen", "last_seen",
                    "representative_query"]
@@ -43,14 +41,11 @@ def clusters_group():
     """Intent clusters from the store."""
 
 
-_format = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-                       show_default=True)
-_data_dir = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
 
 
 @clusters_group.command("list")
-@_format
-@_data_dir
+@format_option
+@data_dir_option
 @click.pass_context
 def clusters_list(ctx, fmt, data_dir):
     """Every cluster found so far, by id."""
@@ -63,7 +58,7 @@ def clusters_list(ctx, fmt, data_dir):
 @click.argument("cluster_id")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="table: the cluster, its rates and latest answers; csv: the rate windows; json: everything")
-@_data_dir
+@data_dir_option
 @click.pass_context
 def clusters_show(ctx, cluster_id, fmt, data_dir):
     """One cluster: label, category, recent rates and latest answers."""

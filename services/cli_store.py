@@ -8,7 +8,7 @@ import click
 
 from pipelines.errors import FaithwatchError
 from services import report
-from services.cli import _settings, main, open_store
+from services.cli import _settings, data_dir_option, format_option, main, open_store
 from services.store.base import recipe_names, recipe_parameters, recipe_sql
 
 
@@ -52,8 +52,8 @@ def recipes_list():
 @click.argument("name")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="a recipe parameter, as text the engine parses for its type (repeatable)")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@format_option
+@data_dir_option
 @click.pass_context
 def recipes_run(ctx, name, params, fmt, data_dir):
     """Run recipe NAME with its parameters as -p NAME=VALUE.
