@@ -10,6 +10,10 @@ the scored interactions, the incident events and the clusters whose description 
 Until the clusterer is bootstrapped the interactions wait in a buffer (``bootstrap_size`` of
 them); ``flush()`` at the end of a stream fits on what is there. ``seed(queries)`` fits on example
 queries instead (a seed file), so nothing waits.
+
+``to_state()`` / ``from_state()`` save and restore everything the stream has built (clusters,
+baselines, detectors and open incidents, the ids seen, what waits for the bootstrap): a restored
+pipeline continues exactly as the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from pipelines.embedding import Embedder
 from pipelines.errors import FaithwatchError
 from pipelines.faithfulness import FaithfulnessScorer
 from pipelines.interaction import Interaction
+from pipelines.labels import CategoryIndex, decode_array, encode_array
 from pipelines.policy import CategoryPolicy
 from pipelines.records import ClusterInfo, ContextRef, IncidentEvent, ScoredInteraction
+from pipelines.state import check_envelope, envelope
 
 UNASSIGNED = "unassigned"
 UNASSIGNED_LABEL = "unassigned queries"
@@ -79,8 +85,21 @@ class SeenIds:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def to_state(self) -> list[str]:
+        return list(self._ids)
+
+    @classmethod
+    def from_state(cls, ids: Sequence[str], capacity: int) -> SeenIds:
+        s = cls(capacity)
+        for iid in ids:
+            s.add(iid)
+        return s
+
 
 class Pipeline:
+    STATE_VERSION = 1
+    KIND = "Pipeline"
+
     def __init__(self, *, embedder: Embedder, scorer: FaithfulnessScorer, policy: CategoryPolicy,
                  clusterer: OnlineClusterer, cluster_config: ClusterConfig,
                  baseline_config: BaselineConfig, detect_config: DetectConfig,
@@ -222,3 +241,53 @@ class Pipeline:
     @property
     def clusters(self) -> dict[str, ClusterInfo]:
         return self.clusterer.clusters if self.clusterer.fitted else {}
+
+    # -- state -------------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        """Everything the stream built, JSON-safe (vectors exact, base64)."""
+        buf = self._buffer
+        payload = {
+            "clusterer": self.clusterer.to_state(),
+            "detector": self.detector.to_state(),
+            "seen": self.seen.to_state(),
+            "buffer": {
+                "interactions": [p.interaction.model_dump(mode="json") for p in buf],
+                "embeddings": encode_array(np.stack([p.embedding for p in buf]) if buf
+                                           else np.zeros((0, self.embedder.dim), dtype=np.float32)),
+                "faithfulness": [p.faithfulness for p in buf],
+                "sources": [p.source for p in buf],
+            },
+            "seed": None if self._seed is None else {
+                "embeddings": encode_array(self._seed[0]), "queries": list(self._seed[1])},
+            "labels": [info.model_dump(mode="json") for info in self._labels.values()],
+            "since_labels": self._since_labels,
+            "processed": self.processed,
+        }
+        return envelope(self.KIND, self.STATE_VERSION, {"seen_capacity": self.seen.capacity,
+                                                        "embedder": self.embedder.name}, payload)
+
+    @classmethod
+    def from_state(cls, state: dict, *, embedder: Embedder, scorer: FaithfulnessScorer,
+                   policy: CategoryPolicy, categories: CategoryIndex | None, cluster_config: ClusterConfig,
+                   baseline_config: BaselineConfig, detect_config: DetectConfig,
+                   seen_capacity: int = 2_000_000) -> Pipeline:
+        """Restore :meth:`to_state`. Raises ``StateError`` if the state was written with another
+        embedding model, capacity or stage configuration (each stage checks its own)."""
+        p = check_envelope(state, cls.KIND, cls.STATE_VERSION,
+                           {"seen_capacity": seen_capacity, "embedder": embedder.name})
+        clusterer = OnlineClusterer.from_state(p["clusterer"], cluster_config, categories)
+        self = cls(embedder=embedder, scorer=scorer, policy=policy, clusterer=clusterer,
+                   cluster_config=cluster_config, baseline_config=baseline_config,
+                   detect_config=detect_config, seen_capacity=seen_capacity)
+        self.detector = PatternDetector.from_state(p["detector"], baseline_config, detect_config)
+        self.seen = SeenIds.from_state(p["seen"], seen_capacity)
+        b = p["buffer"]
+        vectors = decode_array(b["embeddings"])
+        self._buffer = [_Prepared(Interaction.model_validate(i), vectors[k], f, src) for k, (i, f, src)
+                        in enumerate(zip(b["interactions"], b["faithfulness"], b["sources"], strict=True))]
+        if p["seed"] is not None:
+            self._seed = (decode_array(p["seed"]["embeddings"]), list(p["seed"]["queries"]))
+        self._labels = {d["cluster_id"]: ClusterInfo.model_validate(d) for d in p["labels"]}
+        self._since_labels = int(p["since_labels"])
+        self.processed = int(p["processed"])
+        return self

@@ -23,6 +23,7 @@ where ``K`` is the number of clusters and ``df`` the number of clusters whose qu
 from __future__ import annotations
 
 import base64
+import heapq
 import math
 import re
 from collections import Counter
@@ -101,11 +102,11 @@ def distinctive_terms(docs: Mapping[str, TermCounts], top: int) -> dict[str, tup
     out: dict[str, tuple[str, ...]] = {}
     for cid, tc in docs.items():
         denom = max(tc.total, 1)
-        scored = sorted(
-            ((c / denom * math.log(1 + k / df[t]), t) for t, c in tc.counts.items()),
+        scored = heapq.nsmallest(
+            top, ((c / denom * math.log(1 + k / df[t]), t) for t, c in tc.counts.items()),
             key=lambda st: (-st[0], st[1]),
         )
-        out[cid] = tuple(t for _, t in scored[:top])
+        out[cid] = tuple(t for _, t in scored)
     return out
 
 
@@ -217,6 +218,17 @@ class CategoryIndex:
         cat, n = min(votes.items(), key=lambda kv: (-kv[1], kv[0]))
         return cat if 2 * n > total else None
 
+    def by_seed_many(self, centroids: np.ndarray) -> list[str | None]:
+        """:meth:`by_seed` of every row at once (one matrix product)."""
+        rows = np.asarray(centroids, dtype=np.float32).reshape(len(centroids), -1)
+        if not self.seed_owner or not len(rows):
+            return [None] * len(rows)
+        sims = rows @ self.seed_vectors.T
+        best = np.argmax(sims, axis=1)
+        top = sims[np.arange(len(rows)), best]
+        return [self.seed_owner[b] if float(v) >= self.threshold else None
+                for b, v in zip(best.tolist(), top.tolist(), strict=True)]
+
     def by_seed(self, centroid: np.ndarray) -> str | None:
         if not self.seed_owner:
             return None
@@ -224,8 +236,13 @@ class CategoryIndex:
         best = int(np.argmax(sims))
         return self.seed_owner[best] if float(sims[best]) >= self.threshold else None
 
-    def categorise(self, centroid: np.ndarray, hints: Counter[str], label_text: str) -> str:
+    def categorise(self, centroid: np.ndarray, hints: Counter[str], label_text: str,
+                   seed: str | None | bool = False) -> str:
+        """Override, else the hints' majority, else the nearest seed phrase, else the default.
+
+        ``seed``: :meth:`by_seed` of ``centroid`` if already computed (False: compute it).
+        """
         return (self.policy.override_for(label_text)
-                or self.by_hints(hints)
-                or self.by_seed(centroid)
+                or (self.by_hints(hints) if hints else None)
+                or (self.by_seed(centroid) if seed is False else seed)
                 or self.policy.default)

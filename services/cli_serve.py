@@ -15,14 +15,17 @@ from services.settings import Settings
 log = logging.getLogger("faithwatch.serve")
 
 
-def run_server(settings: Settings) -> dict:
-    """Serve until SIGINT/SIGTERM, then drain the ingest queue, flush the pipeline, close the store.
+def run_server(settings: Settings, reset_state: bool = False) -> dict:
+    """Serve until SIGINT/SIGTERM, then drain the ingest queue, save the pipeline's state, close the store.
 
-    Returns the pipeline totals at exit.
+    The pipeline continues from ``DATA_DIR/state/pipeline.json.gz`` if a previous run saved one
+    (``reset_state`` discards it first). Returns the pipeline totals at exit.
     """
     import uvicorn
 
+    from pipelines.errors import StateError
     from services.api import check_auth, create_app
+    from services.checkpoint import Checkpoint
     from services.ingest import EmbeddedIngestor
     from services.metrics import Metrics
     from services.wiring import build_pipeline
@@ -35,10 +38,24 @@ def run_server(settings: Settings) -> dict:
     with open_store(settings) as store:
         store.migrate()
         metrics = Metrics()
-        pipeline = build_pipeline(settings)
+        checkpoint = Checkpoint.in_data_dir(settings.data_dir)
+        if reset_state:
+            checkpoint.discard()
+        try:
+            state = checkpoint.load()
+            pipeline = build_pipeline(settings, state=state)
+        except StateError as exc:
+            raise ConfigError(f"{exc}. The saved pipeline state ({checkpoint.path}) does not fit this model or "
+                              "configuration: restore the configuration it was written with, or start with "
+                              "--reset-state to discard it (stored interactions and incidents are kept)") from exc
+        if state is not None:
+            click.echo(f"faithwatch: continuing from {checkpoint.path} ({pipeline.processed} interactions, "
+                       f"{len(pipeline.clusters)} clusters, {len(pipeline.detector.open_incidents)} open incidents)",
+                       err=True)
         ingestor = EmbeddedIngestor(pipeline, store, metrics, batch_size=settings.replay.batch_size,
                                     max_queue=api.queue_max_records,
-                                    cluster_refresh_seconds=api.cluster_refresh_seconds)
+                                    cluster_refresh_seconds=api.cluster_refresh_seconds,
+                                    checkpoint=checkpoint.save, checkpoint_seconds=api.checkpoint_seconds)
         app = create_app(api, store, ingestor, metrics)
         server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, lifespan="off",
                                                log_level="info", timeout_graceful_shutdown=api.wait_timeout_seconds))
@@ -57,7 +74,7 @@ def run_server(settings: Settings) -> dict:
             with ingestor:
                 server.run()
                 click.echo(f"faithwatch: stopping; draining {ingestor.depth} queued interactions", err=True)
-            # leaving the block drained the queue and flushed the pipeline
+            # leaving the block drained the queue and saved the pipeline's state
             totals = ingestor.totals()
         finally:
             for s, handler in previous.items():
@@ -76,16 +93,19 @@ def run_server(settings: Settings) -> dict:
               help="example queries (.txt, .jsonl or .csv) to fit the first clusters on")
 @click.option("--insecure", is_flag=True, default=None,
               help="serve without authentication when no token is configured (FAITHWATCH_API__INSECURE)")
+@click.option("--reset-state", is_flag=True,
+              help="discard the saved pipeline state (clusters, baselines, open incidents) and start fresh")
 @click.pass_context
-def serve_cmd(ctx, host, port, data_dir, seed_file, insecure):
+def serve_cmd(ctx, host, port, data_dir, seed_file, insecure, reset_state):
     """Serve the HTTP API: ingest interactions, read clusters, incidents and sessions.
 
     Tokens come from FAITHWATCH_API__TOKENS (a JSON list) or api.tokens in the config file; every
     route but /healthz needs one. Stop with Ctrl-C or SIGTERM: accepted interactions are processed
-    and stored before the process exits.
+    and stored before the process exits, and the pipeline's state (clusters, baselines, open
+    incidents) is saved under DATA_DIR/state; the next start continues from it.
     """
     settings = _settings(ctx, data_dir=data_dir, seed_file=seed_file)
     updates = {k: v for k, v in {"host": host, "port": port, "insecure": insecure}.items() if v is not None}
     if updates:
         settings = settings.model_copy(update={"api": settings.api.model_copy(update=updates)})
-    run_server(settings)
+    run_server(settings, reset_state=reset_state)

@@ -15,6 +15,13 @@ what ``POST /v1/interactions?wait=true`` and ``POST /v1/flush`` wait for.
 Until the clusters are first fitted (``cluster.bootstrap_size`` interactions, or a seed file) the
 pipeline holds interactions back; :meth:`Ingestor.request_flush` fits on whatever waits, like the
 end of a replay, and :meth:`Ingestor.close` drains the queue and flushes before it returns.
+
+With a ``checkpoint`` (a callable taking ``Pipeline.to_state()``), the worker saves the pipeline's
+state every ``checkpoint_seconds`` after writing a batch to the store, and once more at
+:meth:`Ingestor.close`, which then does not flush: what waits for the bootstrap stays in the
+saved state and a restarted server continues with it. A crash loses at most the detector memory
+of the last ``checkpoint_seconds`` (the scored rows are already stored; a client that re-sends
+them is deduplicated by the store, and the restored pipeline counts them once).
 """
 
 from __future__ import annotations
@@ -127,7 +134,8 @@ class Ingestor(abc.ABC):
 @dataclass(frozen=True)
 class _Item:
     ticket: int
-    records: Sequence[Interaction] | None  # None: a flush
+    records: Sequence[Interaction] | None  # None: a control item (flush or stop)
+    flush: bool = True  # a control item fits what waits for the bootstrap
 
 
 class EmbeddedIngestor(Ingestor):
@@ -135,6 +143,7 @@ class EmbeddedIngestor(Ingestor):
 
     def __init__(self, pipeline: Pipeline, store: Store, metrics: Metrics | None = None, *,
                  batch_size: int = 256, max_queue: int = 100_000, cluster_refresh_seconds: float = 5.0,
+                 checkpoint: Callable[[dict], None] | None = None, checkpoint_seconds: float = 30.0,
                  monotonic: Callable[[], float] = time.monotonic):
         self.pipeline = pipeline
         self.store = store
@@ -154,6 +163,10 @@ class EmbeddedIngestor(Ingestor):
         self._pipeline_lock = threading.Lock()
         self._totals = Totals()
         self._last_refresh = -math.inf
+        self.checkpoint = checkpoint
+        self.checkpoint_seconds = checkpoint_seconds
+        self._last_checkpoint = monotonic()
+        self.checkpoints = 0  # saved so far
         self._thread = threading.Thread(target=self._run, name="faithwatch-ingest", daemon=True)
         self.metrics.track_queue_depth(lambda: self._depth)
 
@@ -216,7 +229,8 @@ class EmbeddedIngestor(Ingestor):
             else:
                 already = False
                 self._issued += 1
-                self._queue.append(_Item(self._issued, None))
+                # With a checkpoint, what waits for the bootstrap is saved, not fitted early.
+                self._queue.append(_Item(self._issued, None, flush=self.checkpoint is None))
                 self._closing = True
                 self._cond.notify_all()
         if self._thread.is_alive():
@@ -225,6 +239,17 @@ class EmbeddedIngestor(Ingestor):
             # Never started: process what was queued here, so nothing accepted is lost.
             while self._step():
                 pass
+        if not already and not self._thread.is_alive():
+            self._save_checkpoint()
+
+    def _save_checkpoint(self) -> None:
+        if self.checkpoint is None:
+            return
+        with self._pipeline_lock:
+            state = self.pipeline.to_state()
+        self.checkpoint(state)
+        self.checkpoints += 1
+        self._last_checkpoint = self._monotonic()
 
     # -- the worker side -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -254,6 +279,13 @@ class EmbeddedIngestor(Ingestor):
                 self._failed.popitem(last=False)
             self._done = items[-1].ticket
             self._cond.notify_all()
+        if (error is None and self.checkpoint is not None and self.checkpoint_seconds > 0
+                and self._monotonic() - self._last_checkpoint >= self.checkpoint_seconds):
+            try:
+                self._save_checkpoint()
+            except Exception:  # a failed save must not stop ingest; the next one may succeed
+                log.exception("saving the pipeline checkpoint failed")
+                self.metrics.ingest_errors.inc()
         return True
 
     def _take(self) -> list[_Item]:
@@ -270,7 +302,7 @@ class EmbeddedIngestor(Ingestor):
         return items
 
     def _process(self, items: list[_Item]) -> None:
-        flush = items[0].records is None
+        flush = items[0].records is None and items[0].flush
         # Event-time order, ties in arrival order (sorted() is stable), as replay orders a file.
         records = sorted((r for item in items for r in item.records or ()), key=lambda r: r.timestamp)
         out = Output()

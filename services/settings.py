@@ -71,6 +71,7 @@ class ApiSettings(_Section):
     queue_max_records: int = Field(100_000, ge=1, description="accepted records waiting for the ingest worker; past it POST gets 503")
     wait_timeout_seconds: float = Field(120.0, gt=0, description="longest a ?wait=true request or POST /v1/flush waits")
     cluster_refresh_seconds: float = Field(5.0, ge=0, description="clusters (size, last seen) are rewritten to the store at most this often")
+    checkpoint_seconds: float = Field(30.0, ge=0, description="the live pipeline's state is saved to DATA_DIR/state this often (0: only at shutdown); a restart continues from it")
 
 
 class ReplaySettings(_Section):

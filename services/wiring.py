@@ -38,10 +38,20 @@ def build_embedder(settings: Settings) -> Embedder:
     return CachedEmbedder(inner, cfg.cache_size) if cfg.cache_size else inner
 
 
-def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipeline:
+def build_pipeline(settings: Settings, embedder: Embedder | None = None, state: dict | None = None) -> Pipeline:
+    """The pipeline the settings describe; restored from ``state`` (``Pipeline.to_state``) if given.
+
+    A restored pipeline ignores ``seed_file`` (its clusters, or a pending seed, are in the state).
+    Raises ``StateError`` when the state was written with another model or configuration.
+    """
     embedder = embedder or build_embedder(settings)
     policy = load_policy(settings.categories_file)
     categories = CategoryIndex.build(policy, embedder, settings.cluster.category_threshold)
+    if state is not None:
+        return Pipeline.from_state(
+            state, embedder=embedder, scorer=FaithfulnessScorer(embedder, settings.faithfulness), policy=policy,
+            categories=categories, cluster_config=settings.cluster, baseline_config=settings.baseline,
+            detect_config=settings.detect, seen_capacity=settings.replay.seen_capacity)
     pipeline = Pipeline(
         embedder=embedder,
         scorer=FaithfulnessScorer(embedder, settings.faithfulness),

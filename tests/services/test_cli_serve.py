@@ -44,9 +44,8 @@ def records(n: int) -> list[dict]:
             for k in range(n)]
 
 
-@pytest.fixture(scope="module")
-def served_and_stopped(tmp_path_factory):
-    data = tmp_path_factory.mktemp("serve")
+def serve_once(data: Path, post) -> tuple[int, str]:
+    """Start ``faithwatch serve`` on ``data``, call ``post(url, headers)``, SIGTERM it; (exit code, stderr)."""
     port = free_port()
     env = {**os.environ, "FAITHWATCH_EMBEDDING__BACKEND": "hashing", "FAITHWATCH_API__TOKENS": json.dumps([TOKEN]),
            "PYTHONUNBUFFERED": "1"}
@@ -66,25 +65,49 @@ def served_and_stopped(tmp_path_factory):
                 proc.kill()
                 pytest.fail(f"faithwatch serve did not come up: {proc.communicate()[1][-2000:]}")
             time.sleep(0.2)
-        # Accepted without waiting: fewer than bootstrap_size (400), so the pipeline still holds them
-        # when SIGTERM arrives. A clean shutdown must fit, score and store them anyway.
-        res = httpx.post(f"{url}/v1/interactions", json=records(40), headers={"Authorization": f"Bearer {TOKEN}"})
+        post(url, {"Authorization": f"Bearer {TOKEN}"})
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    return data, res, proc.returncode, err
+    return proc.returncode, err
 
 
-def test_sigterm_drains_then_exits_cleanly(served_and_stopped):
-    _, res, code, err = served_and_stopped
-    assert res.status_code == 202 and res.json()["accepted"] == 40
-    assert code == 0, err[-2000:]
-    assert "stopped; 40 interactions scored" in err
-    with ChdbStore(served_and_stopped[0] / "chdb") as store:
-        assert store.counts()["interactions"] == 40
+@pytest.fixture(scope="module")
+def served_and_stopped(tmp_path_factory):
+    data = tmp_path_factory.mktemp("serve")
+    responses = []
+
+    # First run: fewer than bootstrap_size (400) records, accepted without waiting, so the pipeline
+    # still holds them when SIGTERM arrives: they are saved in the pipeline's state, not fitted early.
+    def first(url, headers):
+        responses.append(httpx.post(f"{url}/v1/interactions", json=records(40), headers=headers))
+
+    # Second run continues from that state: 400 more complete the bootstrap, and 10 of the first 40
+    # sent again are recognised as duplicates (the seen ids were saved too).
+    def second(url, headers):
+        body = records(440)[40:] + records(10)
+        responses.append(httpx.post(f"{url}/v1/interactions?wait=true", json=body, headers=headers, timeout=120))
+
+    runs = [serve_once(data, first)]
+    checkpoint = (data / "state" / "pipeline.json.gz").is_file()
+    runs.append(serve_once(data, second))
+    return data, responses, runs, checkpoint
+
+
+def test_sigterm_saves_what_waits_then_a_restart_continues(served_and_stopped):
+    data, (res1, res2), ((code1, err1), (code2, err2)), checkpoint = served_and_stopped
+    assert res1.status_code == 202 and res1.json()["accepted"] == 40
+    assert code1 == 0, err1[-2000:]
+    assert "stopped; 0 interactions scored" in err1 and checkpoint
+    assert code2 == 0, err2[-2000:]
+    assert "continuing from" in err2 and "(0 interactions, 0 clusters, 0 open incidents)" in err2
+    assert res2.status_code == 202 and res2.json()["processed"] is True, res2.text
+    assert "stopped; 440 interactions scored, 10 duplicates" in err2
+    with ChdbStore(data / "chdb") as store:
+        assert store.counts()["interactions"] == 440
 
 
 def test_clusters_list_reads_what_the_server_stored(served_and_stopped):
@@ -92,7 +115,7 @@ def test_clusters_list_reads_what_the_server_stored(served_and_stopped):
     res = CliRunner().invoke(main, ["clusters", "list", "--data-dir", str(data), "--format", "json"])
     assert res.exit_code == 0, res.output
     clusters = json.loads(res.output)
-    assert clusters and sum(c["size"] for c in clusters) <= 40
+    assert clusters and sum(c["size"] for c in clusters) <= 440
     table = CliRunner().invoke(main, ["clusters", "list", "--data-dir", str(data)])
     assert table.exit_code == 0 and "cluster_id" in table.output and clusters[0]["label"][:20] in table.output
     csv_out = CliRunner().invoke(main, ["clusters", "list", "--data-dir", str(data), "--format", "csv"])
