@@ -45,3 +45,9 @@ def test_dockerfile_copies_every_package_and_the_data():
     text = (ROOT / "Dockerfile").read_text()
     for d in ("pipelines", "services", "alerts", "dashboards", "data"):
         assert f"COPY {d} {d}" in text
+
+
+def test_dockerfile_installs_the_cpu_torch_wheel_before_the_package():
+    text = (ROOT / "Dockerfile").read_text()
+    cpu = text.index("torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
+    assert cpu < text.index("pip install --no-cache-dir -e .")
