@@ -7,7 +7,9 @@ chDB and a ClickHouse server (clickhouse-connect, server-side binding) both unde
 
 Values cross the boundary as plain Python: aware datetimes (stored at millisecond precision in
 UTC; naive datetimes are refused), bools, ints, floats, strings, lists and ``None``.
-Deduplicated reads use ``FINAL``: replays and retries never double-count.
+Interactions are deduplicated on the way in (``interactions_in`` and its view, migration 0003),
+so the hot reads need no ``FINAL``; the session reads still keep one row per id with
+``LIMIT 1 BY`` over their narrow key range, which costs little and covers concurrent writers.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import abc
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, Self
 
@@ -30,9 +33,22 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _RECIPE_NAME = re.compile(r"^[a-z0-9_]+$")
 _TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
 # (table, time column) that a retention setting applies to, see Store.apply_ttl.
-_TTL_TABLES = {"interactions": "timestamp", "interaction_minutes": "minute"}
-# The levels fixed in 0002_minute_rollups' quantile states, and the columns they are read into.
+_TTL_TABLES = {"interactions": "timestamp", "interaction_minutes": "minute", "rollup_minutes": "bucket",
+               "rollup_hours": "bucket", "rollup_days": "bucket"}
+_ROLLUP_TABLES = ("interaction_minutes", "rollup_minutes", "rollup_hours", "rollup_days")
+# The levels fixed in 0003's quantile states, and the columns they are read into.
 _QUANTILE_LEVELS = ("p05", "p25", "p50", "p75", "p95")
+_LEVELS = "0.05, 0.25, 0.5, 0.75, 0.95"
+# interactions' scalar columns, read straight off a ScoredInteraction (see interaction_columns).
+_INTERACTION_FIELDS = (
+    "interaction_id", "session_id", "customer_id", "timestamp", "query", "response", "cluster_id",
+    "cluster_label", "category", "faithfulness", "faithfulness_source", "confidence", "below_baseline",
+    "baseline_low", "confident_wrong", "stale_context", "incident_id", "intent_hint", "model",
+    "action_name", "action_reversible")
+_GET_FIELDS = attrgetter(*_INTERACTION_FIELDS)
+_GET_CONTEXTS = attrgetter("contexts")
+_GET_CONTEXT = attrgetter("doc_id", "doc_version", "stale")
+_GET_METADATA = attrgetter("metadata")
 _INCIDENT_JSON_COLUMNS = ("suggested_gate", "shared_documents", "examples")
 _TABLES = ("interactions", "clusters", "incident_events", "incidents", "dead_letters",
            "schema_migrations")
@@ -49,6 +65,10 @@ _SESSION_COLUMNS = """
     min(faithfulness) AS worst_faithfulness,
     argMin(tuple(interaction_id, query, response),
            tuple(ifNull(faithfulness, 2.0), timestamp, interaction_id)) AS example"""
+# What _SESSION_COLUMNS reads, one row per interaction id (a duplicate that two concurrent
+# writers both stored counts once).
+_SESSION_SOURCE = ("interaction_id, session_id, customer_id, timestamp, below_baseline, confident_wrong, "
+                   "faithfulness, query, response")
 
 
 def utc(value: datetime) -> datetime:
@@ -91,17 +111,43 @@ def statements(sql: str) -> Iterator[str]:
         raise ValueError(f"a migration statement does not end with ';': {lines}")
 
 
-def interaction_row(row: ScoredInteraction) -> Row:
-    columns = row.model_dump(exclude={"contexts", "metadata"})
-    columns["context_doc_ids"] = [c.doc_id for c in row.contexts]
-    columns["context_doc_versions"] = [c.doc_version for c in row.contexts]
-    columns["context_stale"] = [c.stale for c in row.contexts]
-    columns["metadata"] = None if row.metadata is None else json.dumps(row.metadata)
+def interaction_columns(rows: Sequence[ScoredInteraction]) -> dict[str, list[Any]]:
+    """The columns of ``interactions`` for ``rows``, one list per column, first of each id kept.
+
+    Column-wise with C-level attribute getters: building a dict per row (``model_dump``) and
+    encoding it cost more than the engine's whole insert. A repeated id within the batch is
+    dropped here (ids the store already holds are dropped by the engine, see migration 0003).
+    """
+    if len({row.interaction_id for row in rows}) != len(rows):
+        seen: set[str] = set()
+        rows = [row for row in rows if not (row.interaction_id in seen or seen.add(row.interaction_id))]
+    columns: dict[str, list[Any]] = dict(zip(_INTERACTION_FIELDS, map(list, zip(*map(_GET_FIELDS, rows),
+                                                                                  strict=True)), strict=True))
+    columns["timestamp"] = [value if value.tzinfo is UTC else utc(value) for value in columns["timestamp"]]
+    doc_ids: list[Any] = []
+    versions: list[Any] = []
+    stale: list[Any] = []
+    for refs in map(_GET_CONTEXTS, rows):
+        if refs:
+            ids_of, versions_of, stale_of = zip(*map(_GET_CONTEXT, refs), strict=True)
+        else:
+            ids_of = versions_of = stale_of = ()
+        doc_ids.append(ids_of)
+        versions.append(versions_of)
+        stale.append(stale_of)
+    columns.update(context_doc_ids=doc_ids, context_doc_versions=versions, context_stale=stale)
+    # Left as dicts: a backend stores a dict in a String column as its JSON text (chDB lets the
+    # engine copy it out of the JSON it parses anyway, saving one encoding per row).
+    columns["metadata"] = list(map(_GET_METADATA, rows))
     return columns
 
 
+def rows_to_columns(rows: Sequence[Row]) -> dict[str, list[Any]]:
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
 def interaction_from_row(row: Mapping[str, Any]) -> ScoredInteraction:
-    """The inverse of :func:`interaction_row` (for ``SELECT * FROM interactions``)."""
+    """One ``SELECT * FROM interactions`` row back as the ScoredInteraction it was stored from."""
     values = dict(row)
     contexts = zip(values.pop("context_doc_ids"), values.pop("context_doc_versions"),
                    values.pop("context_stale"), strict=True)
@@ -163,6 +209,55 @@ def recipe_parameters(sql: str) -> dict[str, str]:
             for match in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}", sql)}
 
 
+# The time range [since, until) of a rollup read cut into whole days, whole hours and the
+# minutes at its edges (a minute is in when it starts at or after since's minute and before
+# until). Every bound is a constant, so each tier is read by its (cluster_id, bucket) key.
+TIER_BOUNDS = """toStartOfMinute({since:DateTime64(3, 'UTC')}) AS s_min,
+     toStartOfMinute({until:DateTime64(3, 'UTC')} - INTERVAL 1 MILLISECOND) + INTERVAL 1 MINUTE AS e_min,
+     toStartOfHour(s_min - INTERVAL 1 SECOND) + INTERVAL 1 HOUR AS s_hour,
+     toStartOfHour(e_min) AS e_hour,
+     toStartOfDay(s_hour - INTERVAL 1 SECOND) + INTERVAL 1 DAY AS s_day,
+     toStartOfDay(e_hour) AS e_day"""
+_TIER_COLUMNS = ("cluster_id, bucket, interactions AS n, below_baseline AS n_below, confident_wrong AS n_cw, "
+                 "faithfulness_n AS n_faith, confidence_n AS n_conf, faithfulness_q AS faith_q, "
+                 "confidence_q AS conf_q")
+
+
+_RATE_COLUMNS = ("interactions AS n, below_baseline AS n_below, confident_wrong AS n_cw, faithfulness_n AS n_faith, "
+                 "faithfulness_sum AS s_faith, confidence_n AS n_conf, confidence_sum AS s_conf, first_at AS first")
+_RATE_SOURCE = ("interactions, below_baseline, confident_wrong, faithfulness_n, faithfulness_sum, confidence_n, "
+                "confidence_sum, first_at")
+_RATE_COLUMNS_RAW = ("toUInt64(1), toUInt64(below_baseline), toUInt64(confident_wrong), "
+                     "toUInt64(faithfulness IS NOT NULL), ifNull(faithfulness, 0), toUInt64(confidence IS NOT NULL), "
+                     "ifNull(confidence, 0), timestamp")
+_RATE_SUMS = ("sum(n) AS n, sum(n_below) AS below, sum(n_cw) AS cw, sum(s_faith) / sum(n_faith) AS faith, "
+              "sum(s_conf) / sum(n_conf) AS conf, min(first) AS first")
+
+
+def tiers(step_minutes: int, where: str = "", columns: str = _TIER_COLUMNS) -> str:
+    """The rows of rollup_minutes/hours/days that tile ``[s_min, e_min)`` (see TIER_BOUNDS),
+    coarsest first, for buckets of ``step_minutes``: hours only when the step is whole hours,
+    days only when it is whole days. ``where`` (fixed SQL) is added to every tier's filter.
+
+    >>> "rollup_days" in tiers(1440), "rollup_hours" in tiers(15)
+    (True, False)
+    """
+    use_hours, use_days = step_minutes % 60 == 0, step_minutes % 1440 == 0
+    parts = [f"SELECT {columns} FROM rollup_minutes WHERE bucket >= s_min AND bucket < e_min"
+             + (" AND NOT (bucket >= s_hour AND bucket < e_hour)" if use_hours else "") + where]
+    if use_hours:
+        parts.append(f"SELECT {columns} FROM rollup_hours WHERE bucket >= s_hour AND bucket < e_hour"
+                     + (" AND NOT (bucket >= s_day AND bucket < e_day)" if use_days else "") + where)
+    if use_days:
+        parts.append(f"SELECT {columns} FROM rollup_days WHERE bucket >= s_day AND bucket < e_day" + where)
+    return " UNION ALL ".join(reversed(parts))
+
+
+def _finite(value: float | None) -> float | None:
+    """None for a mean over no values (0/0 is NaN, which JSON results carry as null anyway)."""
+    return None if value is None or value != value else value
+
+
 def _session_from_row(row: Row) -> Row:
     interaction_id, query, response = row.pop("example")
     row.update(example_interaction_id=interaction_id, example_query=query,
@@ -184,8 +279,9 @@ class Store(abc.ABC):
         """Run one statement that returns nothing (DDL, ``INSERT ... SELECT``)."""
 
     @abc.abstractmethod
-    def _insert(self, table: str, rows: Sequence[Row]) -> None:
-        """Write ``rows`` (same keys, named as columns) to ``table`` in one INSERT."""
+    def _insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        """Write ``columns`` (name -> values, equal lengths, at least one row) to ``table`` in
+        one INSERT. A dict value goes to its String column as ``json.dumps(value)``."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -234,7 +330,8 @@ class Store(abc.ABC):
         return found
 
     def apply_ttl(self, interactions_days: int | None, rollup_days: int | None = None) -> list[str]:
-        """Set (or remove, with None) the retention of raw interactions and of the rollups.
+        """Set (or remove, with None) the retention of raw interactions and of the rollups
+        (every tier, and the legacy ``interaction_minutes``).
 
         Only a value that differs from the table's current TTL is altered, so running it on
         every ``migrate`` is cheap. ClickHouse deletes expired rows when it merges parts (and in
@@ -242,7 +339,8 @@ class Store(abc.ABC):
         """
         current = self.ttl_days()
         changes = []
-        for table, days in (("interactions", interactions_days), ("interaction_minutes", rollup_days)):
+        wanted = [("interactions", interactions_days)] + [(table, rollup_days) for table in _ROLLUP_TABLES]
+        for table, days in wanted:
             if table not in current or current[table] == days:
                 continue
             if days is None:
@@ -259,20 +357,22 @@ class Store(abc.ABC):
     # ---- writes -------------------------------------------------------------------------
 
     def insert_interactions(self, rows: Sequence[ScoredInteraction]) -> None:
+        """Store ``rows``; an ``interaction_id`` already stored (or repeated in ``rows``) is
+        skipped, so a retry or replay changes neither counts nor rollups (migration 0003)."""
         if rows:
-            self._insert("interactions", [interaction_row(row) for row in rows])
+            self._insert("interactions_in", interaction_columns(rows))
 
     def upsert_clusters(self, rows: Sequence[ClusterInfo]) -> None:
         if rows:
-            self._insert("clusters", [cluster_row(row) for row in rows])
+            self._insert("clusters", rows_to_columns([cluster_row(row) for row in rows]))
 
     def insert_incident_events(self, rows: Sequence[IncidentEvent]) -> None:
         if rows:
-            self._insert("incident_events", [incident_event_row(row) for row in rows])
+            self._insert("incident_events", rows_to_columns([incident_event_row(row) for row in rows]))
 
     def insert_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
         if rows:
-            self._insert("dead_letters", [dead_letter_row(row) for row in rows])
+            self._insert("dead_letters", rows_to_columns([dead_letter_row(row) for row in rows]))
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -324,16 +424,20 @@ class Store(abc.ABC):
         ``interactions`` counts those answers; the example is the session's worst one.
         Answers without a session id are grouped into one row with ``session_id`` None.
         """
+        # Scalar subqueries (not a join) so the incident's cluster and time range reach the
+        # primary key of interactions: the read is one narrow key range.
+        incident = "(SELECT {column} FROM incidents WHERE incident_id = {{incident_id:String}})"
         sql = f"""
             SELECT {_SESSION_COLUMNS}
-            FROM interactions AS i FINAL
-            INNER JOIN (
-                SELECT cluster_id, onset_at, resolved_at FROM incidents
-                WHERE incident_id = {{incident_id:String}}
-            ) AS inc ON i.cluster_id = inc.cluster_id
-            WHERE i.below_baseline
-              AND i.timestamp >= inc.onset_at
-              AND (inc.resolved_at IS NULL OR i.timestamp <= inc.resolved_at)
+            FROM (
+                SELECT {_SESSION_SOURCE} FROM interactions
+                WHERE cluster_id = {incident.format(column="cluster_id")}
+                  AND timestamp >= {incident.format(column="onset_at")}
+                  AND timestamp <= ifNull({incident.format(column="resolved_at")},
+                                          toDateTime64('2299-12-31 23:59:59', 3, 'UTC'))
+                  AND below_baseline
+                LIMIT 1 BY interaction_id
+            )
             GROUP BY session_id
             ORDER BY first_at, session_id"""
         return [_session_from_row(row) for row in self.query(sql, {"incident_id": incident_id})]
@@ -354,8 +458,9 @@ class Store(abc.ABC):
             params["until"] = utc(until)
         if below_baseline:
             where.append("below_baseline")
-        sql = (f"SELECT {_SESSION_COLUMNS} FROM interactions FINAL WHERE "
-               + " AND ".join(where) + " GROUP BY session_id ORDER BY first_at, session_id")
+        sql = (f"SELECT {_SESSION_COLUMNS} FROM (SELECT {_SESSION_SOURCE} FROM interactions WHERE "
+               + " AND ".join(where) + " LIMIT 1 BY interaction_id)"
+               " GROUP BY session_id ORDER BY first_at, session_id")
         return [_session_from_row(row) for row in self.query(sql, params)]
 
     def list_clusters(self) -> list[Row]:
@@ -379,33 +484,30 @@ class Store(abc.ABC):
         """
         if isinstance(step_minutes, bool) or not isinstance(step_minutes, int) or step_minutes < 1:
             raise ValueError(f"step_minutes must be an int >= 1, got {step_minutes!r}")
-        where = ["minute >= toStartOfMinute({since:DateTime64(3, 'UTC')})",
-                 "minute < {until:DateTime64(3, 'UTC')}"]
         params: dict[str, Any] = {"since": utc(since), "until": utc(until), "step": step_minutes}
+        cluster = ""
         if cluster_id is not None:
-            where.append("cluster_id = {cluster_id:String}")
+            cluster = " AND cluster_id = {cluster_id:String}"
             params["cluster_id"] = cluster_id
-        levels = "0.05, 0.25, 0.5, 0.75, 0.95"
         columns = []
         for name in ("faithfulness", "confidence"):
-            columns += [f"if(isNaN({name}_q[{i + 1}]), NULL, {name}_q[{i + 1}]) AS {name}_{level}"
+            columns += [f"if({name}_n = 0, NULL, {name}_q[{i + 1}]) AS {name}_{level}"
                         for i, level in enumerate(_QUANTILE_LEVELS)]
         sql = f"""
-            SELECT cluster_id, bucket, interactions, below_baseline, confident_wrong,
+            WITH {TIER_BOUNDS}
+            SELECT cluster_id, step_bucket AS bucket, interactions, below_baseline, confident_wrong,
                    {", ".join(columns)}
             FROM (
                 SELECT cluster_id,
-                       toStartOfInterval(minute, toIntervalMinute({{step:UInt32}})) AS bucket,
-                       uniqExactMerge(interaction_ids) AS interactions,
-                       uniqExactIfMerge(below_baseline_ids) AS below_baseline,
-                       uniqExactIfMerge(confident_wrong_ids) AS confident_wrong,
-                       quantilesDeterministicDistinctMerge({levels})(faithfulness_q) AS faithfulness_q,
-                       quantilesDeterministicDistinctMerge({levels})(confidence_q) AS confidence_q
-                FROM interaction_minutes
-                WHERE {" AND ".join(where)}
-                GROUP BY cluster_id, bucket
+                       toStartOfInterval(bucket, toIntervalMinute({{step:UInt32}})) AS step_bucket,
+                       sum(n) AS interactions, sum(n_below) AS below_baseline, sum(n_cw) AS confident_wrong,
+                       sum(n_faith) AS faithfulness_n, sum(n_conf) AS confidence_n,
+                       quantilesExactWeightedInterpolatedMerge({_LEVELS})(faith_q) AS faithfulness_q,
+                       quantilesExactWeightedInterpolatedMerge({_LEVELS})(conf_q) AS confidence_q
+                FROM ({tiers(step_minutes, cluster)})
+                GROUP BY cluster_id, step_bucket
             )
-            ORDER BY cluster_id, bucket"""
+            ORDER BY cluster_id, step_bucket"""
         return self.query(sql, params)
 
     def run_recipe(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
@@ -434,36 +536,52 @@ class Store(abc.ABC):
         found = self.query("SELECT * FROM clusters FINAL WHERE cluster_id = {cluster_id:String}", params)
         if not found:
             return None
-        windows = (("1h", "1 HOUR"), ("24h", "24 HOUR"), ("7d", "7 DAY"), ("all", None))
-        columns = ["max(timestamp) AS last_at", "argMax(baseline_low, timestamp) AS last_baseline_low"]
-        for name, span in windows:
-            cond = "1" if span is None else f"timestamp > last_at_all - INTERVAL {span}"
-            columns += [f"countIf({cond}) AS n_{name}",
-                        f"countIf(below_baseline AND {cond}) AS below_{name}",
-                        f"countIf(confident_wrong AND {cond}) AS cw_{name}",
-                        f"avgIf(faithfulness, {cond}) AS faith_{name}",
-                        f"avgIf(confidence, {cond}) AS conf_{name}",
-                        f"minIf(timestamp, {cond}) AS first_{name}"]
-        rates = self.query(
-            "WITH (SELECT max(timestamp) FROM interactions WHERE cluster_id = {cluster_id:String}) "
-            "AS last_at_all SELECT " + ", ".join(columns)
-            + " FROM interactions FINAL WHERE cluster_id = {cluster_id:String}", params)[0]
-        last_at = rates["last_at"] if rates["n_all"] else None
+        latest = self.query("SELECT timestamp, baseline_low FROM interactions WHERE cluster_id = {cluster_id:String} "
+                            "ORDER BY timestamp DESC LIMIT 1", params)
+        last_at = latest[0]["timestamp"] if latest else None
+        windows = (("1h", timedelta(hours=1)), ("24h", timedelta(hours=24)), ("7d", timedelta(days=7)), ("all", None))
+        rates: dict[str, Row] = {}
+        if last_at is not None:
+            # A window is (last_at - span, last_at]: its whole minutes from the rollup tiers, the
+            # one minute it starts inside of from the raw rows (a narrow key range), so it is exact.
+            parts, bound = [], {"cluster_id": cluster_id, "until": last_at + timedelta(milliseconds=1)}
+            for name, span in windows:
+                if span is None:
+                    parts.append(f"SELECT '{name}' AS window, {_RATE_SUMS} FROM (SELECT {_RATE_COLUMNS} "
+                                 "FROM rollup_days WHERE cluster_id = {cluster_id:String})")
+                    continue
+                start = last_at - span
+                bound[f"from_{name}"] = start
+                bound[f"since_{name}"] = start.replace(second=0, microsecond=0) + timedelta(minutes=1)
+                bounds = TIER_BOUNDS.replace("{since:", f"{{since_{name}:")
+                parts.append(
+                    f"SELECT '{name}' AS window, {_RATE_SUMS} FROM (WITH {bounds} SELECT {_RATE_COLUMNS} FROM ("
+                    + tiers(1440, " AND cluster_id = {cluster_id:String}", _RATE_SOURCE) + ") UNION ALL "
+                    f"SELECT {_RATE_COLUMNS_RAW} FROM interactions WHERE cluster_id = {{cluster_id:String}} "
+                    f"AND timestamp > {{from_{name}:DateTime64(3, 'UTC')}} "
+                    f"AND timestamp < {{since_{name}:DateTime64(3, 'UTC')}})")
+            rates = {row["window"]: row for row in self.query(" UNION ALL ".join(parts), bound)}
         recent = []
         for name, _ in windows:
-            n = rates[f"n_{name}"]
+            rate = rates.get(name, {})
+            n = rate.get("n", 0)
             recent.append({
-                "window": name, "first_at": rates[f"first_{name}"] if n else None, "last_at": last_at,
-                "interactions": n, "below_baseline": rates[f"below_{name}"],
-                "below_baseline_rate": rates[f"below_{name}"] / n if n else None,
-                "confident_wrong": rates[f"cw_{name}"],
-                "confident_wrong_rate": rates[f"cw_{name}"] / n if n else None,
-                "mean_faithfulness": rates[f"faith_{name}"] if n else None,
-                "mean_confidence": rates[f"conf_{name}"] if n else None})
+                "window": name, "first_at": rate["first"] if n else None, "last_at": last_at,
+                "interactions": n, "below_baseline": rate.get("below", 0),
+                "below_baseline_rate": rate["below"] / n if n else None,
+                "confident_wrong": rate.get("cw", 0),
+                "confident_wrong_rate": rate["cw"] / n if n else None,
+                "mean_faithfulness": _finite(rate["faith"]) if n else None,
+                "mean_confidence": _finite(rate["conf"]) if n else None})
+        # Two reads backwards along the (cluster_id, timestamp) key that stop after 5 rows each,
+        # instead of sorting every answer of the cluster.
+        latest_answers = ("SELECT interaction_id, session_id, customer_id, timestamp, query, response, faithfulness, "
+                          "confidence, below_baseline, confident_wrong, incident_id FROM interactions "
+                          "WHERE cluster_id = {{cluster_id:String}} AND {flag} "
+                          "ORDER BY timestamp DESC, interaction_id DESC LIMIT 5")
         examples = self.query(
-            "SELECT interaction_id, session_id, customer_id, timestamp, query, response, faithfulness, "
-            "confidence, below_baseline, confident_wrong, incident_id FROM interactions FINAL "
-            "WHERE cluster_id = {cluster_id:String} "
-            "ORDER BY below_baseline DESC, timestamp DESC, interaction_id LIMIT 5 BY below_baseline", params)
-        return {**found[0], "last_at": last_at, "last_baseline_low": rates["last_baseline_low"] if last_at else None,
+            "SELECT * FROM (" + latest_answers.format(flag="below_baseline") + " UNION ALL "
+            + latest_answers.format(flag="NOT below_baseline") + ") "
+            "ORDER BY below_baseline DESC, timestamp DESC, interaction_id", params)
+        return {**found[0], "last_at": last_at, "last_baseline_low": latest[0]["baseline_low"] if latest else None,
                 "recent_rates": recent, "examples": examples}

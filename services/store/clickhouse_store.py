@@ -15,6 +15,7 @@ the milliseconds of a datetime: aware datetimes as UTC text with milliseconds, b
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -138,13 +139,13 @@ class ClickHouseStore(Store):
         except ClickHouseError as error:
             raise StoreError(f"ClickHouse command failed: {error}") from error
 
-    def _insert(self, table: str, rows: Sequence[Row]) -> None:
-        columns = list(rows[0])
+    def _insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         if not all(_IDENTIFIER.match(name) for name in [table, *columns]):
-            raise ValueError(f"not identifiers: {table}, {columns}")
-        data = [[_insert_value(row[name]) for name in columns] for row in rows]
+            raise ValueError(f"not identifiers: {table}, {list(columns)}")
+        # Column-oriented: clickhouse-connect encodes each column straight to Native.
+        data = [[_insert_value(value) for value in values] for values in columns.values()]
         try:
-            self._client().insert(table, data, column_names=columns)
+            self._client().insert(table, data, column_names=list(columns), column_oriented=True)
         except ClickHouseError as error:
             raise StoreError(f"ClickHouse insert into {table} failed: {error}") from error
 
@@ -159,6 +160,8 @@ class ClickHouseStore(Store):
 def _insert_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return utc(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
     if isinstance(value, tuple):
         return list(value)
     return value

@@ -34,7 +34,7 @@ from pipelines.records import (
     SharedDocument,
     SuggestedGate,
 )
-from services.store.base import Store, interaction_from_row, migrations, statements
+from services.store.base import Store, interaction_columns, interaction_from_row, migrations, statements
 from services.store.chdb_store import ChdbStore
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "schema.sql"
@@ -102,6 +102,7 @@ def dead_letter(position: str) -> DeadLetter:
 
 
 MIGRATION_NAMES = [name for _, name, _ in migrations()]
+ROLLUP_TIERS = ("rollup_minutes", "rollup_hours", "rollup_days")
 
 
 @pytest.fixture(params=["chdb", "clickhouse"])
@@ -483,8 +484,10 @@ def test_rollups_match_the_raw_rows(store: Store):
     [pricing] = store.rollups(at(-10), at(60), cluster_id="pricing", step_minutes=1440)
     mine = sorted(r.faithfulness for r in rows if r.cluster_id == "pricing" and r.faithfulness is not None)
     assert pricing["interactions"] == sum(r.cluster_id == "pricing" for r in rows)
+    # Quantiles are over scores rounded to 0.01 (migration 0003): within 0.005 of the exact ones.
     assert pricing["faithfulness_p50"] == pytest.approx(
-        (mine[len(mine) // 2 - 1] + mine[len(mine) // 2]) / 2 if len(mine) % 2 == 0 else mine[len(mine) // 2])
+        (mine[len(mine) // 2 - 1] + mine[len(mine) // 2]) / 2 if len(mine) % 2 == 0 else mine[len(mine) // 2],
+        abs=0.005 + 1e-9)
     assert pricing["faithfulness_p05"] <= pricing["faithfulness_p25"] <= pricing["faithfulness_p50"] \
         <= pricing["faithfulness_p75"] <= pricing["faithfulness_p95"]
     # A minute whose answers all lack a score has no quantiles, not NaN.
@@ -521,41 +524,160 @@ def test_replaying_a_file_in_other_batch_sizes_leaves_rollups_and_counts_unchang
         assert {k: v for k, v in store.counts().items() if k not in ("incident_events", "incidents")} == {
             k: v for k, v in counts.items() if k not in ("incident_events", "incidents")}
         assert (store.counts()["incidents"], store.list_incidents()) == incidents_before
-    store.command("OPTIMIZE TABLE interaction_minutes FINAL")
+    for table in ROLLUP_TIERS:
+        store.command(f"OPTIMIZE TABLE {table} FINAL")
     store.command("OPTIMIZE TABLE interactions FINAL")
     assert rollup_snapshot(store) == expected
     assert store.counts()["interactions"] == 400
 
 
-def test_the_rollup_migration_backfills_what_interactions_already_held(make_store):
-    with make_store() as store:
-        for _, name, sql in migrations()[:1]:
+def interpolated(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    h = (len(ordered) - 1) * q
+    low = int(h)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (h - low) * (ordered[high] - ordered[low])
+
+
+@pytest.mark.parametrize(("since", "until"), [
+    (at(-600.5), at(60 * 50 + 7.25)),  # odd minutes and seconds at both ends: all three tiers
+    (at(-600), at(-600)),  # empty
+    (at(60 * 14), at(60 * 38)),  # whole hours, whole day in between
+    (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)),  # whole days only
+])
+def test_rollups_tile_days_hours_and_minutes_exactly(store: Store, since: datetime, until: datetime):
+    """Whatever the range, reading whole days, whole hours and edge minutes from three tiers
+    gives the counts and quantiles of the raw rows in it (a minute is in when it starts at or
+    after since's minute and before until), for every step."""
+    import random
+
+    rng = random.Random(7)
+    rows = [interaction(f"t-{k}", timestamp=at(rng.uniform(-60 * 12, 60 * 60)),
+                        cluster_id=("pricing", "policy")[k % 2], faithfulness=round(rng.random(), 3),
+                        below_baseline=k % 5 == 0, confident_wrong=k % 10 == 0) for k in range(1500)]
+    store.insert_interactions(rows)
+    first_minute = since.replace(second=0, microsecond=0)
+    inside = [r for r in rows if first_minute <= r.timestamp.replace(second=0, microsecond=0) < until]
+    for step in (1, 15, 60, 120, 1440):
+        expected: dict[tuple[str, datetime], list[ScoredInteraction]] = {}
+        for r in inside:
+            minutes = int(r.timestamp.timestamp() // 60)
+            bucket = datetime.fromtimestamp(minutes // step * step * 60, UTC)
+            expected.setdefault((r.cluster_id, bucket), []).append(r)
+        got = store.rollups(since, until, step_minutes=step)
+        assert [(g["cluster_id"], g["bucket"]) for g in got] == sorted(expected), step
+        for g in got:
+            members = expected[(g["cluster_id"], g["bucket"])]
+            assert (g["interactions"], g["below_baseline"], g["confident_wrong"]) == (
+                len(members), sum(r.below_baseline for r in members), sum(r.confident_wrong for r in members))
+            scores = [r.faithfulness for r in members]
+            # Over scores rounded to 0.01: each order statistic moves by at most 0.005.
+            assert (g["faithfulness_p05"], g["faithfulness_p50"], g["faithfulness_p95"]) == (
+                pytest.approx(interpolated(scores, 0.05), abs=0.005 + 1e-9),
+                pytest.approx(interpolated(scores, 0.5), abs=0.005 + 1e-9),
+                pytest.approx(interpolated(scores, 0.95), abs=0.005 + 1e-9))
+    days = store.run_recipe("faithfulness_by_cluster_by_day", {"since": since, "until": until})
+    assert [(str(d["day"]), d["cluster_id"], d["interactions"]) for d in days] == [
+        (str(g["bucket"].date()), g["cluster_id"], g["interactions"])
+        for g in sorted(store.rollups(since, until, step_minutes=1440), key=lambda g: (g["bucket"], g["cluster_id"]))]
+    rates = store.run_recipe("confident_wrong_rate_by_cluster", {"since": since, "until": until})
+    assert sorted((r["cluster_id"], r["interactions"], r["confident_wrong"]) for r in rates) == sorted(
+        (c, sum(r.cluster_id == c for r in inside), sum(r.cluster_id == c and r.confident_wrong for r in inside))
+        for c in {r.cluster_id for r in inside})
+
+
+def migrate_to(store: Store, last_version: int) -> None:
+    """Apply the migrations up to ``last_version`` only: a store as an older release left it."""
+    for version, name, sql in migrations():
+        if version <= last_version:
             for statement in statements(sql):
                 store.command(statement)
-            store.command("INSERT INTO schema_migrations (version, name, applied_at) SELECT 1, {n:String}, now64(3)",
-                          {"n": name})
-        store.insert_interactions(scored_stream(120))
+            store.command("INSERT INTO schema_migrations (version, name, applied_at) "
+                          "SELECT {v:UInt32}, {n:String}, now64(3)", {"v": version, "n": name})
+
+
+def insert_directly(store: Store, rows: list[ScoredInteraction]) -> None:
+    """What releases before 0003 did: write to interactions itself."""
+    store._insert("interactions", interaction_columns(rows))
+
+
+def test_the_rollup_migrations_backfill_what_interactions_already_held(make_store):
+    with make_store() as store:
+        migrate_to(store, 1)
+        insert_directly(store, scored_stream(120))
         assert store.migrate() == MIGRATION_NAMES[1:]
         assert sum(r["interactions"] for r in store.rollups(at(-10), at(60))) == 120
+
+
+def test_a_store_filled_before_0003_answers_the_same_after_it(make_store):
+    """A store created and filled with 0001+0002 (rows written straight to interactions, a
+    replayed batch among them), then migrated: the tiers are back-filled from the deduplicated
+    rows, the recipes and reads answer as on a fresh store, and re-sending the old ids through
+    the new ingest path changes nothing."""
+    rows = scored_stream(300)
+    with make_store() as store:
+        migrate_to(store, 2)
+        insert_directly(store, rows)
+        insert_directly(store, rows[:100])  # a replay before 0003: collapsed by FINAL
+        store.insert_incident_events([event("inc-m", 0, onset_at=at(0), detected_at=at(5))])
+        assert store.migrate() == MIGRATION_NAMES[2:]
+        migrated = (rollup_snapshot(store), store.run_recipe("confident_wrong_rate_by_cluster",
+                                                             {"since": at(-10), "until": at(60)}),
+                    store.incident_sessions("inc-m"), store.counts()["interactions"])
+        store.insert_interactions(rows[::-1])
+        assert (rollup_snapshot(store), store.run_recipe("confident_wrong_rate_by_cluster",
+                                                         {"since": at(-10), "until": at(60)}),
+                store.incident_sessions("inc-m"), store.counts()["interactions"]) == migrated
+        # The old per-minute sets are no longer written.
+        assert store.query("SELECT count() AS n FROM system.tables WHERE database = currentDatabase() "
+                           "AND name = 'interaction_minutes_mv'") == [{"n": 0}]
+    assert migrated[3] == 300
+    assert sum(r["interactions"] for r in migrated[0][1440]) == 300
+    assert sum(r["below_baseline"] for r in migrated[0][1]) == sum(r.below_baseline for r in rows)
+    assert [r["cluster_id"] for r in migrated[1]] and sum(r["interactions"] for r in migrated[1]) == 300
+    assert sum(r["interactions"] for r in migrated[2]) == sum(
+        r.below_baseline and r.cluster_id == "pricing" and r.timestamp >= at(0) for r in rows)
+
+
+def test_the_0003_migration_can_be_run_again_after_stopping_half_way(make_store):
+    """ClickHouse DDL is not transactional: re-running 0003 from the top (as after a crash)
+    leaves the tiers equal to one clean back-fill, not doubled."""
+    rows = scored_stream(200)
+    with make_store() as store:
+        migrate_to(store, 2)
+        insert_directly(store, rows)
+        assert store.migrate() == MIGRATION_NAMES[2:]
+        once = rollup_snapshot(store)
+        [(_, _, sql)] = [m for m in migrations() if m[0] == 3]
+        for statement in statements(sql):
+            store.command(statement)
+        assert rollup_snapshot(store) == once
+        store.insert_interactions(rows)
+        assert rollup_snapshot(store) == once
 
 
 # ---- retention --------------------------------------------------------------------------
 
 
 def test_ttl_is_applied_only_when_it_changes_and_expires_old_rows(store: Store):
-    assert store.ttl_days() == {"interactions": None, "interaction_minutes": None}
-    assert store.apply_ttl(30, 400) == ["interactions: TTL 30 days", "interaction_minutes: TTL 400 days"]
+    rollups = ("interaction_minutes", *ROLLUP_TIERS)
+    assert store.ttl_days() == dict.fromkeys(("interactions", *rollups))
+    assert store.apply_ttl(30, 400) == ["interactions: TTL 30 days"] + [f"{t}: TTL 400 days" for t in rollups]
     assert store.apply_ttl(30, 400) == []
-    assert store.ttl_days() == {"interactions": 30, "interaction_minutes": 400}
+    assert store.ttl_days() == {"interactions": 30, **dict.fromkeys(rollups, 400)}
     old = datetime(2020, 1, 1, tzinfo=UTC)
     store.insert_interactions([interaction("old", timestamp=old), interaction("new", timestamp=datetime.now(UTC))])
     store.command("OPTIMIZE TABLE interactions FINAL")
     assert [r["interaction_id"] for r in store.query("SELECT interaction_id FROM interactions")] == ["new"]
     # The rollup keeps 400 days: the old minute is gone from it too (2020 is older), the new one stays.
-    store.command("OPTIMIZE TABLE interaction_minutes FINAL")
+    for table in rollups:
+        store.command(f"OPTIMIZE TABLE {table} FINAL")
     assert store.rollups(old, old + timedelta(minutes=1)) == []
-    assert store.apply_ttl(None, None) == ["interactions: TTL none", "interaction_minutes: TTL none"]
-    assert store.ttl_days() == {"interactions": None, "interaction_minutes": None}
+    assert store.rollups(old, old + timedelta(days=1), step_minutes=1440) == []
+    assert len(store.rollups(datetime.now(UTC) - timedelta(days=2), datetime.now(UTC) + timedelta(days=2),
+                             step_minutes=1440)) == 1
+    assert store.apply_ttl(None, None) == ["interactions: TTL none"] + [f"{t}: TTL none" for t in rollups]
+    assert store.ttl_days() == dict.fromkeys(("interactions", *rollups))
     with pytest.raises(ValueError):
         store.apply_ttl(0, None)
 

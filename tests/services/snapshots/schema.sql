@@ -122,29 +122,6 @@ PARTITION BY toYYYYMM(minute)
 ORDER BY (cluster_id, minute)
 SETTINGS index_granularity = 8192;
 
-CREATE MATERIALIZED VIEW interaction_minutes_mv TO interaction_minutes
-(
-    `cluster_id` String,
-    `minute` DateTime('UTC'),
-    `interaction_ids` AggregateFunction(uniqExact, UInt64),
-    `below_baseline_ids` AggregateFunction(uniqExactIf, UInt64, Bool),
-    `confident_wrong_ids` AggregateFunction(uniqExactIf, UInt64, Bool),
-    `faithfulness_q` AggregateFunction(1, quantilesDeterministicDistinct(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt64),
-    `confidence_q` AggregateFunction(1, quantilesDeterministicDistinct(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt64)
-)
-AS SELECT
-    cluster_id,
-    toStartOfMinute(timestamp) AS minute,
-    uniqExactState(cityHash64(interaction_id)) AS interaction_ids,
-    uniqExactIfState(cityHash64(interaction_id), below_baseline) AS below_baseline_ids,
-    uniqExactIfState(cityHash64(interaction_id), confident_wrong) AS confident_wrong_ids,
-    quantilesDeterministicDistinctState(0.05, 0.25, 0.5, 0.75, 0.95)(faithfulness, cityHash64(interaction_id)) AS faithfulness_q,
-    quantilesDeterministicDistinctState(0.05, 0.25, 0.5, 0.75, 0.95)(confidence, cityHash64(interaction_id)) AS confidence_q
-FROM interactions
-GROUP BY
-    cluster_id,
-    minute;
-
 CREATE TABLE interactions
 (
     `interaction_id` String,
@@ -177,6 +154,250 @@ ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (cluster_id, timestamp, interaction_id)
 SETTINGS index_granularity = 8192;
+
+CREATE TABLE interactions_in
+(
+    `interaction_id` String,
+    `session_id` Nullable(String),
+    `customer_id` Nullable(String),
+    `timestamp` DateTime64(3, 'UTC'),
+    `query` String,
+    `response` Nullable(String),
+    `cluster_id` String,
+    `cluster_label` String,
+    `category` LowCardinality(String),
+    `faithfulness` Nullable(Float64),
+    `faithfulness_source` LowCardinality(String),
+    `confidence` Nullable(Float64),
+    `below_baseline` Bool,
+    `baseline_low` Nullable(Float64),
+    `confident_wrong` Bool,
+    `stale_context` Bool,
+    `context_doc_ids` Array(Nullable(String)),
+    `context_doc_versions` Array(Nullable(String)),
+    `context_stale` Array(Bool),
+    `incident_id` Nullable(String),
+    `intent_hint` Nullable(String),
+    `model` Nullable(String),
+    `action_name` Nullable(String),
+    `action_reversible` Nullable(Bool),
+    `metadata` Nullable(String)
+)
+ENGINE = `Null`;
+
+CREATE MATERIALIZED VIEW interactions_in_mv TO interactions
+(
+    `interaction_id` String,
+    `session_id` Nullable(String),
+    `customer_id` Nullable(String),
+    `timestamp` DateTime64(3, 'UTC'),
+    `query` String,
+    `response` Nullable(String),
+    `cluster_id` String,
+    `cluster_label` String,
+    `category` LowCardinality(String),
+    `faithfulness` Nullable(Float64),
+    `faithfulness_source` LowCardinality(String),
+    `confidence` Nullable(Float64),
+    `below_baseline` Bool,
+    `baseline_low` Nullable(Float64),
+    `confident_wrong` Bool,
+    `stale_context` Bool,
+    `context_doc_ids` Array(Nullable(String)),
+    `context_doc_versions` Array(Nullable(String)),
+    `context_stale` Array(Bool),
+    `incident_id` Nullable(String),
+    `intent_hint` Nullable(String),
+    `model` Nullable(String),
+    `action_name` Nullable(String),
+    `action_reversible` Nullable(Bool),
+    `metadata` Nullable(String)
+)
+AS SELECT *
+FROM interactions_in
+WHERE interaction_id NOT IN (
+    SELECT interaction_id
+    FROM interactions
+    WHERE (timestamp >= (
+        SELECT min(timestamp)
+        FROM interactions_in
+    )) AND (timestamp <= (
+        SELECT max(timestamp)
+        FROM interactions_in
+    )) AND (interaction_id IN (
+        SELECT interaction_id
+        FROM interactions_in
+    ))
+)
+LIMIT 1 BY interaction_id;
+
+CREATE TABLE rollup_days
+(
+    `cluster_id` String,
+    `bucket` DateTime('UTC'),
+    `interactions` SimpleAggregateFunction(sum, UInt64),
+    `below_baseline` SimpleAggregateFunction(sum, UInt64),
+    `confident_wrong` SimpleAggregateFunction(sum, UInt64),
+    `faithfulness_n` SimpleAggregateFunction(sum, UInt64),
+    `faithfulness_sum` SimpleAggregateFunction(sum, Float64),
+    `confidence_n` SimpleAggregateFunction(sum, UInt64),
+    `confidence_sum` SimpleAggregateFunction(sum, Float64),
+    `first_at` SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+    `last_at` SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    `faithfulness_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8),
+    `confidence_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYear(bucket)
+ORDER BY (cluster_id, bucket)
+SETTINGS index_granularity = 256;
+
+CREATE MATERIALIZED VIEW rollup_days_mv TO rollup_days
+(
+    `cluster_id` String,
+    `bucket` DateTime('UTC'),
+    `interactions` UInt64,
+    `below_baseline` UInt64,
+    `confident_wrong` UInt64,
+    `faithfulness_n` UInt64,
+    `faithfulness_sum` Float64,
+    `confidence_n` UInt64,
+    `confidence_sum` Float64,
+    `first_at` SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+    `last_at` SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    `faithfulness_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8),
+    `confidence_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8)
+)
+AS SELECT
+    cluster_id,
+    toStartOfDay(bucket) AS bucket,
+    sum(interactions) AS interactions,
+    sum(below_baseline) AS below_baseline,
+    sum(confident_wrong) AS confident_wrong,
+    sum(faithfulness_n) AS faithfulness_n,
+    sum(faithfulness_sum) AS faithfulness_sum,
+    sum(confidence_n) AS confidence_n,
+    sum(confidence_sum) AS confidence_sum,
+    min(first_at) AS first_at,
+    max(last_at) AS last_at,
+    quantilesExactWeightedInterpolatedMergeState(0.05, 0.25, 0.5, 0.75, 0.95)(faithfulness_q) AS faithfulness_q,
+    quantilesExactWeightedInterpolatedMergeState(0.05, 0.25, 0.5, 0.75, 0.95)(confidence_q) AS confidence_q
+FROM rollup_hours
+GROUP BY
+    cluster_id,
+    bucket;
+
+CREATE TABLE rollup_hours
+(
+    `cluster_id` String,
+    `bucket` DateTime('UTC'),
+    `interactions` SimpleAggregateFunction(sum, UInt64),
+    `below_baseline` SimpleAggregateFunction(sum, UInt64),
+    `confident_wrong` SimpleAggregateFunction(sum, UInt64),
+    `faithfulness_n` SimpleAggregateFunction(sum, UInt64),
+    `faithfulness_sum` SimpleAggregateFunction(sum, Float64),
+    `confidence_n` SimpleAggregateFunction(sum, UInt64),
+    `confidence_sum` SimpleAggregateFunction(sum, Float64),
+    `first_at` SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+    `last_at` SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    `faithfulness_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8),
+    `confidence_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (cluster_id, bucket)
+SETTINGS index_granularity = 256;
+
+CREATE MATERIALIZED VIEW rollup_hours_mv TO rollup_hours
+(
+    `cluster_id` String,
+    `bucket` DateTime('UTC'),
+    `interactions` UInt64,
+    `below_baseline` UInt64,
+    `confident_wrong` UInt64,
+    `faithfulness_n` UInt64,
+    `faithfulness_sum` Float64,
+    `confidence_n` UInt64,
+    `confidence_sum` Float64,
+    `first_at` SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+    `last_at` SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    `faithfulness_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8),
+    `confidence_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8)
+)
+AS SELECT
+    cluster_id,
+    toStartOfHour(bucket) AS bucket,
+    sum(interactions) AS interactions,
+    sum(below_baseline) AS below_baseline,
+    sum(confident_wrong) AS confident_wrong,
+    sum(faithfulness_n) AS faithfulness_n,
+    sum(faithfulness_sum) AS faithfulness_sum,
+    sum(confidence_n) AS confidence_n,
+    sum(confidence_sum) AS confidence_sum,
+    min(first_at) AS first_at,
+    max(last_at) AS last_at,
+    quantilesExactWeightedInterpolatedMergeState(0.05, 0.25, 0.5, 0.75, 0.95)(faithfulness_q) AS faithfulness_q,
+    quantilesExactWeightedInterpolatedMergeState(0.05, 0.25, 0.5, 0.75, 0.95)(confidence_q) AS confidence_q
+FROM rollup_minutes
+GROUP BY
+    cluster_id,
+    bucket;
+
+CREATE TABLE rollup_minutes
+(
+    `cluster_id` String,
+    `bucket` DateTime('UTC'),
+    `interactions` SimpleAggregateFunction(sum, UInt64),
+    `below_baseline` SimpleAggregateFunction(sum, UInt64),
+    `confident_wrong` SimpleAggregateFunction(sum, UInt64),
+    `faithfulness_n` SimpleAggregateFunction(sum, UInt64),
+    `faithfulness_sum` SimpleAggregateFunction(sum, Float64),
+    `confidence_n` SimpleAggregateFunction(sum, UInt64),
+    `confidence_sum` SimpleAggregateFunction(sum, Float64),
+    `first_at` SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+    `last_at` SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    `faithfulness_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8),
+    `confidence_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (cluster_id, bucket)
+SETTINGS index_granularity = 256;
+
+CREATE MATERIALIZED VIEW rollup_minutes_mv TO rollup_minutes
+(
+    `cluster_id` String,
+    `bucket` DateTime('UTC'),
+    `interactions` UInt64,
+    `below_baseline` UInt64,
+    `confident_wrong` UInt64,
+    `faithfulness_n` UInt64,
+    `faithfulness_sum` Float64,
+    `confidence_n` UInt64,
+    `confidence_sum` Float64,
+    `first_at` DateTime64(3, 'UTC'),
+    `last_at` DateTime64(3, 'UTC'),
+    `faithfulness_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8),
+    `confidence_q` AggregateFunction(quantilesExactWeightedInterpolated(0.05, 0.25, 0.5, 0.75, 0.95), Nullable(Float64), UInt8)
+)
+AS SELECT
+    cluster_id,
+    toStartOfMinute(timestamp) AS bucket,
+    count() AS interactions,
+    countIf(below_baseline) AS below_baseline,
+    countIf(confident_wrong) AS confident_wrong,
+    count(faithfulness) AS faithfulness_n,
+    sum(ifNull(faithfulness, 0)) AS faithfulness_sum,
+    count(confidence) AS confidence_n,
+    sum(ifNull(confidence, 0)) AS confidence_sum,
+    min(timestamp) AS first_at,
+    max(timestamp) AS last_at,
+    quantilesExactWeightedInterpolatedState(0.05, 0.25, 0.5, 0.75, 0.95)(round(faithfulness, 2), toUInt8(1)) AS faithfulness_q,
+    quantilesExactWeightedInterpolatedState(0.05, 0.25, 0.5, 0.75, 0.95)(round(confidence, 2), toUInt8(1)) AS confidence_q
+FROM interactions
+GROUP BY
+    cluster_id,
+    bucket;
 
 CREATE TABLE schema_migrations
 (
