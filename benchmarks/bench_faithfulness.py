@@ -73,6 +73,8 @@ class Metrics:
     f1: float
     accuracy: float
     threshold: float
+    auroc_even: float = float("nan")  # the items the scorer's weights were chosen on
+    auroc_odd: float = float("nan")  # the held-out ones
 
 
 def halueval(task: str, scorer: FaithfulnessScorer, sample: int | None,
@@ -96,10 +98,13 @@ def halueval(task: str, scorer: FaithfulnessScorer, sample: int | None,
         for i in range(0, len(answers), 1000):
             results += scorer.score_many([(a, [Context(text=k)]) for a, k in
                                           zip(answers[i:i + 1000], knowledge[i:i + 1000], strict=True)])
-            scorer.embedder.save()
+            if (i // 1000) % 5 == 4:  # the cache file is large: rewrite it every 5,000 answers
+                scorer.embedder.save()
+        scorer.embedder.save()
         # An item the scorer cannot score (no claim, no context) counts as faithful.
         faith = np.array([1.0 if r is None else r.score for r in results])
         semantic = np.array([1.0 if r is None else r.semantic for r in results])
+        words = np.array([1.0 if r is None else r.lexical for r in results])
         pairs = len(sub)
         calib = (np.arange(2 * pairs) // 2) % 2 == 0  # both answers of an even-indexed item
 
@@ -109,6 +114,7 @@ def halueval(task: str, scorer: FaithfulnessScorer, sample: int | None,
         out[subset] = {
             "scorer": metrics(1 - faith),
             "scorer, embedding part only": metrics(1 - semantic),
+            "scorer, word part only": metrics(1 - words),
             "length (characters)": metrics(np.array([len(a) for a in answers], dtype=float)),
             "token overlap": metrics(-np.array([token_overlap(a, k) for a, k in zip(answers, knowledge, strict=True)])),
             "_n": pairs,  # type: ignore[dict-item]
@@ -120,13 +126,14 @@ def _evaluate_split(y: np.ndarray, s: np.ndarray, calib: np.ndarray) -> Metrics:
     test = ~calib
     if not test.any() or not calib.any():  # too few items to pick a threshold (quick runs)
         return Metrics(roc_auc_score(y, s), float("nan"), float("nan"), float("nan"))
+    halves = (roc_auc_score(y[calib], s[calib]), roc_auc_score(y[test], s[test]))
     candidates = np.unique(s[calib])
     if len(candidates) > 400:
         candidates = np.unique(np.quantile(s[calib], np.linspace(0, 1, 401)))
     best = max(candidates, key=lambda t: f1_score(y[calib], s[calib] >= t, zero_division=0))
     pred = s[test] >= best
     return Metrics(roc_auc_score(y, s), f1_score(y[test], pred, zero_division=0),
-                   float((pred == y[test]).mean()), float(best))
+                   float((pred == y[test]).mean()), float(best), *halves)
 
 
 # --- the figure check on banking answers -------------------------------------------------------
@@ -203,14 +210,16 @@ def run(quick: bool, first: int | None = None) -> str:
         "passage (the question or dialogue history is not given to the scorer: in the product it sees "
         "the response and its contexts only). F1 and accuracy at the threshold that maximises F1 on the "
         "even-indexed items, measured on the odd-indexed ones. *Length-controlled*: items whose two "
-        "answers' lengths (characters) are within 20% of each other."
+        "answers' lengths (characters) are within 20% of each other. *AUROC even / odd*: the same on the "
+        "even-indexed items (the only ones the scorer's weights were tuned on) and on the held-out odd-indexed "
+        "ones. *Word part only* / *embedding part only*: the scorer's two grounding witnesses alone."
         + (" **Quick run: a sample of 150 items per task.**" if quick else "")
         + (f" **The *first {first}* rows score only the first {first} items of each task** (the machine "
            "was shared and embedding all 20,000 items did not fit; the length-controlled rows use every "
            "item). `python -m benchmarks.bench_faithfulness` scores all of them." if first else ""),
         "",
-        "| task | items | subset | method | AUROC | F1 | accuracy |",
-        "|---|---|---|---|---|---|---|",
+        "| task | items | subset | method | AUROC | AUROC even / odd | F1 | accuracy |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
     for task in ("qa", "dialogue"):
@@ -218,10 +227,11 @@ def run(quick: bool, first: int | None = None) -> str:
         for subset, methods in res.items():
             n = methods.pop("_n")
             for method, m in methods.items():
-                lines.append(f"| {task} | {n} | {subset} | {method} | {m.auroc:.3f} | {m.f1:.3f} | {m.accuracy:.3f} |")
+                lines.append(f"| {task} | {n} | {subset} | {method} | {m.auroc:.3f} | {m.auroc_even:.3f} / "
+                             f"{m.auroc_odd:.3f} | {m.f1:.3f} | {m.accuracy:.3f} |")
             if subset == "length-controlled":  # the target
-                ours = methods["scorer"].auroc
-                best = max(methods["length (characters)"].auroc, methods["token overlap"].auroc)
+                ours = methods["scorer"]
+                best = max(methods["length (characters)"], methods["token overlap"], key=lambda m: m.auroc)
                 verdicts.append((task, ours, best))
         print(f"{task} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     lines += [
@@ -252,9 +262,10 @@ def run(quick: bool, first: int | None = None) -> str:
     lines += [f"| {kind} | {n} | {p:.3f} | {r:.3f} |" for kind, (p, r, n) in figures.items()]
     lines += ["", "Targets:", ""]
     for task, ours, best in verdicts:
-        met = "met" if ours > best else "**not met**"
-        lines.append(f"- {task}, length-controlled pairs: scorer AUROC {ours:.3f} above both baselines "
-                     f"(best {best:.3f}): {met}.")
+        met = "met" if ours.auroc > best.auroc else "**not met**"
+        lines.append(f"- {task}, length-controlled pairs: scorer AUROC {ours.auroc:.3f} above both baselines "
+                     f"(best {best.auroc:.3f}): {met}. On the held-out odd-indexed items alone: "
+                     f"{ours.auroc_odd:.3f} against {best.auroc_odd:.3f}.")
     lines += ["", NOTES]
     return "\n".join(lines)
 

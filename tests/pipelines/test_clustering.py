@@ -21,7 +21,11 @@ from pipelines.policy import CategoryPolicy
 
 DIM = 32
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-CFG = ClusterConfig(refit_every=0, pool_recluster_size=10, min_cluster_size=3)
+# The pool's attach and pair shortcuts off: these tests follow the pool step by step (see the
+# pool tests below for both).
+CFG = ClusterConfig(refit_every=0, pool_recluster_size=10, min_cluster_size=3,
+                    pool_attach_threshold=1.0, pool_pair_threshold=1.0, refit_moves_centroids=True)
+ON = CFG.model_copy(update={"pool_attach_threshold": 0.3, "pool_pair_threshold": 0.5})
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -100,7 +104,7 @@ def test_far_points_pool_then_become_a_new_cluster():
 
 def test_refit_keeps_matched_ids_and_gives_new_blob_a_new_id():
     x, y = stream(4, 20)
-    cfg = ClusterConfig(refit_every=0, pool_recluster_size=1000, min_cluster_size=3)
+    cfg = CFG.model_copy(update={"pool_recluster_size": 1000})
     c, out = boot(x, cfg)
     ids = blob_to_id(out, y)
     rng = np.random.default_rng(5)
@@ -119,12 +123,29 @@ def test_refit_keeps_matched_ids_and_gives_new_blob_a_new_id():
 
 def test_periodic_refit_runs_every_n_assignments():
     x, _ = stream(3, 20)
-    c, _ = boot(x, ClusterConfig(refit_every=25, min_cluster_size=3))
-    rng = np.random.default_rng(0)
-    for p in blob(centres(3)[0], 50, rng):
-        c.assign(p, "q", T0)
-    versions = sorted(info.centroid_version for info in c.clusters.values())
-    assert versions[-1] == 3  # two refits moved the cluster that got the points
+    for moves, top in ((True, 3), (False, 1)):
+        c, _ = boot(x, ClusterConfig(refit_every=25, min_cluster_size=3, refit_moves_centroids=moves))
+        rng = np.random.default_rng(0)
+        for p in blob(centres(3)[0], 50, rng):
+            c.assign(p, "q", T0)
+        versions = sorted(info.centroid_version for info in c.clusters.values())
+        assert versions[-1] == top  # two refits moved the cluster that got the points (if they move any)
+
+
+def test_refit_without_moving_centroids_still_reattributes_queries():
+    # A pooled query that a refit's group takes in is given to the cluster the group matched;
+    # the centroid itself only follows the running mean.
+    x, y = stream(2, 20)
+    cfg = CFG.model_copy(update={"pool_recluster_size": 1000, "refit_moves_centroids": False})
+    c, out = boot(x, cfg)
+    ids = blob_to_id(out, y)
+    centroid = c.centroids[ids[0]]
+    loose = at_cosine(centroid, 0.42, 6)  # below assign_threshold: pooled, but inside the blob's cut
+    assert c.assign(loose, "loose", T0).cluster_id is None and c.pool_size == 1
+    c.config = cfg.model_copy(update={"distance_threshold": 0.7})  # a coarser cut takes it in
+    assert c.refit() == []
+    assert c.pool_size == 0 and c.clusters[ids[0]].size == 21
+    assert np.array_equal(c.centroids[ids[0]], centroid) and c.clusters[ids[0]].centroid_version == 1
 
 
 def run(cfg=CFG, seed=1):
@@ -144,9 +165,11 @@ def test_same_input_same_ids_and_assignments():
     assert json.dumps(c1.to_state(), sort_keys=True) == json.dumps(c2.to_state(), sort_keys=True)
 
 
-def test_state_round_trip_continues_identically():
+@pytest.mark.parametrize("shortcuts", [0.3, 1.0])
+def test_state_round_trip_continues_identically(shortcuts):
     cfg = ClusterConfig(refit_every=17, pool_recluster_size=6, min_cluster_size=3,
-                        recent_capacity=50, pool_capacity=20)
+                        recent_capacity=50, pool_capacity=20, pool_attach_threshold=shortcuts,
+                        pool_pair_threshold=shortcuts)
     c, _ = run(cfg)
     restored = OnlineClusterer.from_state(json.loads(json.dumps(c.to_state())), cfg)
     assert restored.clusters == c.clusters
@@ -156,6 +179,73 @@ def test_state_round_trip_continues_identically():
         assert c.assign(p, f"m{i}", T0) == restored.assign(p, f"m{i}", T0)
     assert c.clusters == restored.clusters
     assert c.to_state() == restored.to_state()
+
+
+def at_cosine(centre: np.ndarray, cos: float, seed: int) -> np.ndarray:
+    """A unit vector at exactly ``cos`` to ``centre``."""
+    other = np.random.default_rng(seed).normal(size=DIM)
+    other -= (other @ centre) * centre
+    return cos * centre + np.sqrt(1 - cos**2) * other / np.linalg.norm(other)
+
+
+def test_pooled_query_is_reported_under_its_nearest_cluster_without_becoming_a_member():
+    x, y = stream(4, 20)
+    c, out = boot(x, ON)
+    ids = blob_to_id(out, y)
+    before = {cid: (info.size, c.centroids[cid]) for cid, info in c.clusters.items()}
+    centre = c.centroids[ids[0]]
+    near = c.assign(at_cosine(centre, 0.4, 1), "loose", T0)  # below assign 0.45, above attach 0.3
+    assert near.cluster_id == ids[0] and near.similarity == pytest.approx(0.4, abs=0.01)
+    assert c.pool_size == 1
+    for cid, (size, centroid) in before.items():  # no member, no centroid move
+        assert c.clusters[cid].size == size and np.array_equal(c.centroids[cid], centroid)
+    far = c.assign(at_cosine(centre, -0.9, 2), "far", T0)
+    assert far.cluster_id is None and c.pool_size == 2
+    off, _ = boot(x, CFG)
+    assert off.assign(at_cosine(centre, 0.4, 1), "loose", T0).cluster_id is None
+
+
+def test_tight_pair_in_the_pool_becomes_a_cluster_at_once():
+    x, _ = stream(4, 20)
+    rng = np.random.default_rng(3)
+    far = blob(centres(5, seed=99)[0], 3, rng)
+    for cfg, created in ((ON.model_copy(update={"min_cluster_size": 2}), ("c005",)),
+                         (CFG.model_copy(update={"min_cluster_size": 2}), ())):
+        c, _ = boot(x, cfg)
+        first = c.assign(far[0], "far", T0)
+        assert first.cluster_id is None or first.cluster_id != "c005"
+        second = c.assign(far[1], "far", T0)  # the pool has 2 entries: far below pool_recluster_size
+        assert second.created == created
+        if created:
+            assert second.cluster_id == "c005" and c.clusters["c005"].size == 2 and c.pool_size == 0
+            assert c.assign(far[2], "far", T0).cluster_id == "c005"
+
+
+def test_pooled_query_joins_a_cluster_formed_after_it():
+    # A tight cut keeps the loose query out of the new group; once the group is a cluster, the
+    # query is assign_threshold close to it and joins, as it would if it arrived now.
+    cfg = CFG.model_copy(update={"pool_recluster_size": 1000})
+    x, _ = stream(3, 20)
+    c, _ = boot(x, cfg)
+    centre = centres(5, seed=99)[0]
+    loose = c.assign(at_cosine(centre, 0.7, 4), "loose", T0)
+    assert loose.cluster_id is None and c.pool_size == 1
+    tight = blob(centre, 6, np.random.default_rng(5), noise=0.01)
+    for p in tight:
+        c.assign(p, "tight", T0)
+    assert c.pool_size == 7
+    c.config = cfg.model_copy(update={"distance_threshold": 0.1})
+    created = c.refit()
+    assert created == ["c004"]
+    assert c.pool_size == 0 and c.clusters["c004"].size == 7
+
+
+def test_state_without_attachments_still_loads():
+    c, _ = run(ON)
+    state = json.loads(json.dumps(c.to_state()))
+    state["payload"]["items"] = [item[:5] for item in state["payload"]["items"]]
+    restored = OnlineClusterer.from_state(state, ON)
+    assert restored.clusters == c.clusters and restored.pool_size == c.pool_size
 
 
 def test_from_state_refuses_another_config_or_version():

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.config import EmbeddingConfig
 from pipelines.embedding import OnnxEmbedder, SentenceTransformerEmbedder
 from services import onnx_model
 from services.datasets import load_banking77
@@ -82,3 +83,37 @@ def test_unknown_backend_and_variant_are_config_errors(cache: Path):
         build_embedder(Settings(embedding={"backend": "onnx-int4"}))
     with pytest.raises(ConfigError, match="variant"):
         onnx_model.onnx_model(cache, variant="int4")
+
+
+def test_default_cache_is_per_user_and_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert onnx_model.default_cache_dir() == tmp_path / "xdg" / "faithwatch" / "models"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/not/allowed")
+    assert onnx_model.default_cache_dir() == Path.home() / ".cache" / "faithwatch" / "models"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert onnx_model.default_cache_dir() == Path.home() / ".cache" / "faithwatch" / "models"
+
+
+def test_default_backend_is_onnx_fp32_cached_outside_the_data_dir(tmp_path: Path):
+    assert EmbeddingConfig().backend == "onnx"
+    e = build_embedder(Settings(data_dir=tmp_path / "data"))
+    assert e.name == "all-MiniLM-L6-v2-onnx-fp32"
+    assert e.inner.model_file.is_relative_to(onnx_model.default_cache_dir())
+    assert not (tmp_path / "data").exists()  # nothing written under the data dir
+    # an explicit onnx_cache_dir still wins
+    other = build_embedder(Settings(data_dir=tmp_path / "data",
+                                    embedding={"onnx_cache_dir": e.inner.model_file.parents[1]}))
+    assert other.inner.model_file == e.inner.model_file
+
+
+def test_onnx_fp32_gives_the_same_fixed_cluster_decisions_as_torch(cache: Path):
+    """One cluster model (KMeans, true k) fitted on torch vectors: every query lands the same way."""
+    from sklearn.cluster import KMeans
+
+    by_intent = load_banking77("test")
+    texts = [q for qs in list(by_intent.values())[:20] for q in qs[:15]]
+    ref = SentenceTransformerEmbedder(threads=2).encode(texts)
+    got = OnnxEmbedder(onnx_model.onnx_model(cache), onnx_model.tokenizer_file(), threads=2).encode(texts)
+    centres = KMeans(n_clusters=20, n_init=1, random_state=0).fit(ref).cluster_centers_
+    assert np.array_equal((ref @ centres.T).argmax(axis=1), (got @ centres.T).argmax(axis=1))
+    assert np.abs(got - ref).max() < 1e-5
