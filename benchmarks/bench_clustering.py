@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     body = run(args.quick)
     command = "python -m benchmarks.bench_clustering" + (" --quick" if args.quick else "")
-    path = write_fragment(NAME, TITLE, command, body)
+    path = write_fragment(NAME, TITLE, command, body, quick=args.quick)
     print(f"wrote {path}")
 
 

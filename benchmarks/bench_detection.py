@@ -492,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     body = report(plan, res, time.perf_counter() - t0)
     command = "python -m benchmarks.bench_detection" + (" --quick" if args.quick else "")
     path = write_fragment("detection", "Detection: faithwatch against fixed-threshold and global monitors",
-                          command, body)
+                          command, body, quick=args.quick)
     print(body)
     log(f"wrote {path}")
 

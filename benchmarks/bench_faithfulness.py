@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     body = run(args.quick, args.first)
     command = ("python -m benchmarks.bench_faithfulness" + (" --quick" if args.quick else "")
                + (f" --first {args.first}" if args.first else ""))
-    print(f"wrote {write_fragment(NAME, TITLE, command, body)}")
+    print(f"wrote {write_fragment(NAME, TITLE, command, body, quick=args.quick)}")
 
 
 if __name__ == "__main__":

@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> Path:
                     "cluster rollup reads merge about 1,200 hourly plus up to 3,000 edge-minute quantile states.")
     command = "python -m benchmarks.bench_storage" + (" --quick" if args.quick else "")
     title = "Storage (chDB): inserts and queries" + (" — quick smoke run" if args.quick else "")
-    path = write_fragment("storage", title, command, "\n".join(body))
+    path = write_fragment("storage", title, command, "\n".join(body), quick=args.quick)
     print(path.read_text(encoding="utf-8"))
     return path
 

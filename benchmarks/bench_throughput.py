@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> Path:
     ]
     command = "python -m benchmarks.bench_throughput" + (" --quick" if quick else "")
     return write_fragment("throughput", "Throughput, latency and memory of the embedded driver", command,
-                          "\n".join(body) + "\n" + NOTES)
+                          "\n".join(body) + "\n" + NOTES, quick=quick)
 
 
 NOTES = """

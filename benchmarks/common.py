@@ -29,10 +29,15 @@ def machine() -> str:
             f"load average {load:.2f} at start")
 
 
-def write_fragment(name: str, title: str, command: str, body: str) -> Path:
-    """Write ``benchmarks/results/NAME.md``: title, command, machine, date, then ``body``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.md"
+def write_fragment(name: str, title: str, command: str, body: str, quick: bool = False) -> Path:
+    """Write ``benchmarks/results/NAME.md``: title, command, machine, date, then ``body``.
+
+    A ``quick`` (smoke) run writes ``benchmarks/results/quick/NAME.md`` instead (not in git, not in
+    BENCHMARKS.md), so trying a benchmark never overwrites the published numbers.
+    """
+    folder = RESULTS / "quick" if quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.md"
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     path.write_text(f"## {title}\n\n`{command}`\n\nMachine: {machine()}. Run: {now}.\n\n{body.strip()}\n",
                     encoding="utf-8")

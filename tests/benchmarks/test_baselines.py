@@ -116,3 +116,13 @@ def test_an_alert_only_when_its_window_mean_was_below_the_threshold(scores, min_
     # Episodes never overlap: each one ended before the next fired.
     for a, b in zip(alerts, alerts[1:], strict=False):
         assert a.ended_at is not None and a.ended_at <= b.at
+
+
+def test_a_quick_fragment_never_replaces_the_published_one(tmp_path, monkeypatch):
+    from benchmarks import common
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    published = common.write_fragment("x", "X", "python -m benchmarks.bench_x", "full numbers")
+    quick = common.write_fragment("x", "X", "python -m benchmarks.bench_x --quick", "smoke", quick=True)
+    assert quick == tmp_path / "quick" / "x.md" and published == tmp_path / "x.md"
+    assert "full numbers" in published.read_text() and "smoke" in quick.read_text()

@@ -12,7 +12,7 @@ def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(embedding_cache, "CACHE_DIR", tmp_path / "cache")
     bench_clustering.main(["--quick"])
-    text = (tmp_path / "results" / "clustering.md").read_text(encoding="utf-8")
+    text = (tmp_path / "results" / "quick" / "clustering.md").read_text(encoding="utf-8")
     assert text.startswith("## Intent clustering")
     assert "`python -m benchmarks.bench_clustering --quick`" in text
     for name in ("BANKING77", "CLINC150", "HWU64"):

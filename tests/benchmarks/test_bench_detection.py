@@ -15,7 +15,7 @@ def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
     # run embeds a few thousand texts (about 3 minutes on a busy 2-core machine); warm, seconds.
     assert embedding_cache.CACHE_DIR.name == "bench-cache"
     bench_detection.main(["--quick"])
-    text = (tmp_path / "results" / "detection.md").read_text(encoding="utf-8")
+    text = (tmp_path / "results" / "quick" / "detection.md").read_text(encoding="utf-8")
     assert text.startswith("## Detection: faithwatch against fixed-threshold and global monitors")
     assert "`python -m benchmarks.bench_detection --quick`" in text
     for kind in INCIDENT_KINDS:

@@ -12,7 +12,7 @@ def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(embedding_cache, "CACHE_DIR", tmp_path / "cache")
     bench_faithfulness.main(["--quick"])
-    text = (tmp_path / "results" / "faithfulness.md").read_text(encoding="utf-8")
+    text = (tmp_path / "results" / "quick" / "faithfulness.md").read_text(encoding="utf-8")
     assert text.startswith("## Faithfulness scorer")
     for task in ("qa", "dialogue"):
         for subset in ("all", "length-controlled"):

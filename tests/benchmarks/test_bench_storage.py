@@ -13,7 +13,7 @@ from benchmarks import bench_storage
 def test_quick_run_writes_the_fragment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
     path = bench_storage.main(["--quick", "--repeats", "2"])
-    assert path == tmp_path / "storage.md"
+    assert path == tmp_path / "quick" / "storage.md"
     text = path.read_text(encoding="utf-8")
     assert "`python -m benchmarks.bench_storage --quick`" in text
     assert "| `Store.insert_interactions` (ScoredInteraction rows, rollup view on) | 20,000 | 5,000 |" in text

@@ -13,7 +13,7 @@ from benchmarks import bench_throughput
 def test_quick_run_writes_the_fragment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
     path = bench_throughput.main(["--quick"])
-    assert path == tmp_path / "throughput.md"
+    assert path == tmp_path / "quick" / "throughput.md"
     text = path.read_text(encoding="utf-8")
     assert "`python -m benchmarks.bench_throughput --quick`" in text
     for label in bench_throughput.LABEL.values():
