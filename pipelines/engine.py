@@ -59,11 +59,17 @@ class Output:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """An interaction with what the stateless half computed: its query's embedding and its
+    faithfulness (given by the producer, computed, or none) with where that came from."""
+
     interaction: Interaction
     embedding: np.ndarray
     faithfulness: float | None
     source: str
+
+
+_Prepared = Prepared  # the name before the prepare/sequence split
 
 
 class SeenIds:
@@ -111,14 +117,19 @@ class Pipeline:
         self.cluster_config = cluster_config
         self.detector = PatternDetector(baseline_config, detect_config)
         self.seen = SeenIds(seen_capacity)
-        self._buffer: list[_Prepared] = []
+        self._buffer: list[Prepared] = []
         self._seed: tuple[np.ndarray, list[str]] | None = None
         self._labels: dict[str, ClusterInfo] = {}
         self._since_labels = 0
         self.processed = 0
 
-    # -- preparation (batched) ---------------------------------------------------------------
-    def _prepare(self, batch: Sequence[Interaction]) -> list[_Prepared]:
+    # -- preparation (batched, stateless) ----------------------------------------------------
+    def prepare(self, batch: Sequence[Interaction]) -> list[Prepared]:
+        """The stateless half: embed the queries in one call, compute faithfulness where absent.
+
+        Depends on nothing the stream built, so any number of workers can run it in parallel;
+        :meth:`sequence` takes its output in event-time order.
+        """
         if not batch:
             return []
         vectors = self.embedder.encode([i.query for i in batch])
@@ -133,7 +144,7 @@ class Pipeline:
                 f, src = float(computed[k].score), "computed"
             else:
                 f, src = None, "none"
-            out.append(_Prepared(i, vectors[k], f, src))
+            out.append(Prepared(i, vectors[k], f, src))
         return out
 
     def seed(self, queries: Sequence[str]) -> Pipeline:
@@ -151,6 +162,7 @@ class Pipeline:
 
     # -- the stream --------------------------------------------------------------------------
     def process(self, batch: Sequence[Interaction]) -> Output:
+        """Both halves: drop duplicates, :meth:`prepare` the rest, then sequence them."""
         out = Output()
         fresh = []
         for i in batch:
@@ -158,7 +170,22 @@ class Pipeline:
                 fresh.append(i)
             else:
                 out.duplicates += 1
-        prepared = self._prepare(fresh)
+        return self._sequence(self.prepare(fresh), out)
+
+    def sequence(self, prepared: Sequence[Prepared]) -> Output:
+        """The stateful half, for records :meth:`prepare` made (possibly elsewhere), in event-time
+        order: drop duplicates, wait for the bootstrap, assign clusters, detect. Fed the same
+        records in the same order, it gives exactly what :meth:`process` gives."""
+        out = Output()
+        fresh = []
+        for p in prepared:
+            if self.seen.add(p.interaction.interaction_id):
+                fresh.append(p)
+            else:
+                out.duplicates += 1
+        return self._sequence(fresh, out)
+
+    def _sequence(self, prepared: list[Prepared], out: Output) -> Output:
         if not self.clusterer.fitted and self._seed is not None and prepared:
             vectors, queries = self._seed
             self._seed = None
@@ -205,7 +232,7 @@ class Pipeline:
         self._labels = dict(current)
         self._since_labels = 0
 
-    def _one(self, p: _Prepared, a: Assignment, out: Output) -> None:
+    def _one(self, p: Prepared, a: Assignment, out: Output) -> None:
         i = p.interaction
         self._since_labels += 1
         if a.created or self._since_labels >= LABEL_REFRESH_EVERY:
@@ -237,6 +264,11 @@ class Pipeline:
             action_reversible=i.action.reversible if i.action else None,
             metadata=i.metadata,
         ))
+
+    @property
+    def waiting(self) -> int:
+        """Interactions held until the clusters are first fitted."""
+        return len(self._buffer)
 
     @property
     def clusters(self) -> dict[str, ClusterInfo]:
@@ -283,7 +315,7 @@ class Pipeline:
         self.seen = SeenIds.from_state(p["seen"], seen_capacity)
         b = p["buffer"]
         vectors = decode_array(b["embeddings"])
-        self._buffer = [_Prepared(Interaction.model_validate(i), vectors[k], f, src) for k, (i, f, src)
+        self._buffer = [Prepared(Interaction.model_validate(i), vectors[k], f, src) for k, (i, f, src)
                         in enumerate(zip(b["interactions"], b["faithfulness"], b["sources"], strict=True))]
         if p["seed"] is not None:
             self._seed = (decode_array(p["seed"]["embeddings"]), list(p["seed"]["queries"]))

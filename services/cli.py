@@ -256,6 +256,7 @@ from services import cli_clusters  # noqa: E402,F401,I001
 from services import cli_generate  # noqa: E402,F401,I001
 from services import cli_serve  # noqa: E402,F401,I001
 from services import cli_store  # noqa: E402,F401,I001
+from services import cli_kafka  # noqa: E402,F401,I001
 # -- end of command modules --
 
 if __name__ == "__main__":

@@ -59,6 +59,14 @@ class KafkaSettings(_Section):
     dead_letter_topic: str = "faithwatch.dead-letter"
     cluster_model_topic: str = "faithwatch.cluster-model"
     partitions: int = Field(8, ge=1)
+    prepared_topic: str = Field("faithwatch.prepared", description="internal: prepared records and watermarks, one partition")
+    app_id: str = Field("faithwatch", description="faust app id: the consumer group, and the prefix of the checkpoint table's changelog topic")
+    batch_size: int = Field(256, ge=1, description="interactions the score stage embeds and scores together")
+    batch_seconds: float = Field(0.5, gt=0, description="longest the score and sequence stages wait to fill a batch")
+    reorder_idle_seconds: float = Field(5.0, gt=0, description="no prepared record for this long (processing time): release the reorder buffer and fit what waits for the bootstrap")
+    checkpoint_seconds: float = Field(10.0, gt=0, description="the sequence stage's state is checkpointed at least this often")
+    checkpoint_records: int = Field(5000, ge=1, description="... and after at most this many prepared messages")
+    session_timeout_seconds: float = Field(30.0, ge=1, description="consumer group session and rebalance timeout: how long a dead worker holds its partitions")
 
 
 class ApiSettings(_Section):

@@ -1,0 +1,325 @@
+"""The faust app: agents ``score``, ``sequence`` and the sinks (topology in docs/kafka.md).
+
+- ``score`` (one instance per worker, fed by the interactions topic's partitions this worker
+  holds): batches of raw messages -> :func:`~pipelines.interaction.parse_record` (invalid ones go
+  to the dead-letter topic with the reason and where they were read) -> ``Pipeline.prepare``
+  (embeddings, faithfulness) -> the ``prepared`` topic, then one watermark per source partition.
+- ``sequence`` (the single partition of ``prepared``: one worker at a time): the
+  :class:`~services.kafka.sequencer.Sequencer` puts records back in event-time order and runs the
+  stateful half of the pipeline; scored interactions, incident events and changed clusters go to
+  their topics (and incident events to ``--alerts-out``). Its state is checkpointed into a table
+  (changelog-backed); its messages are acknowledged only once a checkpoint includes them, so the
+  committed offset never runs ahead of the state. A worker that is assigned the partition
+  restores the checkpoint and skips what it already holds.
+- sinks: batched, idempotent writes of those topics to the store.
+
+Agents only decode, call the stages and emit. CPU work (embedding, scoring, sequencing) runs on
+one thread beside the event loop; store writes on another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from pipelines.embedding import Embedder
+from pipelines.engine import Output, Pipeline
+from pipelines.errors import InvalidRecord
+from pipelines.interaction import DeadLetter, parse_record
+from pipelines.records import IncidentEvent
+from services.kafka import messages
+from services.kafka.sequencer import MANIFEST_KEY, Sequencer, checkpoint_entries, read_checkpoint
+from services.settings import Settings
+from services.store.base import Store
+
+log = logging.getLogger("faithwatch.kafka")
+
+CHECKPOINT_TABLE = "sequence-checkpoint"
+_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def broker_hosts(brokers: str) -> list[str]:
+    """``kafka://a:9092;b:9092`` (faust's form) -> ``["a:9092", "b:9092"]`` (aiokafka's)."""
+    out = []
+    for part in brokers.replace(";", ",").split(","):
+        part = part.strip()
+        if part:
+            out.append(part.split("://", 1)[-1].rstrip("/"))
+    return out
+
+
+def faust_brokers(brokers: str) -> str:
+    return ";".join(f"kafka://{h}" for h in broker_hosts(brokers))
+
+
+class AlertsOut:
+    """Incident events appended as JSON Lines, in the format of ``faithwatch replay --alerts-out``.
+
+    An event whose (incident_id, sequence) the file already holds is not written again, so a
+    restarted worker that re-emits events (at-least-once) leaves the file as it was.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.seen: set[tuple[str, int]] = set()
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    d = json.loads(line)
+                    self.seen.add((d["incident_id"], int(d["sequence"])))
+                except (ValueError, KeyError, TypeError):
+                    continue
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, events: list[IncidentEvent]) -> int:
+        lines = []
+        for ev in events:
+            key = (ev.incident_id, ev.sequence)
+            if key not in self.seen:
+                self.seen.add(key)
+                lines.append(json.dumps(ev.to_json_dict(), sort_keys=True) + "\n")
+        if lines:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.writelines(lines)
+        return len(lines)
+
+
+class Runtime:
+    """What the agents share in one worker process."""
+
+    def __init__(self, settings: Settings, embedder: Embedder,
+                 build_pipeline: Callable[[dict | None], Pipeline], store: Store | None,
+                 alerts_out: Path | None, monotonic: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self.embedder = embedder
+        self.build_pipeline = build_pipeline
+        self.store = store
+        self.alerts = AlertsOut(alerts_out) if alerts_out else None
+        self.monotonic = monotonic
+        self.cpu = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-cpu")
+        self.io = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-store")
+        self._preparer: Pipeline | None = None
+        self.seq: Sequencer | None = None
+        self.generation = 0
+        self.pending: list[Any] = []  # prepared events processed but not yet in a checkpoint
+        self.stream: Any = None
+        self.lock = asyncio.Lock()
+        self.last_message = monotonic()
+        self.last_checkpoint = monotonic()
+        self.since_checkpoint = 0
+        self.counts = {"read": 0, "dead_letters": 0, "prepared": 0, "scored": 0, "incident_events": 0,
+                       "duplicates": 0, "checkpoints": 0, "stored_interactions": 0, "idle_releases": 0,
+                       "late": 0}
+
+    async def on_cpu(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, partial(fn, *args))
+
+    async def on_io(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
+
+    @property
+    def preparer(self) -> Pipeline:
+        if self._preparer is None:
+            self._preparer = self.build_pipeline(None)
+        return self._preparer
+
+
+def create_app(settings: Settings, runtime: Runtime) -> faust.App:
+    k = settings.kafka
+    rt = runtime
+    app = faust.App(
+        k.app_id, broker=faust_brokers(k.brokers), store="memory://", web_enabled=False,
+        topic_partitions=k.partitions, topic_replication_factor=1, table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest", datadir=str(settings.data_dir / "faust"),
+        broker_commit_every=100, broker_commit_interval=1.0, producer_max_request_size=4 * 1024 * 1024 + 65536,
+        # The sequence stage acknowledges prepared messages only at its checkpoints; a stopping
+        # worker must not wait for the rest (the next owner gets them again).
+        stream_wait_empty=False,
+        broker_session_timeout=k.session_timeout_seconds, broker_rebalance_timeout=k.session_timeout_seconds,
+        broker_heartbeat_interval=max(0.5, k.session_timeout_seconds / 10),
+    )
+    interactions = app.topic(k.interactions_topic, partitions=k.partitions, internal=True, **_RAW)
+    prepared = app.topic(k.prepared_topic, partitions=1, internal=True, **_RAW)
+    scored = app.topic(k.scored_topic, partitions=k.partitions, internal=True, **_RAW)
+    incidents = app.topic(k.incidents_topic, partitions=k.partitions, internal=True, **_RAW)
+    dead = app.topic(k.dead_letter_topic, partitions=k.partitions, internal=True, **_RAW)
+    cluster_model = app.topic(k.cluster_model_topic, partitions=k.partitions, internal=True, compacting=True,
+                              **_RAW)
+    # Keys and values are JSON (chunks are base64 text, the manifest an object).
+    table = app.Table(CHECKPOINT_TABLE, default=None, partitions=1, use_partitioner=True)
+
+    async def send_all(topic, items: list[tuple[bytes | None, bytes]]) -> None:
+        futures = [await topic.send(key=key, value=value) for key, value in items]
+        if futures:
+            await asyncio.gather(*futures)
+
+    # -- score ------------------------------------------------------------------------------
+    @app.agent(interactions, name="score")
+    async def score(stream):
+        async for events in stream.take_events(k.batch_size, within=k.batch_seconds):
+            now = datetime.now(UTC)
+            valid, letters = [], []
+            for ev in events:
+                m = ev.message
+                try:
+                    valid.append((parse_record(ev.value), m.partition, m.offset))
+                except InvalidRecord as exc:
+                    letters.append(DeadLetter.of(exc, ev.value, received_at=now, source=f"kafka:{m.topic}",
+                                                 position=f"partition {m.partition} offset {m.offset}"))
+            made = await rt.on_cpu(rt.preparer.prepare, [i for i, _, _ in valid])
+            out: list[tuple[bytes | None, bytes]] = []
+            marks: dict[int, datetime] = {}
+            for (i, p, o), pr in zip(valid, made, strict=True):
+                out.append((None, messages.record(pr, p, o)))
+                marks[p] = max(marks.get(p, i.timestamp), i.timestamp)
+            out += [(None, messages.watermark(p, t)) for p, t in sorted(marks.items())]
+            await send_all(prepared, out)
+            await send_all(dead, [((d.interaction_id or "").encode() or None, messages.row(d)) for d in letters])
+            rt.counts["read"] += len(events)
+            rt.counts["prepared"] += len(made)
+            rt.counts["dead_letters"] += len(letters)
+            for d in letters:
+                log.warning("dead letter (%s): %s: %s", d.position, d.field, d.reason)
+
+    # -- sequence ---------------------------------------------------------------------------
+    async def restore() -> Sequencer:
+        got = read_checkpoint(table.get)
+        if got is None:
+            seq = Sequencer(await rt.on_cpu(rt.build_pipeline, None), k.partitions)
+            rt.generation = 0
+        else:
+            state, manifest = got
+            seq = await rt.on_cpu(Sequencer.from_state, state, rt.build_pipeline, k.partitions)
+            rt.generation = int(manifest["generation"])
+            log.warning("sequence: restored checkpoint generation %d (prepared offset %d)",
+                        rt.generation, seq.offset)
+        rt.last_checkpoint = rt.monotonic()
+        return seq
+
+    async def emit(out: Output) -> None:
+        await send_all(scored, [(s.cluster_id.encode(), messages.row(s)) for s in out.scored])
+        await send_all(incidents, [(e.incident_id.encode(), messages.row(e)) for e in out.events])
+        await send_all(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in out.clusters])
+        if rt.alerts is not None and out.events:
+            rt.alerts.write(out.events)
+        rt.counts["scored"] += len(out.scored)
+        rt.counts["incident_events"] += len(out.events)
+        rt.counts["duplicates"] += out.duplicates
+
+    async def checkpoint(seq: Sequencer) -> None:
+        state = await rt.on_cpu(seq.to_state)
+        generation = rt.generation + 1
+        entries, manifest = await rt.on_cpu(partial(checkpoint_entries, state, generation=generation,
+                                                    offset=seq.offset))
+        for key, value in entries:
+            table[key] = value
+        table[MANIFEST_KEY] = manifest
+        clusters = list(seq.pipeline.clusters.values())
+        await send_all(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in clusters])
+        await app.producer.flush()
+        rt.generation = generation
+        acks, rt.pending = rt.pending, []
+        for ev in acks:
+            await rt.stream.ack(ev)
+        rt.last_checkpoint = rt.monotonic()
+        rt.since_checkpoint = 0
+        rt.counts["checkpoints"] += 1
+
+    def checkpoint_due() -> bool:
+        return (rt.since_checkpoint >= k.checkpoint_records
+                or rt.monotonic() - rt.last_checkpoint >= k.checkpoint_seconds)
+
+    @app.agent(prepared, name="sequence")
+    async def sequence(stream):
+        rt.stream = stream
+        async for events in stream.noack_take(k.batch_size, within=k.batch_seconds):
+            async with rt.lock:
+                if rt.seq is None:
+                    rt.seq = await restore()
+                seq = rt.seq
+                items = []
+                for ev in events:
+                    try:
+                        items.append((messages.decode(ev.value), ev.message.offset))
+                    except ValueError as exc:
+                        log.error("prepared offset %d: undecodable (%s), skipped", ev.message.offset, exc)
+                seq.add_all(items)
+                out = await rt.on_cpu(seq.release)
+                rt.counts["late"] = seq.reorder.late
+                await emit(out)
+                if rt.seq is not seq:  # revoked meanwhile: the new owner restores the checkpoint
+                    continue
+                rt.pending += events
+                rt.since_checkpoint += len(events)
+                rt.last_message = rt.monotonic()
+                if checkpoint_due():
+                    await checkpoint(seq)
+
+    @app.timer(interval=max(0.2, min(k.reorder_idle_seconds, k.checkpoint_seconds) / 4))
+    async def idle():
+        async with rt.lock:
+            seq = rt.seq
+            if seq is None:
+                return
+            if seq.idle_work and rt.monotonic() - rt.last_message >= k.reorder_idle_seconds:
+                log.info("sequence: idle for %.1f s, releasing %d buffered records (%d wait for the bootstrap)",
+                         rt.monotonic() - rt.last_message, len(seq.reorder), seq.pipeline.waiting)
+                rt.counts["idle_releases"] += 1
+                await emit(await rt.on_cpu(seq.release, True))
+                if rt.seq is seq:
+                    await checkpoint(seq)
+            elif rt.pending and checkpoint_due():
+                await checkpoint(seq)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_, revoked, **kwargs) -> None:
+        if any(tp.topic == k.prepared_topic for tp in revoked):
+            rt.seq = None
+            rt.pending = []
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_, assigned, **kwargs) -> None:
+        # The sequence stage restores its checkpoint when its first message arrives (after the
+        # table's recovery). A tick makes sure one arrives, so a checkpoint whose reorder buffer
+        # still holds the tail of the stream is released even when nothing else comes.
+        if any(tp.topic == k.prepared_topic for tp in assigned):
+            await prepared.send(value=messages.tick())
+
+    # -- sinks ------------------------------------------------------------------------------
+    def sink(topic, name: str, decode, write) -> None:
+        async def agent(stream):
+            async for values in stream.take(2000, within=1.0):
+                rows = [decode(v) for v in values if v is not None]
+                if rt.store is not None and rows:
+                    await rt.on_io(write, rows)
+
+        app.agent(topic, name=name)(agent)
+
+    def write_clusters(rows):
+        latest = {c.cluster_id: c for c in rows}
+        rt.store.upsert_clusters(list(latest.values()))
+
+    def write_interactions(rows):
+        rt.store.insert_interactions(rows)
+        rt.counts["stored_interactions"] += len(rows)
+
+    sink(scored, "sink-scored", messages.scored_of, write_interactions)
+    sink(incidents, "sink-incidents", messages.event_of, lambda rows: rt.store.insert_incident_events(rows))
+    sink(cluster_model, "sink-clusters", messages.cluster_of, write_clusters)
+    sink(dead, "sink-dead-letters", messages.dead_letter_of, lambda rows: rt.store.insert_dead_letters(rows))
+
+    @app.timer(interval=10.0)
+    async def report_counts():
+        log.info("counts %s", json.dumps(rt.counts, sort_keys=True))
+
+    return app

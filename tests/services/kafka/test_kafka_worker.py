@@ -1,0 +1,250 @@
+"""The Kafka driver against a real broker (tansu, memory storage) and real worker processes.
+
+The store is the ClickHouse HTTP test server (tests/services/conftest.py), which worker processes
+and this test process reach at the same time; every test uses its own topics, consumer group and
+database. The reference is ``faithwatch replay`` of the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.scenario import IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
+from services.datasets import load_banking77
+from services.testing.tansu import Tansu
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Tansu]:
+    with Tansu.start() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory) -> dict:
+    """A generated stream with an incident, and what `faithwatch replay` makes of it."""
+    d = tmp_path_factory.mktemp("stream")
+    sc = generate(load_banking77("train"), ScenarioConfig(seed=11, days=2.0, per_day=600,
+                                                          incident=IncidentSpec(onset_day=1.0)))
+    path = d / "stream.jsonl"
+    path.write_text("".join(to_jsonl_lines(sc.records)), encoding="utf-8")
+    alerts, scored = d / "replay-alerts.jsonl", d / "replay-scored.jsonl"
+    run = subprocess.run([sys.executable, "-m", "services.cli", "replay", str(path), "--alerts-out", str(alerts),
+                          "--scored-out", str(scored), "--no-progress"], cwd=REPO, capture_output=True, text=True,
+                         env=_env(data_dir=d / "replay-data"), timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    events = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert any(e["event"] == "opened" for e in events)
+    return {"path": path, "n": len(sc.records), "alerts": alerts,
+            "scored": {r["interaction_id"]: r for r in map(json.loads, scored.read_text().splitlines())}}
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAITHWATCH_")}
+    env.update({"FAITHWATCH_EMBEDDING__BACKEND": "hashing", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    for k, v in extra.items():
+        env[f"FAITHWATCH_{k.upper()}"] = str(v)
+    return env
+
+
+class Setup:
+    """One test's topics, consumer group and store database on the shared broker and server."""
+
+    def __init__(self, broker: Tansu, server, tmp: Path):
+        tag = uuid.uuid4().hex[:8]
+        self.tmp = tmp
+        self.server = server
+        self.database = f"k_{tag}"
+        self.env = _env(
+            kafka__brokers=broker.url, kafka__app_id=f"fw-{tag}", kafka__partitions=4,
+            kafka__interactions_topic=f"{tag}.interactions", kafka__prepared_topic=f"{tag}.prepared",
+            kafka__scored_topic=f"{tag}.scored", kafka__incidents_topic=f"{tag}.incidents",
+            kafka__dead_letter_topic=f"{tag}.dead-letter", kafka__cluster_model_topic=f"{tag}.cluster-model",
+            kafka__reorder_idle_seconds=2, kafka__checkpoint_seconds=1, kafka__batch_seconds=0.3,
+            kafka__session_timeout_seconds=6, store__backend="clickhouse", store__url=server.url,
+            store__password=server.password.get_secret_value(), store__database=self.database,
+            data_dir=tmp / "data")
+        self.workers: list[subprocess.Popen] = []
+        self.stopped: list[subprocess.Popen] = []
+
+    def produce(self, path: Path) -> dict:
+        run = subprocess.run([sys.executable, "-m", "services.cli", "produce", str(path)], cwd=REPO,
+                             capture_output=True, text=True, env=self.env, timeout=60)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    def worker(self, alerts: Path, name: str = "w") -> subprocess.Popen:
+        log = (self.tmp / f"{name}-{len(self.workers)}.log").open("w")
+        p = subprocess.Popen([sys.executable, "-m", "services.cli", "-v", "worker", "--alerts-out", str(alerts)],
+                             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.workers.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+        self.stopped.append(p)
+        if p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def store(self):
+        return self.server.store(self.database)
+
+    def logs(self) -> str:
+        return "\n".join(f.read_text()[-4000:] for f in sorted(self.tmp.glob("*.log")))
+
+
+@pytest.fixture
+def setup(broker, clickhouse_server, tmp_path) -> Iterator[Setup]:
+    s = Setup(broker, clickhouse_server, tmp_path)
+    try:
+        yield s
+    finally:
+        for p in s.workers:
+            s.stop(p, signal.SIGKILL)
+
+
+def wait_for(predicate: Callable[[], bool], setup: Setup, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        for p in setup.workers:
+            if p.poll() is not None and p not in setup.stopped:
+                pytest.fail(f"a worker exited with {p.returncode}:\n{setup.logs()}")
+        time.sleep(0.5)
+    state = {t: stored(setup, t) for t in ("interactions", "incident_events", "dead_letters")}
+    alerts = {f.name: lines(f) for f in setup.tmp.glob("*alerts*.jsonl")}
+    pytest.fail(f"timed out waiting for {what}: store {state}, alerts {alerts}\n{setup.logs()}")
+
+
+def lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def stored(setup: Setup, table: str) -> int:
+    try:
+        with setup.store() as st:
+            st.migrate()
+            return st.counts()[table]
+    except Exception:  # the worker may not have created the database yet
+        return -1
+
+
+def test_end_to_end_matches_the_embedded_driver(setup, stream):
+    produced = setup.produce(stream["path"])
+    assert produced["published"] == stream["n"] and produced["keyed"] == stream["n"]
+    alerts = setup.tmp / "alerts.jsonl"
+    w = setup.worker(alerts)
+    expected = lines(stream["alerts"])
+    wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) >= expected
+             and stored(setup, "incident_events") == expected, setup, "every interaction and incident event")
+    assert setup.stop(w) == 0
+    # Incident ids, clusters, onsets, sessions: every field of every event, byte for byte.
+    assert alerts.read_text() == stream["alerts"].read_text()
+    with setup.store() as st:
+        rows = st.query("SELECT interaction_id, cluster_id, below_baseline, faithfulness FROM interactions")
+        incidents = st.list_incidents()
+    assert len(rows) == stream["n"]
+    ref = stream["scored"]
+    assert {r["interaction_id"]: (r["cluster_id"], r["below_baseline"]) for r in rows} == {
+        k: (v["cluster_id"], v["below_baseline"]) for k, v in ref.items()}
+    opened = {json.loads(e)["incident_id"] for e in stream["alerts"].read_text().splitlines()}
+    assert {i["incident_id"] for i in incidents} == opened
+
+
+def test_poison_messages_go_to_dead_letters_and_the_stream_goes_on(setup, stream):
+    good = stream["path"].read_text().splitlines()[:40]
+    poison = ["{not json", json.dumps({"interaction_id": "p-types", "timestamp": "2026-11-02T00:00:01Z",
+                                       "query": 42}),
+              json.dumps({"interaction_id": "p-missing", "query": "where is my card?"}),
+              json.dumps(["a", "list"])]
+    path = setup.tmp / "poison.jsonl"
+    path.write_text("\n".join(good[:20] + poison + good[20:]) + "\n")
+    produced = setup.produce(path)
+    assert produced["published"] == 44 and produced["unkeyed"] >= 2
+    setup.worker(setup.tmp / "alerts.jsonl")
+    # 40 valid records: fewer than the bootstrap size, fitted once the stream is idle.
+    wait_for(lambda: stored(setup, "interactions") == 40 and stored(setup, "dead_letters") == 4, setup,
+             "40 interactions and 4 dead letters")
+    with setup.store() as st:
+        dead = st.query("SELECT * FROM dead_letters FINAL")
+    assert sorted((d["interaction_id"] or "", d["field"]) for d in dead) == [
+        ("", "<record>"), ("", "<record>"), ("p-missing", "timestamp"), ("p-types", "query")]
+    reasons = {d["reason"].split(":")[0].split(",")[0] for d in dead}
+    assert reasons == {"malformed JSON", "expected a JSON object", "field required", "Input should be a valid string"}
+    assert "{not json" in {d["raw"] for d in dead}
+    assert all(d["source"].startswith("kafka:") and "offset" in d["position"] for d in dead)
+
+
+def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(setup, stream):
+    setup.produce(stream["path"])
+    alerts = setup.tmp / "alerts.jsonl"
+    first = setup.worker(alerts, "first")
+    wait_for(lambda: stored(setup, "interactions") >= stream["n"] // 3, setup, "a third of the stream")
+    setup.stop(first, signal.SIGKILL)
+    assert stored(setup, "interactions") < stream["n"], "the worker finished before it was killed"
+    second = setup.worker(alerts, "second")
+    expected = lines(stream["alerts"])
+    wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) >= expected
+             and stored(setup, "incident_events") == expected, setup, "the rest of the stream")
+    assert setup.stop(second) == 0
+    assert alerts.read_text() == stream["alerts"].read_text()
+    assert "restored checkpoint" in setup.logs()
+    with setup.store() as st:
+        counts = st.counts()
+        rows = st.query("SELECT interaction_id, cluster_id, below_baseline FROM interactions")
+    assert counts["interactions"] == stream["n"] and counts["incident_events"] == expected
+    assert {r["interaction_id"]: (r["cluster_id"], r["below_baseline"]) for r in rows} == {
+        k: (v["cluster_id"], v["below_baseline"]) for k, v in stream["scored"].items()}
+
+
+def test_a_second_worker_joining_changes_nothing(setup, stream):
+    all_lines = stream["path"].read_text().splitlines(keepends=True)
+    first, second = setup.tmp / "first.jsonl", setup.tmp / "second.jsonl"
+    first.write_text("".join(all_lines[:len(all_lines) // 2]))
+    second.write_text("".join(all_lines[len(all_lines) // 2:]))
+    setup.produce(first)
+    a_alerts, b_alerts = setup.tmp / "alerts-a.jsonl", setup.tmp / "alerts-b.jsonl"
+    setup.worker(a_alerts, "a")
+    wait_for(lambda: stored(setup, "interactions") >= len(all_lines) // 4, setup, "a quarter of the stream")
+    setup.worker(b_alerts, "b")
+    log_b = setup.tmp / "b-1.log"
+    wait_for(lambda: log_b.read_text().count("Worker]: Ready") >= 1, setup, "the second worker in the group")
+    setup.produce(second)
+    expected = stream["alerts"].read_text().splitlines()
+
+    def done() -> bool:
+        emitted = set(a_alerts.read_text().splitlines() if a_alerts.exists() else [])
+        emitted |= set(b_alerts.read_text().splitlines() if b_alerts.exists() else [])
+        return (stored(setup, "interactions") == stream["n"] and emitted >= set(expected)
+                and stored(setup, "incident_events") == len(expected))
+
+    wait_for(done, setup, "the whole stream with two workers", timeout=180)
+    for p in list(setup.workers):
+        assert setup.stop(p) == 0
+    # The partitions were shared: the second worker scored part of the second half.
+    assert json.loads(log_b.read_text().strip().splitlines()[-1])["read"] > 0, setup.logs()
+    # Whichever worker held the sequence stage emitted each event; together exactly the replay's.
+    emitted = a_alerts.read_text().splitlines() + (b_alerts.read_text().splitlines() if b_alerts.exists() else [])
+    assert set(emitted) == set(expected)
+    with setup.store() as st:
+        rows = st.query("SELECT interaction_id, cluster_id, below_baseline FROM interactions")
+    assert {r["interaction_id"]: (r["cluster_id"], r["below_baseline"]) for r in rows} == {
+        k: (v["cluster_id"], v["below_baseline"]) for k, v in stream["scored"].items()}
