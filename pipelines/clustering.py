@@ -562,11 +562,18 @@ class OnlineClusterer:
         target.add(it)
 
     def _has_pool_pair(self, it: _Seen) -> bool:
-        """Whether a pooled query is at least ``pool_pair_threshold`` close to ``it``."""
+        """Whether a pooled query is at least ``pool_pair_threshold`` close to ``it``.
+
+        With a cosine linkage a pair further apart than the cut can never form a group, so the
+        threshold is at least ``1 - distance_threshold`` (a fine cut does not re-cluster the pool
+        on every query for pairs it cannot use)."""
         if not self._pool:
             return False
+        threshold = self.config.pool_pair_threshold
+        if self.config.linkage != "ward":
+            threshold = max(threshold, 1.0 - self.config.distance_threshold)
         pooled = np.stack([p.vector for p in self._pool]).astype(np.float64)
-        return float((pooled @ it.vector.astype(np.float64)).max()) >= self.config.pool_pair_threshold
+        return float((pooled @ it.vector.astype(np.float64)).max()) >= threshold
 
     def _attach(self, it: _Seen) -> None:
         """Report pooled ``it`` under its nearest cluster if close enough (``pool_attach_threshold``).

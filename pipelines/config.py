@@ -49,7 +49,7 @@ class ClusterConfig(_Config):
     # (HWU64), 80.3 -> 83.3 (CLINC150), 72.3 -> 72.7 (BANKING77); 0.3 was the best of 0-0.4 on all
     # three. The pair trigger adds 0.3-1.5 more; the demo's popular intent stays 94.6 % whole.
     pool_attach_threshold: float = Field(0.3, ge=-1, le=1, description="a query that waits in the pool is attributed meanwhile to its nearest cluster if its cosine is at least this (it stays in the pool to seed a new intent and does not move the centroid; at or above assign_threshold: never)")
-    pool_pair_threshold: float = Field(0.5, ge=-1, le=1, description="a query entering the pool at least this close (cosine) to a pooled query re-clusters the pool at once instead of waiting for pool_recluster_size (1: only for exact repeats)")
+    pool_pair_threshold: float = Field(0.5, ge=-1, le=1, description="a query entering the pool at least this close (cosine) to a pooled query re-clusters the pool at once instead of waiting for pool_recluster_size (1: only for exact repeats; never below 1 - distance_threshold with a cosine linkage)")
     refit_every: int = Field(500, ge=0, description="refit on recent queries every N assignments (0 = never)")
     recent_capacity: int = Field(3_000, ge=10, description="recent queries kept for refits")
     refit_split_size: int = Field(0, ge=0, description="a refit group of at least this many queries, unmatched and below match_threshold to every cluster, becomes a new cluster even when close to one (0 = never)")
