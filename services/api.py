@@ -90,7 +90,8 @@ class IngestResult(BaseModel):
 
 class FlushResult(BaseModel):
     processed: bool
-    pipeline: PipelineTotals
+    pipeline: PipelineTotals | None = Field(None, description="totals since the server started (None in Kafka mode: "
+                                                               "the pipeline runs in the stream workers)")
 
 
 class Health(BaseModel):

@@ -15,29 +15,35 @@ from services.settings import Settings
 log = logging.getLogger("faithwatch.serve")
 
 
-def run_server(settings: Settings, reset_state: bool = False) -> dict:
+def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
     """Serve until SIGINT/SIGTERM, then drain the ingest queue, save the pipeline's state, close the store.
 
     The pipeline continues from ``DATA_DIR/state/pipeline.json.gz`` if a previous run saved one
     (``reset_state`` discards it first). Returns the pipeline totals at exit.
     """
-    import uvicorn
-
     from pipelines.errors import StateError
-    from services.api import check_auth, create_app
+    from services.api import check_auth
     from services.checkpoint import Checkpoint
     from services.ingest import EmbeddedIngestor
     from services.metrics import Metrics
     from services.wiring import build_pipeline
 
     check_auth(settings.api)  # before the model loads: a refused start should be quick
-    if settings.store.backend != "chdb":
-        raise ConfigError("faithwatch serve runs the embedded pipeline on the embedded chdb store; "
-                          "store.backend must be chdb")
     api = settings.api
+    if api.ingest == "kafka":
+        if settings.store.backend != "clickhouse":
+            raise ConfigError("api.ingest=kafka: the stream workers write the store and the API reads it from "
+                              "another process, so store.backend must be clickhouse (chdb opens in one process)")
+    elif settings.store.backend != "chdb":
+        raise ConfigError("faithwatch serve runs the embedded pipeline on the embedded chdb store; "
+                          "store.backend must be chdb (or set api.ingest=kafka to publish to the stream workers)")
     with open_store(settings) as store:
         store.migrate()
         metrics = Metrics()
+        if api.ingest == "kafka":
+            from services.kafka.ingest import KafkaIngestor
+
+            return _serve(settings, store, KafkaIngestor(settings, metrics), metrics)
         checkpoint = Checkpoint.in_data_dir(settings.data_dir)
         if reset_state:
             checkpoint.discard()
@@ -56,31 +62,44 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict:
                                     max_queue=api.queue_max_records,
                                     cluster_refresh_seconds=api.cluster_refresh_seconds,
                                     checkpoint=checkpoint.save, checkpoint_seconds=api.checkpoint_seconds)
-        app = create_app(api, store, ingestor, metrics)
-        server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, lifespan="off",
-                                               log_level="info", timeout_graceful_shutdown=api.wait_timeout_seconds))
-        stopping: list[int] = []
+        return _serve(settings, store, ingestor, metrics)
 
-        def on_signal(signum, frame):
-            # uvicorn re-raises the signal that stopped it once it has shut down; with the default
-            # SIGTERM action the process would die before the queue is drained. A second signal
-            # while draining stops at once.
-            if stopping:
-                raise KeyboardInterrupt
-            stopping.append(signum)
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            with ingestor:
-                server.run()
-                click.echo(f"faithwatch: stopping; draining {ingestor.depth} queued interactions", err=True)
-            # leaving the block drained the queue and saved the pipeline's state
-            totals = ingestor.totals()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-    click.echo(f"faithwatch: stopped; {totals['scored']} interactions scored, {totals['duplicates']} duplicates",
-               err=True)
+def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
+    """Run uvicorn in the foreground with ``ingestor`` until SIGINT/SIGTERM; the ingestor's totals."""
+    import uvicorn
+
+    from services.api import create_app
+
+    api = settings.api
+    app = create_app(api, store, ingestor, metrics)
+    server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, lifespan="off",
+                                           log_level="info", timeout_graceful_shutdown=api.wait_timeout_seconds))
+    stopping: list[int] = []
+
+    def on_signal(signum, frame):
+        # uvicorn re-raises the signal that stopped it once it has shut down; with the default
+        # SIGTERM action the process would die before the queue is drained. A second signal
+        # while draining stops at once.
+        if stopping:
+            raise KeyboardInterrupt
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ingestor:
+            server.run()
+            click.echo(f"faithwatch: stopping; draining {ingestor.depth} queued interactions", err=True)
+        # leaving the block drained the queue and saved the pipeline's state
+        totals = ingestor.totals()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if totals is None:
+        click.echo("faithwatch: stopped (Kafka mode: the stream workers process what was published)", err=True)
+    else:
+        click.echo(f"faithwatch: stopped; {totals['scored']} interactions scored, {totals['duplicates']} duplicates",
+                   err=True)
     return totals
 
 

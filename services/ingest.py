@@ -113,8 +113,8 @@ class Ingestor(abc.ABC):
         """Accepted interactions not yet processed."""
 
     @abc.abstractmethod
-    def totals(self) -> dict:
-        """Counts since start (see :class:`Totals`)."""
+    def totals(self) -> dict | None:
+        """Counts since start (see :class:`Totals`); None where this process runs no pipeline."""
 
     def start(self) -> Self:
         return self

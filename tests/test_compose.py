@@ -51,3 +51,48 @@ def test_dockerfile_installs_the_cpu_torch_wheel_before_the_package():
     text = (ROOT / "Dockerfile").read_text()
     cpu = text.index("torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
     assert cpu < text.index("pip install --no-cache-dir -e .")
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_full_stack_services_with_health_checks_and_volumes():
+    services = compose()["services"]
+    for name in ("kafka", "clickhouse", "grafana", "alertmanager", "worker", "api", "migrate"):
+        assert name in services, name
+    for name in ("kafka", "clickhouse", "grafana", "alertmanager", "api"):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
+    for name in ("kafka", "clickhouse", "grafana", "alertmanager"):
+        assert any(":/var/lib" in v or v.endswith(":/alertmanager") for v in services[name]["volumes"]), name
+    named = set(compose()["volumes"])
+    used = {v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if not v.startswith(".")}
+    assert used <= named
+
+
+def test_every_command_the_stack_runs_is_a_faithwatch_command():
+    from services.cli import main
+
+    for name, svc in compose()["services"].items():
+        if svc.get("image") == "faithwatch:latest" and name != "tools":
+            assert svc["command"][0] in main.commands, f"{name}: {svc['command']}"
+
+
+def test_stack_wiring_matches_the_settings():
+    services = compose()["services"]
+    env = {name: svc.get("environment") or {} for name, svc in services.items()}
+    for name in ("worker", "api", "migrate"):
+        assert env[name]["FAITHWATCH_STORE__BACKEND"] == "clickhouse"
+        assert env[name]["FAITHWATCH_STORE__URL"] == "http://clickhouse:8123"
+        assert env[name]["FAITHWATCH_KAFKA__BROKERS"] == "kafka://kafka:9092"
+        assert env[name]["FAITHWATCH_STORE__DATABASE"] == env["clickhouse"]["CLICKHOUSE_DB"]
+        assert env[name]["FAITHWATCH_STORE__USER"] == env["clickhouse"]["CLICKHOUSE_USER"]
+    assert env["api"]["FAITHWATCH_API__INGEST"] == "kafka"  # the API publishes; the workers process
+    assert "PLAINTEXT://kafka:9092" in env["kafka"]["KAFKA_ADVERTISED_LISTENERS"]
+    # Grafana's provisioned data source points at the ClickHouse service and database.
+    ds = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/clickhouse.yaml").read_text())["datasources"][0]
+    assert ds["type"] == "grafana-clickhouse-datasource" and ds["jsonData"]["host"] == "clickhouse"
+    assert ds["jsonData"]["defaultDatabase"] == env["clickhouse"]["CLICKHOUSE_DB"]
+    assert "grafana-clickhouse-datasource" in env["grafana"]["GF_INSTALL_PLUGINS"]
+    am = yaml.safe_load((ROOT / "alerts/alertmanager.yml").read_text())
+    assert am["route"]["receiver"] in {r["name"] for r in am["receivers"]}

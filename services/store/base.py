@@ -54,9 +54,11 @@ _TABLES = ("interactions", "clusters", "incident_events", "incidents", "dead_let
            "schema_migrations")
 
 # One row per session: the worst answer (lowest faithfulness, then earliest) is the example.
+# customer_id: the customer of the session's first answer (deterministic: any() picked whichever
+# row was read first, and a session can span customers, e.g. a shared device).
 _SESSION_COLUMNS = """
     session_id,
-    any(customer_id) AS customer_id,
+    argMin(customer_id, tuple(timestamp, interaction_id)) AS customer_id,
     min(timestamp) AS first_at,
     max(timestamp) AS last_at,
     count() AS interactions,

@@ -152,3 +152,18 @@ def test_serve_refuses_to_start_without_a_token(tmp_path, monkeypatch):
     monkeypatch.delenv("FAITHWATCH_API__INSECURE", raising=False)
     res = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path)])
     assert res.exit_code == 2 and "no api.tokens configured" in res.output and "--insecure" in res.output
+
+
+def test_kafka_mode_needs_the_clickhouse_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAITHWATCH_API__TOKENS", '["t0ken"]')
+    monkeypatch.setenv("FAITHWATCH_API__INGEST", "kafka")
+    res = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "api.ingest=kafka" in res.output and "store.backend must be clickhouse" in res.output
+
+
+def test_embedded_mode_needs_the_chdb_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAITHWATCH_API__TOKENS", '["t0ken"]')
+    monkeypatch.setenv("FAITHWATCH_STORE__BACKEND", "clickhouse")
+    monkeypatch.setenv("FAITHWATCH_STORE__URL", "http://127.0.0.1:1")
+    res = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "api.ingest=kafka" in res.output

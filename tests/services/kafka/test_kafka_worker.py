@@ -248,3 +248,53 @@ def test_a_second_worker_joining_changes_nothing(setup, stream):
         rows = st.query("SELECT interaction_id, cluster_id, below_baseline FROM interactions")
     assert {r["interaction_id"]: (r["cluster_id"], r["below_baseline"]) for r in rows} == {
         k: (v["cluster_id"], v["below_baseline"]) for k, v in stream["scored"].items()}
+
+
+def test_api_in_kafka_mode_publishes_and_reads_what_the_workers_stored(setup, stream):
+    """POST /v1/interactions on `faithwatch serve` with api.ingest=kafka -> the interactions topic ->
+    a worker -> the shared store -> GET /v1/incidents on the same server: replay's incidents."""
+    import httpx
+
+    from services.testing.tansu import free_port
+
+    port, token = free_port(), "k-t0ken"
+    env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token])}
+    log = (setup.tmp / "api.log").open("w")
+    api = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
+                           stdout=log, stderr=subprocess.STDOUT)
+    setup.workers.append(api)  # stopped (SIGKILL) by the fixture if the test fails
+    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+    wait_for(lambda: _healthy(url), setup, "the API")
+    records = stream["path"].read_text().splitlines()
+    accepted = 0
+    for k in range(0, len(records), 300):
+        res = httpx.post(f"{url}/v1/interactions?wait=true", timeout=60, content="\n".join(records[k:k + 300]),
+                         headers={**headers, "Content-Type": "application/x-ndjson"})
+        assert res.status_code == 202, res.text
+        body = res.json()
+        assert body["processed"] is True and body["pipeline"] is None and body["invalid"] == 0
+        accepted += body["accepted"]
+    assert accepted == stream["n"]
+    alerts = setup.tmp / "alerts.jsonl"
+    setup.worker(alerts)
+    expected = lines(stream["alerts"])
+    wait_for(lambda: stored(setup, "interactions") == stream["n"] and stored(setup, "incident_events") == expected,
+             setup, "the worker to store what the API published")
+    assert alerts.read_text() == stream["alerts"].read_text()
+    got = httpx.get(f"{url}/v1/incidents", headers=headers, timeout=30)
+    assert got.status_code == 200, got.text
+    opened = {json.loads(e)["incident_id"] for e in stream["alerts"].read_text().splitlines()}
+    assert {i["incident_id"] for i in got.json()["items"]} == opened
+    flush = httpx.post(f"{url}/v1/flush", headers=headers, timeout=30)
+    assert flush.status_code == 200 and flush.json() == {"processed": True, "pipeline": None}
+    assert setup.stop(api) == 0, (setup.tmp / "api.log").read_text()[-3000:]
+    assert "Kafka mode" in (setup.tmp / "api.log").read_text()
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
