@@ -36,16 +36,19 @@ import hmac
 import json
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import uuid
 import zlib
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import chdb.session
+from pydantic import SecretStr
 
 try:
     import lz4.frame as lz4_frame
@@ -330,6 +333,59 @@ class ClickHouseHttpServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.engine.close()
+
+
+@dataclass
+class ServerProcess:
+    """This server in a child process (chDB opens one data path per process, so a test or a
+    benchmark that opens its own stores runs the server beside it)::
+
+        with ServerProcess.start(tmp / "ch", password="pw") as server:
+            store = server.store("db1")
+    """
+
+    url: str
+    user: str
+    password: SecretStr
+    process: subprocess.Popen
+
+    @classmethod
+    def start(cls, path: Path, password: str, user: str = "default", timeout: float = 60.0) -> ServerProcess:
+        import os
+
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.testing.clickhouse_http", "--port", "0", "--path", str(path),
+             "--user", user, "--password", password],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        first: list[str] = []
+        reader = threading.Thread(target=lambda: first.append(process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not first or not first[0].startswith("listening on "):
+            process.kill()
+            _, err = process.communicate(timeout=10)
+            raise RuntimeError(f"the ClickHouse HTTP test server did not start: {first} {err[-2000:]}")
+        return cls(first[0].split()[-1], user, SecretStr(password), process)
+
+    def store(self, database: str):
+        from services.store.clickhouse_store import ClickHouseStore
+
+        return ClickHouseStore(self.url, user=self.user, password=self.password, database=database)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
