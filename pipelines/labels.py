@@ -219,7 +219,8 @@ class CategoryIndex:
         return cat if 2 * n > total else None
 
     def by_seed_many(self, centroids: np.ndarray) -> list[str | None]:
-        """:meth:`by_seed` of every row at once (one matrix product)."""
+        """The category of the seed phrase nearest each row, if at least ``threshold`` close
+        (one matrix product for all rows)."""
         rows = np.asarray(centroids, dtype=np.float32).reshape(len(centroids), -1)
         if not self.seed_owner or not len(rows):
             return [None] * len(rows)
@@ -230,11 +231,7 @@ class CategoryIndex:
                 for b, v in zip(best.tolist(), top.tolist(), strict=True)]
 
     def by_seed(self, centroid: np.ndarray) -> str | None:
-        if not self.seed_owner:
-            return None
-        sims = self.seed_vectors @ np.asarray(centroid, dtype=np.float32)
-        best = int(np.argmax(sims))
-        return self.seed_owner[best] if float(sims[best]) >= self.threshold else None
+        return self.by_seed_many(np.asarray(centroid)[None, :])[0]
 
     def categorise(self, centroid: np.ndarray, hints: Counter[str], label_text: str,
                    seed: str | None | bool = False) -> str:

@@ -44,10 +44,11 @@ class Checkpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".pipeline-", suffix=".tmp", dir=self.path.parent)
         try:
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3, mtime=0) as gz:
-                gz.write(json.dumps(state, separators=(",", ":")).encode("utf-8"))
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+            with os.fdopen(fd, "wb") as raw:
+                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3, mtime=0) as gz:
+                    gz.write(json.dumps(state, separators=(",", ":")).encode("utf-8"))
+                raw.flush()
+                os.fsync(raw.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
