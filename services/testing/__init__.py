@@ -3,4 +3,18 @@
 :mod:`services.testing.clickhouse_http`: a server that speaks the ClickHouse HTTP interface on
 127.0.0.1 and runs every request on chDB, for testing the ClickHouse server backend without a
 ClickHouse server.
+:mod:`services.testing.tansu`: a Kafka-compatible broker (tansu) on a free 127.0.0.1 port.
 """
+
+import subprocess
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM ``process`` if it still runs, wait up to ``timeout`` seconds, then SIGKILL it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -50,6 +50,8 @@ from urllib.parse import parse_qsl, urlsplit
 import chdb.session
 from pydantic import SecretStr
 
+from services.testing import stop_process
+
 try:
     import lz4.frame as lz4_frame
 except ImportError:  # pragma: no cover - clickhouse-connect installs it
@@ -374,12 +376,7 @@ class ServerProcess:
         return ClickHouseStore(self.url, user=self.user, password=self.password, database=database)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout=30)
 
     def __enter__(self) -> ServerProcess:
         return self

