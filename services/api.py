@@ -14,6 +14,8 @@ reads it here.
 """
 
 
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -42,7 +44,7 @@ from services.cli_clusters import CLUSTER_COLUMNS
 from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import CONTENT_TYPE, Metrics
 from services.settings import ApiSettings
-from services.store.base import Store
+from services.store.base import SessionKey, Store, session_key
 
 log = logging.getLogger("faithwatch.api")
 
@@ -197,8 +199,11 @@ class SessionRow(_Open):
 
 
 class SessionList(BaseModel):
-    count: int
+    count: int = Field(description="rows on this page")
     items: list[SessionRow]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last page")
+    next: str | None = Field(None, description="the URL of the next page (also in the `Link` header); null on the "
+                                               "last page")
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -234,10 +239,61 @@ def _wants_csv(request: Request, fmt: str | None) -> bool:
 
 def _table(request: Request, fmt: str | None, rows: list[dict], columns: Sequence[str], name: str,
            **extra: Any) -> Any:
+    """``rows`` as CSV (an attachment named ``name``) or JSON ``{count, items, **extra}``."""
     if _wants_csv(request, fmt):
         return Response(report.as_csv(rows, columns), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
     return {"count": len(rows), "items": rows, **extra}
+
+
+# Session lists page by keyset: a JSON page holds at most SESSION_PAGE rows unless ``limit`` says
+# otherwise; CSV is the outreach export and holds every row unless ``limit`` is given (a CSV cut
+# off at a default size would silently drop customers to contact).
+SESSION_PAGE = 1_000
+SESSION_LIMIT = 1_000_000
+_SESSION_LIMIT_DOC = (f"rows per page (1 to {SESSION_LIMIT:,}); default {SESSION_PAGE:,} for JSON, every row for CSV")
+_CURSOR_DOC = "the `next_cursor` of the previous page"
+
+
+def encode_cursor(key: SessionKey) -> str:
+    """An opaque, URL-safe token for a session row's place in the keyset order.
+
+    >>> decode_cursor(encode_cursor((datetime(2026, 11, 2, 10, 0, 0, 5000, tzinfo=UTC), "s 1")))
+    (datetime.datetime(2026, 11, 2, 10, 0, 0, 5000, tzinfo=datetime.timezone.utc), 's 1')
+    """
+    at, session = key
+    raw = json.dumps([at.astimezone(UTC).isoformat(), session], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> SessionKey:
+    """:func:`encode_cursor`'s key; HTTP 400 for anything else."""
+    try:
+        at, session = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        key = datetime.fromisoformat(at), session
+        if key[0].tzinfo is None or not (session is None or isinstance(session, str)):
+            raise ValueError(key)
+        return key
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
+        raise HTTPException(400, f"cursor {token[:80]!r} is not a cursor this API issued: pass the next_cursor "
+                                 f"of the previous page, or no cursor for the first page") from None
+
+
+def _session_page(request: Request, response: Response, fmt: str | None, limit: int | None, cursor: str | None,
+                  read: Any, name: str) -> Any:
+    """One page of session rows from ``read(limit=, after=)`` with its next cursor and link."""
+    csv_out = _wants_csv(request, fmt)
+    size = limit if limit is not None else (None if csv_out else SESSION_PAGE)
+    rows = read(limit=None if size is None else size + 1, after=None if cursor is None else decode_cursor(cursor))
+    token = link = None
+    if size is not None and len(rows) > size:
+        rows = rows[:size]
+        token = encode_cursor(session_key(rows[-1]))
+        link = str(request.url.include_query_params(cursor=token))
+    headers = {} if link is None else {"Link": f'<{link}>; rel="next"', "X-Next-Cursor": token}
+    out = _table(request, fmt, rows, SESSION_COLUMNS, name, next_cursor=token, next=link)
+    (out if isinstance(out, Response) else response).headers.update(headers)
+    return out
 
 
 def _parse_batch(body: bytes, content_type: str) -> tuple[list[tuple[int, int | None, Any]], str]:
@@ -512,27 +568,39 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
 
     @app.get("/v1/incidents/{incident_id}/sessions", response_model=SessionList, dependencies=auth,
              tags=["incidents"], responses={**csv_doc, 404: {"description": "no such incident"}})
-    def incident_sessions(request: Request, incident_id: str, fmt: Fmt = None) -> Any:
+    def incident_sessions(request: Request, response: Response, incident_id: str, fmt: Fmt = None,
+                          limit: Annotated[int | None, Query(ge=1, le=SESSION_LIMIT,
+                                                             description=_SESSION_LIMIT_DOC)] = None,
+                          cursor: Annotated[str | None, Query(description=_CURSOR_DOC)] = None) -> Any:
         """The blast radius for outreach: every session with a below-baseline answer in the
-        incident's cluster since its onset, with the customer id and the worst answer."""
+        incident's cluster since its onset, with the customer id and the worst answer.
+
+        Ordered by first failing answer, then session id. JSON pages hold 1,000 rows by default
+        (follow `next`); CSV holds every row unless `limit` is given."""
         if store.get_incident(incident_id) is None:
             raise HTTPException(404, f"no incident {incident_id!r}")
-        rows = store.incident_sessions(incident_id)
-        return _table(request, fmt, rows, SESSION_COLUMNS, f"sessions-{incident_id}")
+        return _session_page(request, response, fmt, limit, cursor,
+                             lambda **page: store.incident_sessions(incident_id, **page), f"sessions-{incident_id}")
 
     @app.get("/v1/sessions", response_model=SessionList, dependencies=auth, tags=["sessions"], responses=csv_doc)
-    def sessions(request: Request,
+    def sessions(request: Request, response: Response,
                  cluster: Annotated[str, Query(description="cluster id")],
                  since: Annotated[str, Query(description="answers at or after (RFC 3339 with offset)")],
                  until: Annotated[str | None, Query(description="answers before (RFC 3339 with offset)")] = None,
                  below_baseline: Annotated[bool, Query(description="only sessions with a below-baseline "
                                                                    "answer")] = True,
-                 fmt: Fmt = None) -> Any:
-        """Sessions with answers in one cluster during a time range (by default only failing ones)."""
+                 fmt: Fmt = None,
+                 limit: Annotated[int | None, Query(ge=1, le=SESSION_LIMIT, description=_SESSION_LIMIT_DOC)] = None,
+                 cursor: Annotated[str | None, Query(description=_CURSOR_DOC)] = None) -> Any:
+        """Sessions with answers in one cluster during a time range (by default only failing ones).
+
+        Ordered by first answer, then session id. JSON pages hold 1,000 rows by default (follow
+        `next`, or the `Link` header); CSV holds every row unless `limit` is given."""
         lo, hi = _range(since, until)
         assert lo is not None
-        rows = store.sessions(cluster, lo, hi, below_baseline=below_baseline)
-        return _table(request, fmt, rows, SESSION_COLUMNS, f"sessions-{cluster}")
+        return _session_page(request, response, fmt, limit, cursor,
+                             lambda **page: store.sessions(cluster, lo, hi, below_baseline=below_baseline, **page),
+                             f"sessions-{cluster}")
 
     return app
 

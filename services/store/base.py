@@ -267,6 +267,40 @@ def _session_from_row(row: Row) -> Row:
     return row
 
 
+SessionKey = tuple[datetime, str | None]
+
+
+def session_key(row: Row) -> SessionKey:
+    """A session row's place in the order of :meth:`Store.sessions` (its paging key)."""
+    return row["first_at"], row["session_id"]
+
+
+def _page(limit: int | None, after: SessionKey | None, params: dict[str, Any]) -> str:
+    """HAVING/ORDER BY/LIMIT for session rows in key order after ``after``, at most ``limit``.
+
+    ORDER BY puts a NULL session id last among equal times, so "after (t, None)" is any
+    later time and "after (t, id)" is a later time, or the same time with a greater id or none.
+    """
+    sql = ""
+    if after is not None:
+        at, session = after
+        params["after_at"] = utc(at)
+        if session is None:
+            sql += " HAVING first_at > {after_at:DateTime64(3, 'UTC')}"
+        else:
+            params["after_session"] = session
+            sql += (" HAVING first_at > {after_at:DateTime64(3, 'UTC')}"
+                    " OR (first_at = {after_at:DateTime64(3, 'UTC')}"
+                    " AND (session_id IS NULL OR session_id > {after_session:String}))")
+    sql += " ORDER BY first_at, session_id"
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        params["limit"] = limit
+        sql += " LIMIT {limit:UInt64}"
+    return sql
+
+
 class Store(abc.ABC):
     """Rows in, analyst answers out. Use as a context manager or call :meth:`close`."""
 
@@ -419,13 +453,17 @@ class Store(abc.ABC):
             return None
         return {**events[-1], "events": events}
 
-    def incident_sessions(self, incident_id: str) -> list[Row]:
+    def incident_sessions(self, incident_id: str, *, limit: int | None = None,
+                          after: SessionKey | None = None) -> list[Row]:
         """The blast radius: one row per session that got a below-baseline answer in the
         incident's cluster between its onset and its resolution (unbounded while open).
 
         ``interactions`` counts those answers; the example is the session's worst one.
         Answers without a session id are grouped into one row with ``session_id`` None.
+        Rows come in :func:`session_key` order; ``limit``/``after`` page through them (see
+        :meth:`sessions`).
         """
+        params: dict[str, Any] = {"incident_id": incident_id}
         # Scalar subqueries (not a join) so the incident's cluster and time range reach the
         # primary key of interactions: the read is one narrow key range.
         incident = "(SELECT {column} FROM incidents WHERE incident_id = {{incident_id:String}})"
@@ -440,17 +478,23 @@ class Store(abc.ABC):
                   AND below_baseline
                 LIMIT 1 BY interaction_id
             )
-            GROUP BY session_id
-            ORDER BY first_at, session_id"""
-        return [_session_from_row(row) for row in self.query(sql, {"incident_id": incident_id})]
+            GROUP BY session_id"""
+        sql += _page(limit, after, params)
+        return [_session_from_row(row) for row in self.query(sql, params)]
 
     def sessions(self, cluster_id: str, since: datetime, until: datetime | None = None,
-                 below_baseline: bool = True) -> list[Row]:
+                 below_baseline: bool = True, *, limit: int | None = None,
+                 after: SessionKey | None = None) -> list[Row]:
         """One row per session with answers in ``cluster_id`` during ``[since, until)``.
 
         With ``below_baseline`` only failing answers count (the analyst's "which sessions got
         a failing answer"); without it every answer does. Same columns as
         :meth:`incident_sessions`.
+
+        Rows come ordered by first answer, then session id (the session without an id last
+        among equal times): a keyset. ``limit`` returns at most that many; ``after`` (the
+        :func:`session_key` of the last row of the previous page) continues behind it, so a
+        page never repeats or skips a session while rows are being added behind the range.
         """
         where = ["cluster_id = {cluster_id:String}",
                  "timestamp >= {since:DateTime64(3, 'UTC')}"]
@@ -462,7 +506,7 @@ class Store(abc.ABC):
             where.append("below_baseline")
         sql = (f"SELECT {_SESSION_COLUMNS} FROM (SELECT {_SESSION_SOURCE} FROM interactions WHERE "
                + " AND ".join(where) + " LIMIT 1 BY interaction_id)"
-               " GROUP BY session_id ORDER BY first_at, session_id")
+               " GROUP BY session_id" + _page(limit, after, params))
         return [_session_from_row(row) for row in self.query(sql, params)]
 
     def list_clusters(self) -> list[Row]:

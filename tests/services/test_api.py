@@ -406,6 +406,48 @@ def test_sessions_filters(api, query, expected):
     assert [r["session_id"] for r in items(api.client.get(f"/v1/sessions?{query}"))] == expected
 
 
+@pytest.mark.parametrize("path", ["/v1/sessions?cluster=k-pricing&since=2026-11-02T00:00:00Z&below_baseline=false",
+                                  "/v1/incidents/inc-open/sessions"])
+def test_session_lists_page_by_cursor(api, path):
+    whole = api.client.get(path).json()
+    assert whole["next"] is None and whole["next_cursor"] is None and "link" not in api.client.get(path).headers
+    expected = [r["session_id"] for r in whole["items"]]
+    assert len(expected) >= 2
+    # Follow `next` one row at a time: the same rows, in the same order, each once.
+    seen, url, pages = [], f"{path}&limit=1" if "?" in path else f"{path}?limit=1", 0
+    while url is not None:
+        res = api.client.get(url)
+        body = res.json()
+        assert body["count"] == len(body["items"]) == 1
+        seen += [r["session_id"] for r in body["items"]]
+        url, pages = body["next"], pages + 1
+        if url is not None:
+            assert res.headers["link"] == f'<{url}>; rel="next"' and res.headers["x-next-cursor"] == body["next_cursor"]
+            assert f"cursor={body['next_cursor']}" in url and "limit=1" in url
+    assert seen == expected and pages == len(expected)
+    # CSV: every row by default (the outreach export); with a limit, a page and a Link to the next.
+    sep = "&" if "?" in path else "?"
+    full = api.client.get(f"{path}{sep}format=csv")
+    assert [r["session_id"] for r in csv.DictReader(io.StringIO(full.text))] == expected and "link" not in full.headers
+    first = api.client.get(f"{path}{sep}format=csv&limit=1")
+    assert [r["session_id"] for r in csv.DictReader(io.StringIO(first.text))] == expected[:1]
+    rest = api.client.get(first.headers["link"][1:].split(">")[0])
+    assert rest.headers["content-type"].startswith("text/csv")
+    assert [r["session_id"] for r in csv.DictReader(io.StringIO(rest.text))] == expected[1:2]
+
+
+@pytest.mark.parametrize("query,status,words", [("limit=0", 422, "greater than or equal to 1"),
+                                                ("limit=1000001", 422, "less than or equal to 1000000"),
+                                                ("cursor=not-a-cursor", 400, "not a cursor this API issued"),
+                                                ("cursor=W10", 400, "not a cursor"),  # base64 of []
+                                                ("cursor=WyIyMDI2LTExLTAyVDEwOjAwOjAwIiwiazEiXQ", 400, "not a cursor")])
+def test_bad_session_pages(api, query, status, words):
+    # (the last cursor holds a time without an offset)
+    for path in ("/v1/sessions?cluster=k-pricing&since=2026-11-02T00:00:00Z", "/v1/incidents/inc-open/sessions?x=1"):
+        res = api.client.get(f"{path}&{query}")
+        assert res.status_code == status and words in json.dumps(res.json()["detail"]), res.text
+
+
 @pytest.mark.parametrize("query,words", [("since=2026-11-02T00:00:00Z", "cluster"),
                                          ("cluster=k-pricing", "since"),
                                          ("cluster=k-pricing&since=2026-11-02T00:00:00", "no UTC offset"),

@@ -34,7 +34,7 @@ from pipelines.records import (
     SharedDocument,
     SuggestedGate,
 )
-from services.store.base import Store, interaction_columns, interaction_from_row, migrations, statements
+from services.store.base import Store, interaction_columns, interaction_from_row, migrations, session_key, statements
 from services.store.chdb_store import ChdbStore
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "schema.sql"
@@ -336,6 +336,43 @@ def test_sessions_for_an_analyst(incidents: Store):
     assert incidents.sessions("policy", since=at(0)) == []
 
 
+def test_sessions_page_by_keyset_without_repeats_or_gaps(incidents: Store):
+    # Ties on first_at (s-b, s-a and the session without an id all start at minute 5), an
+    # empty-string session id, and the NULL session: the order is (first_at, id), NULL last.
+    incidents.insert_interactions([
+        interaction("p1", session_id="s-b", timestamp=at(5)),
+        interaction("p2", session_id="s-a", timestamp=at(5)),
+        interaction("p3", session_id=None, customer_id=None, timestamp=at(5)),
+        interaction("p4", session_id="", timestamp=at(6)),
+        interaction("p5", session_id="s-c", timestamp=at(7)),
+        interaction("p6", session_id="s-a", timestamp=at(8)),
+        interaction("p7", session_id="s-d", timestamp=at(9), cluster_id="policy"),
+    ])
+    whole = [r["session_id"] for r in incidents.sessions("pricing", since=at(0))]
+    assert whole == ["s-a", "s-b", None, "", "s-c"]
+    for size in (1, 2, 3, 5, 6):
+        for source in (lambda **kw: incidents.sessions("pricing", since=at(0), **kw),
+                       lambda **kw: incidents.incident_sessions("a", **kw)):
+            pages, after = [], None
+            while True:
+                page = source(limit=size, after=after)
+                pages.append([r["session_id"] for r in page])
+                if len(page) < size:
+                    break
+                after = session_key(page[-1])
+            assert [s for p in pages for s in p] == whole, (size, pages)
+            assert all(len(p) == size for p in pages[:-1])
+    # A page's rows are whole sessions: s-a counts both answers though its second is later.
+    first = incidents.sessions("pricing", since=at(0), limit=1)
+    assert first[0]["interactions"] == 2 and first[0]["last_at"] == at(8)
+    assert incidents.sessions("pricing", since=at(0), limit=0) == []
+    assert incidents.sessions("pricing", since=at(0), after=(at(7), "s-c")) == []
+    with pytest.raises(ValueError, match="limit"):
+        incidents.sessions("pricing", since=at(0), limit=-1)
+    with pytest.raises(ValueError, match="naive"):
+        incidents.sessions("pricing", since=at(0), after=(datetime(2026, 11, 2, 10), "s-a"))  # noqa: DTZ001
+
+
 # ---- injection --------------------------------------------------------------------------
 
 
@@ -351,6 +388,8 @@ def test_injection_strings_match_nothing_and_drop_nothing(incidents: Store, evil
     assert incidents.incident_sessions(evil) == []
     assert incidents.sessions(evil, since=at(-10)) == []
     assert incidents.sessions(evil, since=at(-10), below_baseline=False) == []
+    # The cursor's session id is bound too: "after (t, evil)" orders evil against "s1", nothing more.
+    assert [r["session_id"] for r in incidents.sessions("pricing", since=at(-10), after=(at(-10), evil))] == ["s1"]
     assert incidents.rollups(at(-10), at(10), cluster_id=evil) == []
     assert len(incidents.rollups(at(-10), at(10))) == 1  # the real row is still there
     assert incidents.run_recipe("sessions_hit_in_cluster", {"cluster_id": evil, "as_of": at(60)}) == []
