@@ -18,9 +18,9 @@ class _Config(BaseModel):
 
 class EmbeddingConfig(_Config):
     model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model path, or the bundled all-MiniLM-L6-v2")
-    backend: str = Field("onnx", description="onnx (fp32 export run by onnxruntime: the same vectors as sentence-transformers, about 2.7x faster) | sentence-transformers (torch fp32) | onnx-int8 (int8 export, cosine 0.999, faster still, cluster ids may differ) | hashing (tests only)")
+    backend: str = Field("onnx", description="onnx (fp32 export run by onnxruntime: the same vectors as sentence-transformers, about 2.8x faster, see BENCHMARKS.md) | sentence-transformers (torch fp32) | onnx-int8 (int8 export, cosine 0.999, faster still, cluster ids may differ) | hashing (tests only)")
     batch_size: int = Field(64, ge=1)
-    threads: int | None = Field(None, ge=1, description="torch or onnxruntime intra-op threads; None lets the library decide")
+    threads: int | None = Field(None, ge=1, description="onnx: concurrent single-threaded runs (one batch each); sentence-transformers: torch threads; None: one per available core")
     onnx_cache_dir: Path | None = Field(None, description="where the ONNX export is cached (None: $XDG_CACHE_HOME/faithwatch/models or ~/.cache/faithwatch/models)")
     cache_size: int = Field(50_000, ge=0, description="texts remembered (queries and context passages repeat)")
 

@@ -45,6 +45,7 @@ Three checks, multiplied:
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -361,12 +362,70 @@ class _Prepared:
 _DEFAULT_CONFIG = FaithfulnessConfig()
 
 
-class FaithfulnessScorer:
-    """Scores answers against their contexts with one embedding call per batch."""
+@dataclass(frozen=True)
+class _ContextView:
+    """The text work on one interaction's contexts (a set that repeats across interactions)."""
 
-    def __init__(self, embedder: Embedder, config: FaithfulnessConfig = _DEFAULT_CONFIG):
+    seen: tuple[tuple[str, bool], ...]  # distinct (passage sentence, stale), in order
+    fresh_q: tuple[Quantity, ...]
+    stale_q: tuple[Quantity, ...]
+    vocabulary: frozenset[str]
+    pairs: frozenset[tuple[str, str]]
+    fresh_v: tuple[frozenset[str], ...]  # per fresh passage sentence, its words
+    all_v: tuple[frozenset[str], ...]
+    fresh_known: frozenset[str]
+    all_known: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _ResponseView:
+    """The text work on one answer that does not depend on its contexts."""
+
+    quantities: tuple[Quantity, ...]
+    claims: tuple[str, ...]
+    weights: tuple[float, ...]
+    names: tuple[tuple[str, str], ...]  # (stem, name), last name first
+    phrases: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]  # (words, stems)
+    words: tuple[tuple[str, ...], ...]  # content words per claim (of the whole answer when no claim)
+
+
+class _Lru:
+    """A small least-recently-used map (the scorer's caches; pure text work, so a hit is exact)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.data: OrderedDict = OrderedDict()
+
+    def get(self, key, make):
+        if self.capacity <= 0:
+            return make()
+        try:
+            self.data.move_to_end(key)
+            return self.data[key]
+        except KeyError:
+            value = self.data[key] = make()
+            if len(self.data) > self.capacity:
+                self.data.popitem(last=False)
+            return value
+
+
+class FaithfulnessScorer:
+    """Scores answers against their contexts with one embedding call per batch.
+
+    The text work (sentences, claims, figures, names, words) is pure, and answers and context sets
+    repeat across interactions, so it is cached: per answer with its contexts, per context set and
+    per answer text (``cache_size`` entries each, 0 turns the caches off). A cached score equals
+    the uncached one exactly (tested); sentence vectors are the embedder's (a
+    :class:`pipelines.embedding.CachedEmbedder` remembers those).
+    """
+
+    def __init__(self, embedder: Embedder, config: FaithfulnessConfig = _DEFAULT_CONFIG, cache_size: int = 4096):
         self.embedder = embedder
         self.config = config
+        self.cache_size = cache_size
+        self._prepared = _Lru(cache_size)
+        self._contexts = _Lru(cache_size)
+        self._responses = _Lru(cache_size)
 
     def score(self, response: str | None, contexts: Sequence[Context]) -> FaithfulnessResult | None:
         """The faithfulness of one answer, or None when there is nothing to score or ground on."""
@@ -389,46 +448,36 @@ class FaithfulnessScorer:
     def _prepare(self, response: str | None, contexts: Sequence[Context]) -> _Prepared | None:
         if response is None or not response.strip():
             return None
-        seen: dict[tuple[str, bool], None] = {}
-        fresh_q: list[Quantity] = []
-        stale_q: list[Quantity] = []
-        vocabulary: frozenset[str] = frozenset()
-        pairs: frozenset[tuple[str, str]] = frozenset()
-        for ctx in contexts:
-            for s in _context_sentences(ctx.text):
-                seen[(s, ctx.stale)] = None
-            vocabulary |= _context_vocabulary(ctx.text)
-            pairs |= _context_pairs(ctx.text)
-            (stale_q if ctx.stale else fresh_q).extend(_context_quantities(ctx.text))
-        if not seen:
+        key = tuple((ctx.text, ctx.stale) for ctx in contexts)
+        return self._prepared.get((response, key), lambda: self._prepare_new(response, key))
+
+    def _prepare_new(self, response: str, contexts: tuple[tuple[str, bool], ...]) -> _Prepared | None:
+        c = self._contexts.get(contexts, lambda: _context_view(contexts))
+        if c is None:
             return None
-        fresh_v = [_context_vocabulary(s) for s, old in seen if not old]
-        all_v = [_context_vocabulary(s) for s, _ in seen]
-        fresh_known, all_known = frozenset().union(*fresh_v), frozenset().union(*all_v)
+        r = self._responses.get(response, lambda: _response_view(response))
         unsupported: list[str] = []
         stale_only: list[str] = []
         counted: set[tuple[str, float | str, str | None]] = set()
-        for q in extract_quantities(response):
+        for q in r.quantities:
             fact = (q.kind, q.value, q.unit)
             # A figure repeated in the answer is one claim, penalised once.
-            if fact in counted or supported(q, fresh_q):
+            if fact in counted or supported(q, c.fresh_q):
                 continue
             counted.add(fact)
-            (stale_only if supported(q, stale_q) else unsupported).append(q.raw)
-        claim_texts = tuple(claims(response))
-        bad_names = {_stem(n): n for n in reversed(names(response)) if _stem(n) not in vocabulary}
-        for phrase in name_phrases(response):
+            (stale_only if supported(q, c.stale_q) else unsupported).append(q.raw)
+        vocabulary, pairs = c.vocabulary, c.pairs
+        bad_names = {stem: n for stem, n in r.names if stem not in vocabulary}
+        for phrase, stems in r.phrases:
             # Every word known but never together: two facts run into one name.
-            stems = [_stem(w) for w in phrase]
             if (all(w in vocabulary for w in stems)
                     and any((a, b) not in pairs for a, b in zip(stems, stems[1:], strict=False))):
                 bad_names[" ".join(stems)] = " ".join(phrase)
-        words = [content_words(c) for c in (claim_texts or (response,))]
-        fresh_w = tuple(_word_support(w, fresh_v, fresh_known) for w in words)
-        all_w = tuple(_word_support(w, all_v, all_known) for w in words)
-        return _Prepared(claim_texts, tuple(claim_weight(c) for c in claim_texts), tuple(s for s, _ in seen),
-                         tuple(st for _, st in seen), tuple(unsupported), tuple(stale_only),
-                         fresh_w if claim_texts else (), all_w if claim_texts else (),
+        fresh_w = tuple(_word_support(w, c.fresh_v, c.fresh_known) for w in r.words)
+        all_w = tuple(_word_support(w, c.all_v, c.all_known) for w in r.words)
+        return _Prepared(r.claims, r.weights, tuple(s for s, _ in c.seen),
+                         tuple(st for _, st in c.seen), tuple(unsupported), tuple(stale_only),
+                         fresh_w if r.claims else (), all_w if r.claims else (),
                          (fresh_w[0], all_w[0]),
                          tuple(bad_names.values())[::-1])
 
@@ -472,6 +521,36 @@ class FaithfulnessScorer:
         score = min(1.0, max(0.0, grounding * penalty))
         return FaithfulnessResult(score, grounding, p.unsupported, p.stale_only, stale_support,
                                   lexical, p.unsupported_names, semantic)
+
+
+def _context_view(contexts: tuple[tuple[str, bool], ...]) -> _ContextView | None:
+    """None when the contexts hold no sentence to ground on."""
+    seen: dict[tuple[str, bool], None] = {}
+    fresh_q: list[Quantity] = []
+    stale_q: list[Quantity] = []
+    vocabulary: frozenset[str] = frozenset()
+    pairs: frozenset[tuple[str, str]] = frozenset()
+    for text, stale in contexts:
+        for s in _context_sentences(text):
+            seen[(s, stale)] = None
+        vocabulary |= _context_vocabulary(text)
+        pairs |= _context_pairs(text)
+        (stale_q if stale else fresh_q).extend(_context_quantities(text))
+    if not seen:
+        return None
+    fresh_v = tuple(_context_vocabulary(s) for s, old in seen if not old)
+    all_v = tuple(_context_vocabulary(s) for s, _ in seen)
+    return _ContextView(tuple(seen), tuple(fresh_q), tuple(stale_q), vocabulary, pairs, fresh_v, all_v,
+                        frozenset().union(*fresh_v), frozenset().union(*all_v))
+
+
+def _response_view(response: str) -> _ResponseView:
+    claim_texts = tuple(claims(response))
+    return _ResponseView(
+        tuple(extract_quantities(response)), claim_texts, tuple(claim_weight(c) for c in claim_texts),
+        tuple((_stem(n), n) for n in reversed(names(response))),
+        tuple((phrase, tuple(_stem(w) for w in phrase)) for phrase in name_phrases(response)),
+        tuple(tuple(content_words(c)) for c in (claim_texts or (response,))))
 
 
 def _ramp(x: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -117,3 +117,25 @@ def test_onnx_fp32_gives_the_same_fixed_cluster_decisions_as_torch(cache: Path):
     centres = KMeans(n_clusters=20, n_init=1, random_state=0).fit(ref).cluster_centers_
     assert np.array_equal((ref @ centres.T).argmax(axis=1), (got @ centres.T).argmax(axis=1))
     assert np.abs(got - ref).max() < 1e-5
+
+
+def test_parallel_runs_give_the_vectors_of_one_run_at_a_time(cache: Path, texts: list[str]):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path, tok = onnx_model.onnx_model(cache), onnx_model.tokenizer_file()
+    runs = OnnxEmbedder(path, tok, threads=3, batch_size=16)  # 3 single-threaded runs at once
+    assert runs.workers == 3
+    intra = OnnxEmbedder(path, tok, threads=2, batch_size=16, parallel_runs=False)  # one 2-thread run at a time
+    assert intra.workers == 1
+    expected = intra.encode(texts)
+    assert np.array_equal(runs.encode(texts), expected)
+    assert np.array_equal(runs.encode(texts[:2]), expected[:2])  # fewer texts than workers
+    # two callers at once share the session and the run pool
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(runs.encode, [texts, texts[::-1]])
+    assert np.array_equal(a, expected) and np.array_equal(b, expected[::-1])
+
+
+def test_default_threads_are_the_available_cores(cache: Path):
+    e = build_embedder(Settings(data_dir=cache.parent, embedding={"onnx_cache_dir": cache, "cache_size": 0}))
+    assert e.workers == len(os.sched_getaffinity(0))
