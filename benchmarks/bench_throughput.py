@@ -10,8 +10,9 @@
    :func:`pipelines.scenario.generate` built from the three data sets' training queries, with the
    producer's faithfulness and with the built-in scorer. Latency: every interaction of a driver
    batch counts the time from the batch being handed to the pipeline to its scored rows and
-   events being written. Peak RSS: the process (model included), sampled every 50 ms. 10,000
-   interactions for every backend; 100,000 for the default backend only (time).
+   events being written. Peak RSS: the driver's own process (spawned per run, model included),
+   sampled every 50 ms. 10,000 interactions for every backend; 100,000 for the default backend
+   only (time).
 3. Identical incidents: one stream replayed at driver batch 64 and 256 and with 1 and 2 backend
    threads; the incident events must be equal.
 
@@ -23,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +217,25 @@ def drive(lines: list[str], settings: Settings, embedder, out_dir: Path) -> Driv
                      rss.peak / 2**20, len(pipeline.clusters), events, assignments)
 
 
+def _drive_alone(lines_path: str, backend: str, cut: tuple[float, float] | None, warm: list[str],
+                 out_dir: str) -> DriverRun:
+    """One driver run in a fresh process that loads only ``backend`` (its peak RSS is that run's)."""
+    embedder = build_embedder(settings_for(backend))
+    embedder.inner.encode(warm)
+    embedder._cache.clear()  # every run starts cold
+    lines = Path(lines_path).read_text(encoding="utf-8").splitlines()
+    return drive(lines, settings_for(backend, cut=cut), embedder, Path(out_dir))
+
+
+def drive_alone(lines: list[str], backend: str, cut: tuple[float, float] | None, warm: list[str],
+                work: Path) -> DriverRun:
+    """:func:`drive` in a spawned process: memory is not shared with the other backends' models."""
+    path = work / "stream.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_drive_alone, str(path), backend, cut, warm, str(work)).result()
+
+
 def stream(by_intent: dict[str, list[str]], n: int, intents: int, producer: bool, seed: int = 11) -> list[str]:
     cfg = ScenarioConfig(seed=seed, days=1.0, per_day=n, intents=intents, incident=None,
                          producer_faithfulness=producer)
@@ -249,9 +271,6 @@ def main(argv: list[str] | None = None) -> Path:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        embedders = {b: build_embedder(settings_for(b)) for b in pipe_backends}
-        for b in pipe_backends:
-            embedders[b].inner.encode(texts[:64])
         for n in sizes:
             for label, k, cut in shapes:
                 for producer in (True, False):
@@ -260,8 +279,7 @@ def main(argv: list[str] | None = None) -> Path:
                     lines = stream(train_q, n, k, producer)
                     ref_assign = None
                     for b in pipe_backends if n == sizes[0] else (DEFAULT,):
-                        embedders[b]._cache.clear()  # every run starts cold
-                        r = drive(lines, settings_for(b, cut=cut), embedders[b], work)
+                        r = drive_alone(lines, b, cut, texts[:64], work)
                         if ref_assign is None:
                             ref_assign = r.assignments
                         same = float(adjusted_rand_score(ref_assign, r.assignments)) if b != DEFAULT or \
@@ -351,7 +369,10 @@ def main(argv: list[str] | None = None) -> Path:
     prod_share = min(r.n / r.seconds for r in prod) / emb[default]["rate"]
     built_share = min(r.n / r.seconds for r in built) / emb[default]["rate"]
     checks_n = [c[3] for c in checks]
-    rss_big = max(r.rss_mb for _, _, _, r, _ in rows)
+    # The issue's memory target is at 1,000 clusters: the default backend's run whose cluster count is
+    # nearest to it (the largest run, with more clusters, is reported beside it).
+    near_1k = min((r for _, _, b, r, _ in rows if b == default), key=lambda r: (abs(r.clusters - 1000), -r.rss_mb))
+    biggest = max((r for _, _, b, r, _ in rows if b == default), key=lambda r: (r.clusters, r.rss_mb))
     qualifies = [b for b in BACKENDS[1:] if emb[b]["cos_mean"] >= 0.99 and emb[b]["fixed"] == 1.0]
     same_all = all(c[4] for c in checks)
     body += [
@@ -365,7 +386,9 @@ def main(argv: list[str] | None = None) -> Path:
         f"{100 * prod_share:.0f} % (slowest stream) | {ok(prod_share >= 0.8)} |",
         f"| pipeline, built-in scorer ≥ 50 % of embedding-only (default backend) | {100 * built_share:.0f} % | "
         f"{ok(built_share >= 0.5)} |",
-        f"| ≤ 2 GB RSS at the largest cluster count | {rss_big:,.0f} MB | {ok(rss_big <= 2048)} |",
+        f"| ≤ 2 GB RSS at 1,000 clusters (one backend per process) | {near_1k.rss_mb:,.0f} MB at "
+        f"{near_1k.clusters:,} clusters ({near_1k.n:,} interactions); largest run: {biggest.rss_mb:,.0f} MB at "
+        f"{biggest.clusters:,} clusters ({biggest.n:,}) | {ok(near_1k.rss_mb <= 2048)} |",
         "| the faster backend becomes the default only with mean cosine ≥ 0.99 and identical cluster "
         "assignments (fixed-model decisions 100 % equal; online ARI reported) | " + "; ".join(
             f"{LABEL[b]}: cosine {emb[b]['cos_mean']:.4f}, fixed-model decisions {100 * emb[b]['fixed']:.2f} % "
@@ -423,8 +446,10 @@ MatMuls, then every `DynamicQuantizeLinear` rewritten to quantize each token row
 0.999 and is bit-identical alone or in a batch, but its vectors move enough to change some fixed-model
 decisions, so it stays an option.
 
-Peak RSS is this benchmark process's, with all three backends loaded at once (torch model, ONNX fp32 and
-int8 sessions, three 50,000-text caches); a driver runs one backend. The 1,000-cluster stream takes a cut
+Peak RSS: each driver run happens in a fresh (spawned) process that loads only its own backend, as
+`faithwatch replay` or `serve` would, so the figure is one driver's: Python, the model, the embedding
+cache, the pipeline state. (Until 2026-11-26 the runs shared the benchmark process, which held all three
+backends at once.) The 1,000-cluster stream takes a cut
 of 0.1 (assign threshold 0.8) instead of the default 0.5 (0.45): the three data sets have 291 intents, and
 a cut of 0.2 found only 265 clusters. Its lower rate is the clusterer's cost per cluster.
 """
