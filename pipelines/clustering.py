@@ -32,7 +32,7 @@ creation order; the same input in the same order gives the same ids and assignme
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,12 +42,14 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import squareform
 from sklearn.cluster import AgglomerativeClustering
 
 from pipelines.config import ClusterConfig
 from pipelines.errors import FaithwatchError
 from pipelines.labels import (
     CategoryIndex,
+    DistinctiveTerms,
     Representative,
     TermCounts,
     decode_array,
@@ -120,43 +122,6 @@ def cosine_similarities(x: np.ndarray, rows: np.ndarray | None = None) -> np.nda
     return (sub @ x.T) / (sub_norms[:, None] * norms[None, :])
 
 
-class SimilarityCache:
-    """Pairwise cosine similarities of a set of stored queries that changes a little at a time.
-
-    The pool is re-clustered every ``pool_recluster_size`` entries and the recent window every
-    ``refit_every`` assignments; between two runs most members are the same, so only the rows of
-    new members are computed (see :func:`cosine_similarities` for why mixing is exact). Not part
-    of the clusterer's state: a restored clusterer recomputes the same values.
-    """
-
-    def __init__(self) -> None:
-        self._pos: dict[int, int] = {}
-        self._sims = np.zeros((0, 0))
-
-    def __call__(self, keys: Sequence[int], vectors: np.ndarray) -> np.ndarray:
-        n = len(keys)
-        old = np.fromiter((self._pos.get(k, -1) for k in keys), dtype=np.int64, count=n)
-        keep = np.flatnonzero(old >= 0)
-        new = np.flatnonzero(old < 0)
-        sims = np.empty((n, n))
-        if keep.size:
-            src = old[keep]
-            block = self._sims.take(src, axis=0).take(src, axis=1)
-            if keep.size == n:
-                sims = block
-            elif keep[-1] == keep.size - 1:  # the usual case: new members were appended
-                sims[:keep.size, :keep.size] = block
-            else:
-                sims[np.ix_(keep, keep)] = block
-        if new.size:
-            rows = cosine_similarities(vectors, new)
-            sims[new, :] = rows
-            sims[:, new] = rows.T
-        self._pos = {k: i for i, k in enumerate(keys)}
-        self._sims = sims
-        return sims
-
-
 def discover(vectors: np.ndarray, config: ClusterConfig,
              sims: np.ndarray | None = None) -> list[np.ndarray]:
     """Groups (row indices) of at least ``min_cluster_size``, in order of their first row.
@@ -216,6 +181,190 @@ def discover(vectors: np.ndarray, config: ClusterConfig,
     return out
 
 
+def _split(sims: np.ndarray, config: ClusterConfig, t: float) -> list[np.ndarray]:
+    """One connected component of the "closer than the cut" graph cut the way :func:`discover`
+    cuts it: its parts in order of their first row, small ones included. ``sims``: the pairwise
+    similarities of its rows (in stream order); only the upper triangle is read."""
+    n = len(sims)
+    if n == 2:
+        return [np.arange(2)]  # the pair is closer than the cut, or it would be two components
+    condensed = squareform(1.0 - sims, checks=False)  # the upper triangle, row by row
+    np.clip(condensed, 0.0, 2.0, out=condensed)
+    # sklearn's cut: merges strictly below the threshold; fcluster keeps merges <= t.
+    labels = fcluster(linkage(condensed, method=config.linkage), np.nextafter(t, -np.inf), criterion="distance")
+    return [np.flatnonzero(labels == lab) for lab in dict.fromkeys(labels.tolist())]
+
+
+class _WindowLinks:
+    """The pairs of the recent window closer than the cut, kept across refits (cosine linkages).
+
+    Between two refits the window moves by the queries assigned since, so only their rows of
+    similarities are new: this keeps the similarities in a fixed matrix (query ``seq`` in row and
+    column ``seq % capacity``, so nothing is copied when the window moves) and the pairs found so
+    far (as sequence numbers), drops those that left the window and adds the new queries' pairs;
+    :meth:`groups` then links each connected component alone (the same groups as
+    :func:`discover` on the whole window, see there). Derived from the window's vectors, not state.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._sims: np.ndarray | None = None  # allocated at the first refit
+        self._a = np.zeros(0, dtype=np.int64)  # pair (a, b), a < b, as sequence numbers
+        self._b = np.zeros(0, dtype=np.int64)
+        self._upto = -1  # similarities and pairs are known among the queries with seq < this
+
+    def groups(self, items: Sequence[_Seen], x: np.ndarray, config: ClusterConfig) -> list[np.ndarray]:
+        n = len(items)
+        if n < config.min_cluster_size:
+            return []
+        lo = items[0].seq
+        if items[-1].seq - lo + 1 != n or self._upto < lo:  # not one run of the stream: start over
+            self._a = self._b = np.zeros(0, dtype=np.int64)
+            self._upto = lo
+        t = cut(n, config)
+        keep = self._a >= lo
+        a, b = self._a[keep], self._b[keep]
+        first = min(max(self._upto - lo, 0), n)  # position of the first query without its pairs
+        if self._sims is None:
+            self._sims = np.zeros((self._capacity, self._capacity))
+        slots = (lo + np.arange(n)) % self._capacity
+        if first < n:
+            sims = cosine_similarities(x, np.arange(first, n))
+            self._sims[slots[first:, None], slots[None, :]] = sims
+            self._sims[slots[:, None], slots[None, first:]] = sims.T
+            rows, cols = np.nonzero(1.0 - sims < t)
+            rows += first
+            new = cols < rows
+            a = np.concatenate([a, cols[new] + lo])
+            b = np.concatenate([b, rows[new] + lo])
+        self._a, self._b, self._upto = a, b, lo + n
+        _, comp = connected_components(
+            coo_matrix((np.ones(len(a), dtype=np.int8), (a - lo, b - lo)), shape=(n, n)), directed=False)
+        order = np.argsort(comp, kind="stable")  # positions by component, each in stream order
+        sizes = np.bincount(comp)
+        starts = np.cumsum(sizes) - sizes
+        out: list[np.ndarray] = []
+        for c in np.flatnonzero(sizes >= config.min_cluster_size).tolist():
+            idx = order[starts[c]:starts[c] + sizes[c]]
+            block = self._sims[np.ix_(slots[idx], slots[idx])]
+            out += [idx[p] for p in _split(block, config, t) if len(p) >= config.min_cluster_size]
+        out.sort(key=lambda g: int(g[0]))
+        return out
+
+
+class _Pool:
+    """The unassigned pool: its queries in arrival order, their vectors as float64 rows of a fixed
+    matrix (a freed row is reused), and, for a cosine linkage, the pairs closer than the cut.
+
+    What the clusterer asks of the pool on every query is then independent of how it was asked
+    before: whether a new query has a close pooled pair is one matrix-vector product, and
+    re-clustering the pool needs only the connected components of the "closer than the cut"
+    graph, which this keeps up to date as queries enter and leave (see :func:`discover`: a group
+    never spans two components, so each component is linked alone, on the same similarities).
+    Derived from the pooled queries, not state.
+    """
+
+    def __init__(self, capacity: int, dim: int, edge_below: float | None):
+        self._items: OrderedDict[int, _Seen] = OrderedDict()  # seq -> item, arrival order = seq order
+        self._slot: dict[int, int] = {}  # seq -> row
+        self._seq_at = np.full(capacity + 1, -1, dtype=np.int64)  # row -> seq (-1 free)
+        self.rows = np.zeros((capacity + 1, dim))
+        self._norms = np.ones(capacity + 1)
+        self._free = list(range(capacity, -1, -1))
+        self._edge_below = edge_below  # a pair is an edge if its cosine distance is below this
+        self._edges: dict[int, set[int]] = {}  # seq -> pooled seqs closer than the cut (none: absent)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(self._items.values())
+
+    def __contains__(self, it: _Seen) -> bool:
+        return it.seq in self._items
+
+    def add(self, it: _Seen) -> float:
+        """Pool ``it``; returns the largest dot product of its vector with a pooled one (-inf if none)."""
+        v = it.vector.astype(np.float64)
+        occupied = self._seq_at >= 0
+        dots = self.rows @ v
+        best = float(dots[occupied].max()) if self._items else -np.inf
+        slot = self._free.pop()
+        if self._edge_below is not None and self._items:
+            # as cosine_similarities computes them: g_ij / (|x_i| * |x_j|), exact for float16 rows
+            norm = np.sqrt(np.maximum(np.einsum("ij,ij->i", v[None, :], v[None, :]), 1e-300))[0]
+            sims = dots / (norm * self._norms)
+            near = np.flatnonzero(occupied & (1.0 - sims < self._edge_below))
+            if near.size:
+                mine = self._edges.setdefault(it.seq, set())
+                for other in self._seq_at[near].tolist():
+                    mine.add(other)
+                    self._edges.setdefault(other, set()).add(it.seq)
+        self.rows[slot] = v
+        self._norms[slot] = np.sqrt(np.maximum(np.einsum("ij,ij->i", v[None, :], v[None, :]), 1e-300))[0]
+        self._seq_at[slot] = it.seq
+        self._slot[it.seq] = slot
+        self._items[it.seq] = it
+        return best
+
+    def remove(self, it: _Seen) -> None:
+        del self._items[it.seq]
+        self._release(it.seq)
+
+    def popleft(self) -> _Seen:
+        seq, it = self._items.popitem(last=False)
+        self._release(seq)
+        return it
+
+    def _release(self, seq: int) -> None:
+        slot = self._slot.pop(seq)
+        self._seq_at[slot] = -1
+        self.rows[slot] = 0.0
+        self._norms[slot] = 1.0
+        self._free.append(slot)
+        for other in self._edges.pop(seq, ()):
+            peers = self._edges[other]
+            peers.discard(seq)
+            if not peers:
+                del self._edges[other]
+
+    def close_to(self, centroids: np.ndarray, threshold: float) -> list[_Seen]:
+        """The pooled queries, in pool order, whose dot product with one of ``centroids`` is at least ``threshold``."""
+        near = (self.rows @ centroids.T).max(axis=1)
+        slots = np.flatnonzero((near >= threshold) & (self._seq_at >= 0))
+        return [self._items[q] for q in sorted(self._seq_at[slots].tolist())]
+
+    def matrix(self, items: Sequence[_Seen]) -> np.ndarray:
+        return self.rows[[self._slot[it.seq] for it in items]]
+
+    def groups(self, config: ClusterConfig) -> list[list[_Seen]]:
+        """What ``discover`` finds on the pooled vectors in pool order (cosine linkages)."""
+        n = len(self._items)
+        if n < config.min_cluster_size:
+            return []
+        t = cut(n, config)
+        out: list[list[int]] = []
+        done: set[int] = set()
+        for start in self._edges:
+            if start in done:
+                continue
+            comp = {start}
+            todo = [start]
+            while todo:
+                for other in self._edges[todo.pop()]:
+                    if other not in comp:
+                        comp.add(other)
+                        todo.append(other)
+            done |= comp
+            if len(comp) < config.min_cluster_size:
+                continue
+            seqs = sorted(comp)  # pool order
+            parts = _split(cosine_similarities(self.rows[[self._slot[q] for q in seqs]]), config, t)
+            out += [[seqs[i] for i in p.tolist()] for p in parts if len(p) >= config.min_cluster_size]
+        out.sort(key=lambda g: g[0])
+        return [[self._items[q] for q in g] for g in out]
+
+
 @dataclass(eq=False)
 class _Seen:
     """One query kept for re-clustering (in the pool and/or the recent window)."""
@@ -267,8 +416,9 @@ class OnlineClusterer:
         self.dim = dim
         self.categories = categories
         self._clusters: list[_Cluster] = []
-        self._centroids = np.zeros((0, dim))  # row i is self._clusters[i].centroid
-        self._pool: deque[_Seen] = deque()
+        self._cbuf = np.zeros((16, dim))  # rows [0, k) are the centroids; grows by doubling
+        self._pool = _Pool(config.pool_capacity, dim,
+                           None if config.linkage == "ward" else cut(0, config))
         self._recent: deque[_Seen] = deque(maxlen=config.recent_capacity)
         self._seq = 0  # queries seen
         self._assigned_since_refit = 0
@@ -276,8 +426,16 @@ class OnlineClusterer:
         self._forgotten = 0
         self._fitted = False
         self._info: dict[str, ClusterInfo] | None = None
-        self._pool_sims = SimilarityCache()  # derived, not state
-        self._recent_sims = SimilarityCache()
+        # derived, not state:
+        self._links = _WindowLinks(config.recent_capacity)
+        self._moved: set[int] = set()  # clusters whose centroid changed (or was created) since the last sweep
+        self._cver = 0  # bumped whenever a centroid changes
+        self._near: tuple[int, int, int | None, float] | None = None  # (seq, cver, best, sim) of the last _nearest
+        self._terms = DistinctiveTerms(config.label_terms)
+        self._touched: set[int] = set()  # clusters to describe again
+        self._infos: list[ClusterInfo] = []
+        self._info_map: dict[str, ClusterInfo] = {}
+        self._seeds: list[str | None] = []
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -303,6 +461,11 @@ class OnlineClusterer:
         return {c.cid: c.centroid.copy() for c in self._clusters}
 
     @property
+    def _centroids(self) -> np.ndarray:
+        """Row i is ``self._clusters[i].centroid`` (a view of the growing buffer)."""
+        return self._cbuf[:len(self._clusters)]
+
+    @property
     def clusters(self) -> dict[str, ClusterInfo]:
         """A readable description of every cluster, in creation order."""
         if self._info is None:
@@ -310,23 +473,45 @@ class OnlineClusterer:
         return self._info
 
     def _describe(self) -> dict[str, ClusterInfo]:
-        terms = distinctive_terms({c.cid: c.terms for c in self._clusters},
-                                  self.config.label_terms)
-        out: dict[str, ClusterInfo] = {}
+        """Every cluster's description, recomputing only what can have changed since the last call:
+        clusters touched since (members, centroid, size), and those whose distinctive terms
+        changed because other clusters changed (see :class:`~pipelines.labels.DistinctiveTerms`).
+        Equal to :meth:`_describe_all`."""
+        k = len(self._clusters)
+        touched = self._touched | set(range(len(self._infos), k))  # new clusters (also after a restore)
+        self._touched = set()
+        redo = touched | self._terms.update([c.terms for c in self._clusters])
+        while len(self._infos) < k:
+            self._infos.append(None)  # type: ignore[arg-type]
+            self._seeds.append(None)
+        rows = sorted(touched)
+        if self.categories is not None and rows:
+            for i, seed in zip(rows, self.categories.by_seed_many(self._centroids[rows]), strict=True):
+                self._seeds[i] = seed
+        for i in sorted(redo):
+            c = self._clusters[i]
+            self._infos[i] = self._info_map[c.cid] = self._info_of(c, self._terms.terms[i], self._seeds[i])
+        return dict(self._info_map)
+
+    def _describe_all(self) -> dict[str, ClusterInfo]:
+        """Every cluster's description computed from scratch (the reference for :meth:`_describe`)."""
+        terms = distinctive_terms({c.cid: c.terms for c in self._clusters}, self.config.label_terms)
         seeds = self.categories.by_seed_many(self._centroids) if self.categories is not None else []
-        for k, c in enumerate(self._clusters):
-            rep = c.representative.query
-            label = " / ".join(terms[c.cid]) or rep[:60] or c.cid
-            if self.categories is None:
-                category = DEFAULT_POLICY.default
-            else:
-                category = self.categories.categorise(c.centroid, c.hints, f"{label}\n{rep}", seeds[k])
-            out[c.cid] = ClusterInfo(
-                cluster_id=c.cid, label=label, category=category, terms=terms[c.cid],
-                representative_query=rep, size=c.size, centroid_version=c.version,
-                first_seen=c.first_seen, last_seen=c.last_seen,
-            )
-        return out
+        return {c.cid: self._info_of(c, terms[c.cid], seeds[k] if seeds else None)
+                for k, c in enumerate(self._clusters)}
+
+    def _info_of(self, c: _Cluster, terms: tuple[str, ...], seed: str | None) -> ClusterInfo:
+        rep = c.representative.query
+        label = " / ".join(terms) or rep[:60] or c.cid
+        if self.categories is None:
+            category = DEFAULT_POLICY.default
+        else:
+            category = self.categories.categorise(c.centroid, c.hints, f"{label}\n{rep}", seed)
+        return ClusterInfo(
+            cluster_id=c.cid, label=label, category=category, terms=terms,
+            representative_query=rep, size=c.size, centroid_version=c.version,
+            first_seen=c.first_seen, last_seen=c.last_seen,
+        )
 
     # -- updating ----------------------------------------------------------------------------
 
@@ -357,12 +542,11 @@ class OnlineClusterer:
         it = self._remember(x, query, at, hint)
         self._info = None
         created: list[str] = []
-        best, sim = self._nearest(it.vector)
+        best, sim = self._nearest(it)
         if best is not None and sim >= self.config.assign_threshold:
             self._join(self._clusters[best], it)
         else:
-            pair = self._has_pool_pair(it)
-            self._to_pool(it)
+            pair = self._to_pool(it) >= self._pair_threshold()
             self._pool_added += 1
             if pair or self._pool_added >= self.config.pool_recluster_size:
                 self._pool_added = 0
@@ -380,7 +564,10 @@ class OnlineClusterer:
         self._info = None
         items = list(self._recent)
         x = np.stack([it.vector for it in items]).astype(np.float64)
-        groups = discover(x, self.config, self._sims_of(self._recent_sims, items, x))
+        if self.config.linkage == "ward":
+            groups = discover(x, self.config)
+        else:
+            groups = self._links.groups(items, x, self.config)
         if not groups:
             return []
         means = unit(np.stack([np.stack([items[i].vector for i in g]).astype(np.float64).mean(0)
@@ -415,7 +602,7 @@ class OnlineClusterer:
                 target.centroid = mean
                 target.weight = min(len(members), self.config.centroid_memory)
                 target.version += 1
-                self._centroids[self._index(target.cid)] = mean
+                self._set_centroid(self._index(target.cid), mean)
                 target.representative.recentre(mean)
             for it in members:
                 self._move(it, target)
@@ -473,14 +660,17 @@ class OnlineClusterer:
             )
             self._clusters.append(c)
         if self._clusters:
-            self._centroids = np.stack([c.centroid for c in self._clusters])
+            self._cbuf = np.zeros((max(16, 2 * len(self._clusters)), self.dim))
+            self._cbuf[:len(self._clusters)] = np.stack([c.centroid for c in self._clusters])
+        self._moved = set(range(len(self._clusters)))  # the next sweep checks every centroid
         vectors = decode_array(p["vectors"])
         items = {}
         for (seq, query, at, hint, cluster, *attached), vec in zip(p["items"], vectors, strict=True):
             items[seq] = _Seen(seq, vec, query, datetime.fromisoformat(at), hint, cluster,
                                attached[0] if attached else None)
         self._recent.extend(items[s] for s in p["recent"])
-        self._pool.extend(items[s] for s in p["pool"])
+        for s in p["pool"]:
+            self._pool.add(items[s])
         return self
 
     # -- internals ---------------------------------------------------------------------------
@@ -497,28 +687,52 @@ class OnlineClusterer:
         self._recent.append(it)
         return it
 
-    def _nearest(self, v: np.ndarray) -> tuple[int | None, float]:
+    def _nearest(self, it: _Seen) -> tuple[int | None, float]:
         if not self._clusters:
             return None, -1.0
-        sims = self._centroids @ v.astype(np.float64)
+        if self._near is not None and self._near[:2] == (it.seq, self._cver):
+            return self._near[2], self._near[3]  # no centroid changed since: the same answer
+        sims = self._centroids @ it.vector.astype(np.float64)
         best = int(np.argmax(sims))
+        self._near = (it.seq, self._cver, best, float(sims[best]))
         return best, float(sims[best])
+
+    def _set_centroid(self, i: int, centroid: np.ndarray) -> None:
+        self._cbuf[i] = centroid
+        self._moved.add(i)
+        self._touched.add(i)
+        self._cver += 1
 
     def _join(self, c: _Cluster, it: _Seen) -> None:
         c.weight = min(c.weight + 1, self.config.centroid_memory)
         moved = c.centroid + (it.vector.astype(np.float64) - c.centroid) / c.weight
         c.centroid = unit(moved)
-        self._centroids[self._index(c.cid)] = c.centroid
+        i = self._index(c.cid)
+        self._set_centroid(i, c.centroid)
         it.cluster = c.cid
         c.add(it)
+        self._terms.touch(i)
 
-    def _to_pool(self, it: _Seen) -> None:
+    def _pair_threshold(self) -> float:
+        """How close (dot product) a pooled query must be to a new one to re-cluster the pool at once.
+
+        With a cosine linkage a pair further apart than the cut can never form a group, so the
+        threshold is at least ``1 - distance_threshold`` (a fine cut does not re-cluster the pool
+        on every query for pairs it cannot use)."""
+        threshold = self.config.pool_pair_threshold
+        if self.config.linkage != "ward":
+            threshold = max(threshold, 1.0 - self.config.distance_threshold)
+        return threshold
+
+    def _to_pool(self, it: _Seen) -> float:
+        """Pool ``it``; returns its largest dot product with a query pooled before it (-inf: none)."""
         it.cluster = None
-        self._pool.append(it)
+        best = self._pool.add(it)
         while len(self._pool) > self.config.pool_capacity:
             old = self._pool.popleft()
             old.cluster = _FORGOTTEN
             self._forgotten += 1
+        return best
 
     def _new_cluster(self, centroid: np.ndarray, n: int) -> _Cluster:
         cfg = self.config
@@ -527,27 +741,33 @@ class OnlineClusterer:
             weight=min(n, cfg.centroid_memory), terms=TermCounts(cfg.label_vocabulary),
             representative=Representative(cfg.representative_candidates),
         )
+        k = len(self._clusters)
+        if k == len(self._cbuf):
+            grown = np.zeros((2 * k, self.dim))
+            grown[:k] = self._cbuf
+            self._cbuf = grown
         self._clusters.append(c)
-        self._centroids = np.vstack([self._centroids, centroid[None, :]])
+        self._set_centroid(k, centroid)
         return c
 
     def _promote(self, items: list[_Seen]) -> list[str]:
         """Cluster ``items``; groups big enough become new clusters. Returns their ids."""
         if not items:
             return []
-        x = np.stack([it.vector for it in items]).astype(np.float64)
+        if self.config.linkage == "ward":
+            x = self._pool.matrix(items)
+            groups = [[items[i] for i in g.tolist()] for g in discover(x, self.config)]
+        else:
+            groups = self._pool.groups(self.config)
         created = []
-        for g in discover(x, self.config, self._sims_of(self._pool_sims, items, x)):
-            c = self._new_cluster(unit(x[g].mean(0)), len(g))
+        for g in groups:
+            c = self._new_cluster(unit(self._pool.matrix(g).mean(0)), len(g))
             created.append(c.cid)
-            for i in g.tolist():
-                self._move(items[i], c)
+            for it in g:
+                self._move(it, c)
         if created:
             self._sweep()
         return created
-
-    def _sims_of(self, cache: SimilarityCache, items: list[_Seen], x: np.ndarray) -> np.ndarray | None:
-        return None if self.config.linkage == "ward" else cache([it.seq for it in items], x)
 
     def _move(self, it: _Seen, target: _Cluster) -> None:
         """Attribute ``it`` to ``target`` (from the pool or another cluster)."""
@@ -556,24 +776,15 @@ class OnlineClusterer:
         if it.cluster is None:
             self._pool.remove(it)
         else:
-            self._clusters[self._index(it.cluster)].size -= 1
+            source = self._index(it.cluster)
+            self._clusters[source].size -= 1
+            self._touched.add(source)
         it.cluster = target.cid
         it.attached = None
         target.add(it)
-
-    def _has_pool_pair(self, it: _Seen) -> bool:
-        """Whether a pooled query is at least ``pool_pair_threshold`` close to ``it``.
-
-        With a cosine linkage a pair further apart than the cut can never form a group, so the
-        threshold is at least ``1 - distance_threshold`` (a fine cut does not re-cluster the pool
-        on every query for pairs it cannot use)."""
-        if not self._pool:
-            return False
-        threshold = self.config.pool_pair_threshold
-        if self.config.linkage != "ward":
-            threshold = max(threshold, 1.0 - self.config.distance_threshold)
-        pooled = np.stack([p.vector for p in self._pool]).astype(np.float64)
-        return float((pooled @ it.vector.astype(np.float64)).max()) >= threshold
+        i = self._index(target.cid)
+        self._touched.add(i)
+        self._terms.touch(i)
 
     def _attach(self, it: _Seen) -> None:
         """Report pooled ``it`` under its nearest cluster if close enough (``pool_attach_threshold``).
@@ -581,20 +792,24 @@ class OnlineClusterer:
         It stays in the pool (a new intent is still found from it) and is no member: the cluster's
         centroid, size and label do not change. A pooled query counted as one mixed "pool" group
         and was monitored nowhere; most of them belong near their nearest cluster."""
-        best, sim = self._nearest(it.vector)
+        best, sim = self._nearest(it)
         if best is not None and sim >= self.config.pool_attach_threshold:
             it.attached = self._clusters[best].cid
 
     def _sweep(self) -> None:
         """Pooled queries now at least ``assign_threshold`` close to a cluster (one just formed, or a
         refit moved a centroid) become its members, as they would if they arrived now."""
-        if not self._pool or not self._clusters:
+        moved, self._moved = sorted(self._moved), set()
+        if not self._pool or not self._clusters or not moved:
             return
-        pooled = list(self._pool)
-        sims = np.stack([it.vector for it in pooled]).astype(np.float64) @ self._centroids.T
-        best = sims.argmax(axis=1)
-        for it, b, s in zip(pooled, best.tolist(), sims.max(axis=1).tolist(), strict=True):
-            if s >= self.config.assign_threshold:
+        # A pooled query was below assign_threshold to every centroid when it was last compared
+        # (on arrival or at the last sweep), so only the centroids changed since can have come
+        # close enough; the queries they did are compared with every centroid.
+        threshold = self.config.assign_threshold
+        for it in self._pool.close_to(self._centroids[moved], threshold):
+            sims = self._centroids @ it.vector.astype(np.float64)
+            b = int(np.argmax(sims))
+            if float(sims[b]) >= threshold:
                 self._move(it, self._clusters[b])
 
     def _index(self, cid: str) -> int:
@@ -606,7 +821,7 @@ class OnlineClusterer:
                 c = self._clusters[self._index(it.attached)]
                 return Assignment(it.attached, float(c.centroid @ it.vector.astype(np.float64)),
                                   tuple(created))
-            _, sim = self._nearest(it.vector)
+            _, sim = self._nearest(it)
             return Assignment(None, sim, tuple(created))
         c = self._clusters[self._index(it.cluster)]
         sim = float(c.centroid @ it.vector.astype(np.float64))

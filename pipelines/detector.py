@@ -83,6 +83,7 @@ class PatternDetector:
         self.global_config = baseline_config.model_copy(update={"holdback": 0, "holdback_hours": 0.0})
         self.global_baseline = ClusterBaseline(self.global_config)
         self.monitors: dict[str, ClusterMonitor] = {}
+        self._open: set[str] = set()  # clusters with an open incident (advance() looks only at these)
 
     # -- helpers -----------------------------------------------------------------------------
     def _monitor(self, cluster_id: str, category: Category) -> ClusterMonitor:
@@ -157,6 +158,7 @@ class PatternDetector:
                     observed=m.excursion_observed, statistic=m.cusum.statistic,
                     threshold=self.threshold)
                 m.recovery = BernoulliCusum(self.config.resolve_threshold)
+                self._open.add(cluster_id)
                 events.append(self._event(m, "opened", at, band))
             inc_id = m.incident.incident_id if m.incident else None
             return Judgement(below, low, confident_wrong, inc_id, tuple(events))
@@ -181,6 +183,7 @@ class PatternDetector:
         m.incident.resolved_at = at
         ev = self._event(m, "resolved", at, band)
         m.incident = None
+        self._open.discard(m.cluster_id)
         m.recovery = None
         m.cusum.reset()
         m.excursion.clear()
@@ -191,7 +194,7 @@ class PatternDetector:
         """Resolve incidents whose cluster has been quiet for ``resolve_quiet_hours``."""
         quiet = timedelta(hours=self.config.resolve_quiet_hours)
         out = []
-        for cid in sorted(self.monitors):
+        for cid in sorted(self._open):  # a monitor without an open incident has nothing to resolve
             m = self.monitors[cid]
             if m.incident is not None and m.last_at is not None and now - m.last_at >= quiet:
                 out.append(self._resolve(m, now, m.baseline.band(self.global_baseline.prior())))
@@ -259,5 +262,6 @@ class PatternDetector:
                     reported_sessions=i["reported_sessions"],
                     last_event_at=datetime.fromisoformat(i["last_event_at"]) if i["last_event_at"] else None,
                     statistic=i["statistic"], threshold=i["threshold"])
+                d._open.add(cid)
             d.monitors[cid] = m
         return d

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from pipelines.clustering import Assignment, OnlineClusterer
 from pipelines.config import BaselineConfig, ClusterConfig, DetectConfig
@@ -41,6 +42,24 @@ UNASSIGNED_LABEL = "unassigned queries"
 # Cluster labels are recomputed (c-TF-IDF over all clusters) every this many interactions and
 # whenever clusters are created: labels drift slowly, and recomputing per event costs O(clusters).
 LABEL_REFRESH_EVERY = 500
+
+
+_BLAS: ThreadpoolController | None = None
+
+
+def one_blas_thread():
+    """A context in which BLAS (numpy's OpenBLAS) runs on one thread.
+
+    The sequence half multiplies small matrices (a query against the centroids, a few pooled
+    queries against a few centroids) many times; a second BLAS thread costs more to wake than it
+    saves, and when the cores are shared (the embedding runtime's own threads, other processes) its
+    spinning made the sequence half 2-5x slower. Results do not depend on it: OpenBLAS splits a
+    product by rows and columns, never along the summed dimension.
+    """
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 @dataclass
@@ -186,6 +205,10 @@ class Pipeline:
         return self._sequence(fresh, out)
 
     def _sequence(self, prepared: list[Prepared], out: Output) -> Output:
+        with one_blas_thread():
+            return self._sequence_all(prepared, out)
+
+    def _sequence_all(self, prepared: list[Prepared], out: Output) -> Output:
         if not self.clusterer.fitted and self._seed is not None and prepared:
             vectors, queries = self._seed
             self._seed = None
@@ -209,7 +232,8 @@ class Pipeline:
         """End of stream: fit on whatever waits for the bootstrap and score it."""
         if self.clusterer.fitted or not self._buffer:
             return Output()
-        return self._bootstrap()
+        with one_blas_thread():
+            return self._bootstrap()
 
     def _bootstrap(self) -> Output:
         buf, self._buffer = self._buffer, []
@@ -226,6 +250,8 @@ class Pipeline:
         current = self.clusterer.clusters
         for cid, info in current.items():
             old = self._labels.get(cid)
+            if old is info:  # the clusterer hands back the same object while nothing changed
+                continue
             if old is None or (old.label, old.category, old.centroid_version, old.representative_query) != (
                     info.label, info.category, info.centroid_version, info.representative_query):
                 out.clusters.append(info)

@@ -93,6 +93,16 @@ class TermCounts:
         return t
 
 
+def _scores(tc: TermCounts, df: Mapping[str, int], k: int) -> list[tuple[float, str]]:
+    """c-TF-IDF of each of a cluster's terms: ``tf * log(1 + k / df)`` (one formula for both paths)."""
+    denom = max(tc.total, 1)
+    return [(c / denom * math.log(1 + k / df[t]), t) for t, c in tc.counts.items()]
+
+
+def _rank_key(st: tuple[float, str]) -> tuple[float, str]:
+    return -st[0], st[1]
+
+
 def distinctive_terms(docs: Mapping[str, TermCounts], top: int) -> dict[str, tuple[str, ...]]:
     """The ``top`` c-TF-IDF terms of every cluster (ties broken alphabetically)."""
     df: Counter[str] = Counter()
@@ -101,13 +111,128 @@ def distinctive_terms(docs: Mapping[str, TermCounts], top: int) -> dict[str, tup
     k = len(docs)
     out: dict[str, tuple[str, ...]] = {}
     for cid, tc in docs.items():
-        denom = max(tc.total, 1)
-        scored = heapq.nsmallest(
-            top, ((c / denom * math.log(1 + k / df[t]), t) for t, c in tc.counts.items()),
-            key=lambda st: (-st[0], st[1]),
-        )
+        scored = heapq.nsmallest(top, _scores(tc, df, k), key=_rank_key)
         out[cid] = tuple(t for _, t in scored)
     return out
+
+
+class DistinctiveTerms:
+    """:func:`distinctive_terms` of a growing list of clusters, kept up to date incrementally.
+
+    Exactly the same result as recomputing :func:`distinctive_terms` over all clusters, but a
+    cluster's terms are recomputed only when they can have changed:
+
+    - its own counts changed (the caller says so: :meth:`touch`);
+    - the document frequency of one of its current top terms changed (any direction), or that of
+      any of its terms went down (a term can only gain rank when its ``df`` falls);
+    - the number of clusters ``k`` grew past the cluster's *limit*. A term's weight
+      ``log(1 + k / df)`` grows with ``k``, by at most a factor ``k / k0`` from ``k0`` (concavity
+      of the logarithm), so the ratio of two scores moves by at most that factor: an ordered pair
+      of terms whose scores differ by a ratio ``r > 1`` keeps its order while ``k < k0 * r``, and
+      a pair with the same ``df`` never changes order (same weight). The limit is the smallest
+      ``k0 * r`` over the pairs that decide the top terms (consecutive top terms, and the last top
+      term against every other term), with a safety margin; a tie between terms of different
+      ``df`` gives limit ``k0`` (recomputed at the next growth).
+
+    A ``df`` rise of a term outside a cluster's top only lowers that term's score, so it cannot
+    change the top. Cluster *i* is ``docs[i]``; clusters are only ever appended.
+
+    >>> docs = [TermCounts(50).update("fee fee charged"), TermCounts(50).update("card fee")]
+    >>> d = DistinctiveTerms(top=2)
+    >>> d.update(docs)
+    {0, 1}
+    >>> d.terms[0], d.terms[1]
+    (('fee', 'charged'), ('card', 'fee'))
+    """
+
+    _MARGIN = 1e-9
+
+    def __init__(self, top: int):
+        self.top = top
+        self.df: Counter[str] = Counter()
+        self.terms: list[tuple[str, ...]] = []
+        self._keys: list[frozenset[str]] = []  # each cluster's terms as df counts them
+        self._has: dict[str, set[int]] = {}  # term -> clusters whose counts have it
+        self._in_top: dict[str, set[int]] = {}  # term -> clusters whose top terms include it
+        self._k0 = np.zeros(0)  # k when the cluster's terms were last computed
+        self._limit = np.zeros(0)
+        self._touched: set[int] = set()
+
+    def touch(self, i: int) -> None:
+        """Cluster ``i``'s counts changed."""
+        self._touched.add(i)
+
+    def update(self, docs: Sequence[TermCounts]) -> set[int]:
+        """Bring every cluster's terms up to date; returns the clusters whose terms changed."""
+        k = len(docs)
+        if len(self._k0) < k:
+            grow = max(k, 2 * len(self._k0)) - len(self._k0)
+            self._k0 = np.concatenate([self._k0, np.zeros(grow)])
+            self._limit = np.concatenate([self._limit, np.zeros(grow)])
+        while len(self._keys) < k:
+            self._touched.add(len(self._keys))
+            self._keys.append(frozenset())
+            self.terms.append(())
+        before: dict[str, int] = {}
+        for i in self._touched:
+            keys = frozenset(docs[i].counts)
+            old = self._keys[i]
+            if keys == old:
+                continue
+            for t in keys - old:
+                before.setdefault(t, self.df[t])
+                self.df[t] += 1
+                self._has.setdefault(t, set()).add(i)
+            for t in old - keys:
+                before.setdefault(t, self.df[t])
+                self.df[t] -= 1
+                if not self.df[t]:
+                    del self.df[t]
+                self._has[t].discard(i)
+            self._keys[i] = keys
+        redo = set(self._touched)
+        self._touched = set()
+        for t, was in before.items():
+            now = self.df.get(t, 0)
+            if now != was:
+                redo |= self._in_top.get(t, set())
+                if now < was:
+                    redo |= self._has.get(t, set())
+        redo.update(np.flatnonzero((self._k0[:k] < k) & (self._limit[:k] <= k)).tolist())
+        changed = set()
+        for i in redo:
+            if self._compute(i, docs[i], k):
+                changed.add(i)
+        return changed
+
+    def _compute(self, i: int, tc: TermCounts, k: int) -> bool:
+        scored = sorted(_scores(tc, self.df, k), key=_rank_key)
+        top = scored[: self.top]
+        terms = tuple(t for _, t in top)
+        limit = math.inf
+        # pairs deciding the top: consecutive top terms, then the last top term against the rest
+        pairs = list(zip(top, top[1:], strict=False))
+        if len(scored) > len(top):
+            last = top[-1]
+            pairs += [(last, b) for b in scored[len(top):]]
+        for (sa, ta), (sb, tb) in pairs:
+            if self.df[ta] == self.df[tb]:
+                continue  # same weight at every k: their order never changes
+            if sa <= sb:  # a tie between different df: any growth may break it either way
+                limit = k
+                break
+            limit = min(limit, k * (sa / sb) * (1 - self._MARGIN))
+        self._k0[i] = k
+        self._limit[i] = limit
+        old = self.terms[i]
+        if old != terms:
+            for t in old:
+                self._in_top[t].discard(i)
+            for t in terms:
+                self._in_top.setdefault(t, set()).add(i)
+            self.terms[i] = terms
+            return True
+        return False
 
 
 class Representative:

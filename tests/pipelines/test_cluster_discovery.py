@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import AgglomerativeClustering
 
-from pipelines.clustering import SimilarityCache, cosine_similarities, discover, unit
+from pipelines.clustering import cosine_similarities, discover, unit
 from pipelines.config import ClusterConfig
 
 
@@ -48,17 +48,19 @@ def test_groups_in_order_of_first_row_and_sorted():
     assert all(np.all(np.diff(g) > 0) for g in groups)
 
 
-def test_cached_similarities_equal_a_fresh_computation_bit_for_bit():
-    x = blobs(7, n_centres=8, per=40, noise=0.3, dim=384)
-    keys = list(range(len(x)))
-    cache = SimilarityCache()
-    # a window that slides and a pool that loses members: rows computed at different times
+def test_rows_of_similarities_equal_a_fresh_computation_bit_for_bit():
+    # The pool and the recent window keep rows computed at different times, over different sets
+    # of members (_Pool, _WindowLinks): any row of a subset must equal the same entries of one
+    # full computation.
+    x = blobs(7, n_centres=8, per=40, noise=0.3, dim=384).astype(np.float16)
+    full = cosine_similarities(x)
+    assert np.array_equal(full, full.T)
     for lo, hi in ((0, 120), (20, 200), (60, 260), (0, 320)):
-        picked = [k for k in keys[lo:hi] if k % 7 != lo % 7]
-        got = cache(picked, x[picked])
-        fresh = cosine_similarities(x[picked])
-        assert np.array_equal(got, fresh)
-        assert np.array_equal(got, got.T)
+        picked = np.array([k for k in range(lo, hi) if k % 7 != lo % 7])
+        sub = cosine_similarities(x[picked])
+        assert np.array_equal(sub, full[np.ix_(picked, picked)])
+        some = np.arange(0, len(picked), 3)
+        assert np.array_equal(cosine_similarities(x[picked], some), sub[some])
 
 
 def test_ward_keeps_euclidean_linkage():

@@ -1,0 +1,167 @@
+"""The clusterer's incremental bookkeeping gives exactly what the straightforward computation gives.
+
+The clusterer keeps derived structures so that a query costs (nearly) the same whatever the number
+of clusters: the pool's vectors as rows of a fixed matrix with the pairs closer than the cut, the
+recent window's pairs across refits, the centroids changed since the last sweep, and each cluster's
+description (recomputed only when it can have changed). Here a real stream (BANKING77 and CLINC150
+test queries, hashing embedder, a configuration that creates clusters, evicts from a full pool and
+refits often) runs through the clusterer and through a reference subclass that does everything the
+plain way (``discover`` on the stacked pool and window, every pooled query against every centroid,
+every description from scratch), and both must agree at every step.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipelines.clustering import OnlineClusterer, cosine_similarities, cut, discover, unit
+from pipelines.config import ClusterConfig
+from pipelines.embedding import HashingEmbedder
+from pipelines.labels import CategoryIndex, DistinctiveTerms, TermCounts, distinctive_terms
+from pipelines.policy import CategoryPolicy
+from services.datasets import load_banking77, load_clinc150
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+BOOT = 200
+# 0.4 / 0.5 on hashing vectors: ~125 clusters from 1,200 queries, a full pool that forgets, refits
+CFG = ClusterConfig(distance_threshold=0.4, assign_threshold=0.5, bootstrap_size=BOOT, refit_every=150,
+                    recent_capacity=400, pool_capacity=300, pool_recluster_size=20, label_terms=3)
+
+
+@pytest.fixture(scope="module")
+def data():
+    queries, hints = [], []
+    for load in (load_banking77, load_clinc150):
+        for intent, qs in load("test").items():
+            queries += qs[:6]
+            hints += [intent] * len(qs[:6])
+    order = np.random.default_rng(0).permutation(len(queries))[:1200]
+    queries = [queries[i] for i in order]
+    hints = [hints[i] if i % 3 else None for i in order]  # some queries come without a hint
+    embedder = HashingEmbedder()
+    policy = CategoryPolicy.model_validate(yaml.safe_load((ROOT / "alerts" / "categories.yaml").read_text()))
+    categories = CategoryIndex.build(policy, embedder, threshold=0.2)
+    return embedder.encode(queries), queries, hints, categories
+
+
+class _Discover:
+    def groups(self, items, x, config):
+        return discover(x, config)
+
+
+class Reference(OnlineClusterer):
+    """The same clusterer computed the plain way."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._links = _Discover()
+
+    def _to_pool(self, it):
+        pooled = list(self._pool)
+        best = (float((np.stack([p.vector for p in pooled]).astype(np.float64) @ it.vector.astype(np.float64)).max())
+                if pooled else -np.inf)
+        super()._to_pool(it)
+        return best
+
+    def _promote(self, items):
+        if not items:
+            return []
+        x = np.stack([it.vector for it in items]).astype(np.float64)
+        created = []
+        for g in discover(x, self.config):
+            c = self._new_cluster(unit(x[g].mean(0)), len(g))
+            created.append(c.cid)
+            for i in g.tolist():
+                self._move(items[i], c)
+        if created:
+            self._sweep()
+        return created
+
+    def _sweep(self):
+        self._moved = set()
+        if not self._pool or not self._clusters:
+            return
+        pooled = list(self._pool)
+        sims = np.stack([it.vector for it in pooled]).astype(np.float64) @ np.stack(
+            [c.centroid for c in self._clusters]).T
+        for it, b, s in zip(pooled, sims.argmax(axis=1).tolist(), sims.max(axis=1).tolist(), strict=True):
+            if s >= self.config.assign_threshold:
+                self._move(it, self._clusters[b])
+
+    @property
+    def clusters(self):
+        return self._describe_all()
+
+
+def check_derived(c: OnlineClusterer) -> None:
+    """The derived structures match what they are derived from."""
+    pool = c._pool
+    items = list(pool)
+    assert [it.seq for it in items] == sorted(it.seq for it in items)
+    for it in items:
+        assert it.cluster is None
+        assert np.array_equal(pool.rows[pool._slot[it.seq]], it.vector.astype(np.float64))
+    free = pool._seq_at < 0
+    assert not pool.rows[free].any() and int((~free).sum()) == len(items)
+    # the pairs closer than the cut, by brute force
+    if len(items) > 1:
+        x = np.stack([it.vector for it in items]).astype(np.float64)
+        i, j = np.nonzero(1.0 - cosine_similarities(x) < cut(len(x), c.config))
+        want = {(items[a].seq, items[b].seq) for a, b in zip(i.tolist(), j.tolist(), strict=True) if a != b}
+        have = {(a, b) for a, peers in pool._edges.items() for b in peers}
+        assert have == want
+    assert np.array_equal(c._centroids, np.stack([k.centroid for k in c._clusters]).reshape(-1, c.dim))
+
+
+@pytest.mark.parametrize("moves", [False, True], ids=["default", "refit-moves-centroids"])
+def test_incremental_paths_equal_the_plain_computation(data, moves):
+    x, queries, hints, categories = data
+    cfg = CFG.model_copy(update={"refit_moves_centroids": moves})
+    new = OnlineClusterer(cfg, x.shape[1], categories)
+    ref = Reference(cfg, x.shape[1], categories)
+    at = [T0 + timedelta(seconds=i) for i in range(len(x))]
+    assert new.bootstrap(x[:BOOT], queries[:BOOT], at[:BOOT], hints[:BOOT]) == \
+        ref.bootstrap(x[:BOOT], queries[:BOOT], at[:BOOT], hints[:BOOT])
+    created = forgotten = 0
+    for i in range(BOOT, len(x)):
+        a = new.assign(x[i], queries[i], at[i], hints[i])
+        assert a == ref.assign(x[i], queries[i], at[i], hints[i])
+        created += len(a.created)
+        if i % 5 == 0 or a.created:  # read descriptions at an irregular cadence, like the engine
+            assert new.clusters == ref.clusters
+        if i % 50 == 0:
+            check_derived(new)
+        if i == 700:  # a restored clusterer rebuilds its derived structures and continues exactly
+            new = OnlineClusterer.from_state(new.to_state(), cfg, categories)
+    forgotten = new.forgotten
+    assert new.clusters == ref.clusters == new._describe_all()
+    assert new.to_state() == ref.to_state()
+    check_derived(new)
+    # the stream exercised what the shortcuts shortcut: new clusters, a full pool, refits
+    assert created > 50 and forgotten > 0 and new.seen == len(x)
+    assert len({info.category for info in new.clusters.values()}) > 1  # seeds and hints decide some
+
+
+def test_distinctive_terms_kept_up_to_date_equal_a_full_recompute(data):
+    """Clusters appended and counts changed at random, vocabulary truncation included."""
+    _, queries, _, _ = data
+    rng = np.random.default_rng(4)
+    docs: list[TermCounts] = []
+    keeper = DistinctiveTerms(top=3)
+    for step, q in enumerate(queries):
+        if not docs or rng.random() < 0.15:
+            docs.append(TermCounts(capacity=12))
+        i = int(rng.integers(len(docs)))
+        docs[i].update(q)
+        keeper.touch(i)
+        if step % 3 == 0:
+            keeper.update(docs)
+            full = distinctive_terms({str(k): d for k, d in enumerate(docs)}, 3)
+            assert keeper.terms == [full[str(k)] for k in range(len(docs))]
+    assert len(docs) > 100
