@@ -44,6 +44,7 @@ from pipelines.config import ClusterConfig, EmbeddingConfig
 from pipelines.interaction import parse_record
 from pipelines.scenario import IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
 from services.datasets import load_banking77, load_clinc150, load_hwu64
+from services.embedded import process_batches
 from services.settings import Settings
 from services.wiring import build_embedder, build_pipeline
 
@@ -198,10 +199,17 @@ def drive(lines: list[str], settings: Settings, embedder, out_dir: Path) -> Driv
             (out_dir / "alerts.jsonl").open("w") as alerts_fh:
         t0 = time.perf_counter()
         records = [parse_record(line) for line in lines]  # already in event-time order
-        starts = list(range(0, len(records), batch_size))
-        for start in [*starts, None]:  # None: end of stream (flush)
-            b0 = time.perf_counter()
-            out = pipeline.flush() if start is None else pipeline.process(records[start:start + batch_size])
+        handed: list[float] = []  # when each batch was handed to the pipeline
+
+        def batches():
+            for start in range(0, len(records), batch_size):
+                handed.append(time.perf_counter())
+                yield records[start:start + batch_size]
+            handed.append(time.perf_counter())  # the flush
+
+        # as `faithwatch replay` runs it: the next batch is embedded while this one is sequenced
+        for k, out in enumerate(process_batches(pipeline, batches())):
+            b0 = handed[k]
             for s in out.scored:
                 assignments.append(s.cluster_id)
                 scored_fh.write(json.dumps(s.to_json_dict(), sort_keys=True) + "\n")

@@ -183,13 +183,23 @@ class Pipeline:
     def process(self, batch: Sequence[Interaction]) -> Output:
         """Both halves: drop duplicates, :meth:`prepare` the rest, then sequence them."""
         out = Output()
+        return self.sequence_admitted(self.prepare(self.admit(batch, out)), out)
+
+    def admit(self, batch: Sequence[Interaction], out: Output) -> list[Interaction]:
+        """The first step of :meth:`process`: the interactions not seen before (the rest are
+        counted in ``out.duplicates``). Then :meth:`prepare` them (anywhere, any time) and hand
+        the result with the same ``out`` to :meth:`sequence_admitted`, batches in admission order."""
         fresh = []
         for i in batch:
             if self.seen.add(i.interaction_id):
                 fresh.append(i)
             else:
                 out.duplicates += 1
-        return self._sequence(self.prepare(fresh), out)
+        return fresh
+
+    def sequence_admitted(self, prepared: list[Prepared], out: Output) -> Output:
+        """The last step of :meth:`process`, for what :meth:`admit` let through, prepared."""
+        return self._sequence(prepared, out)
 
     def sequence(self, prepared: Sequence[Prepared]) -> Output:
         """The stateful half, for records :meth:`prepare` made (possibly elsewhere), in event-time

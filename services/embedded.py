@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +86,36 @@ def _jsonl(fh: IO[str] | None, rows) -> None:
         fh.write(json.dumps(r.to_json_dict(), sort_keys=True) + "\n")
 
 
+def process_batches(pipeline: Pipeline, batches: Iterable[Sequence[Interaction]], *,
+                    overlap: bool = True) -> Iterator[Output]:
+    """:meth:`Pipeline.process` of each batch in turn, then :meth:`Pipeline.flush`: one output per
+    batch and one for the flush, in order.
+
+    With ``overlap`` the next batch is embedded and scored (:meth:`Pipeline.prepare`, which reads
+    no stream state) on a worker thread while this one is sequenced and its output handled by the
+    caller: the sequence half is one thread of Python, so on its own it leaves the other cores
+    idle while the embedding runtime waits. Outputs are the same either way (the embedder and
+    scorer give the same result for a text whatever its batch, and batches are prepared and
+    sequenced in order).
+    """
+    if not overlap:
+        for batch in batches:
+            yield pipeline.process(batch)
+        yield pipeline.flush()
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="faithwatch-prepare") as pool:
+        pending: tuple[Future, Output] | None = None
+        for batch in batches:
+            out = Output()
+            following = (pool.submit(pipeline.prepare, pipeline.admit(batch, out)), out)
+            if pending is not None:
+                yield pipeline.sequence_admitted(pending[0].result(), pending[1])
+            pending = following
+        if pending is not None:
+            yield pipeline.sequence_admitted(pending[0].result(), pending[1])
+    yield pipeline.flush()
+
+
 def replay(pipeline: Pipeline, path: Path, *, store: Store | None, dead_letters: DeadLetterFile,
            alerts_out: Path | None = None, scored_out: Path | None = None, batch_size: int = 256,
            progress: bool | None = None, clock=lambda: datetime.now(UTC)) -> ReplayStats:
@@ -118,11 +149,10 @@ def replay(pipeline: Pipeline, path: Path, *, store: Store | None, dead_letters:
         # progress None: a bar only when stderr is a terminal.
         bar = tqdm(total=len(interactions), unit="interactions", desc="replay",
                    disable=None if progress is None else not progress)
-        for start in range(0, len(interactions), batch_size):
-            batch = interactions[start:start + batch_size]
-            emit(pipeline.process(batch))
-            bar.update(len(batch))
-        emit(pipeline.flush())
+        batches = [interactions[start:start + batch_size] for start in range(0, len(interactions), batch_size)]
+        for k, out in enumerate(process_batches(pipeline, batches)):
+            emit(out)
+            bar.update(len(batches[k]) if k < len(batches) else 0)
         if store is not None:
             store.upsert_clusters(list(pipeline.clusters.values()))
         bar.close()
