@@ -323,8 +323,10 @@ the 5 s reorder idle timeout before it is released: included in total and after 
 On this machine (2 cores) one worker's ONNX session already uses both cores (onnxruntime's
 default intra-op threads) for the prepare half, and the sequence half runs on one partition on
 one worker either way (docs/kafka.md), so a second worker process adds little here: the
-2-worker row measures the coordination cost more than scaling. Scaling needs cores for the
-second process.
+2-worker row measures the coordination cost more than scaling. The limit is the sequence stage
+(one thread: about 1,000-1,300 interactions/s inside a worker with this model's embeddings);
+docs/kafka.md, "Where a worker's time goes", has the breakdown. *ready* includes about 12 s of
+consumer-group join on tansu with the 30 s session timeout (about 6 s in all with 6 s).
 
 ### Latency (1 worker, idle, stream produced at a steady {lat['rate']:,.0f}/s)
 

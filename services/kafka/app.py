@@ -13,8 +13,10 @@
   restores the checkpoint and skips what it already holds.
 - sinks: batched, idempotent writes of those topics to the store.
 
-Agents only decode, call the stages and emit. CPU work (embedding, scoring, sequencing) runs on
-one thread beside the event loop; store writes on another.
+Agents only decode, call the stages and emit. CPU work runs beside the event loop on two threads:
+one prepares (embedding, scoring; it also builds pipelines, the only other user of the embedder),
+the other sequences (release, checkpoint state), so that the two halves overlap instead of taking
+turns; store writes run on a third.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from services.store.base import Store
 log = logging.getLogger("faithwatch.kafka")
 
 CHECKPOINT_TABLE = "sequence-checkpoint"
+FETCH_BYTES = 256 * 1024  # per partition and fetch (see create_app)
 _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -107,11 +110,15 @@ class Runtime:
         self.alerts = AlertsOut(alerts_out) if alerts_out else None
         self.monotonic = monotonic
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-cpu")
+        # The sequence half on its own thread: it runs while the next batches are embedded (onnxruntime
+        # releases the GIL). It never calls the embedder (not thread-safe behind its cache).
+        self.seq_cpu = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-seq")
         self.io = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-store")
         self._preparer: Pipeline | None = None
         self.seq: Sequencer | None = None
         self.generation = 0
         self.pending: list[Any] = []  # prepared events processed but not yet in a checkpoint
+        self.in_flight: list[Any] = []  # delivery futures of what the sequence stage sent since then
         self.stream: Any = None
         self.lock = asyncio.Lock()
         self.last_message = monotonic()
@@ -124,6 +131,9 @@ class Runtime:
     async def on_cpu(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.cpu, partial(fn, *args))
 
+    async def on_seq(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.seq_cpu, partial(fn, *args))
+
     async def on_io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
 
@@ -132,6 +142,10 @@ class Runtime:
         if self._preparer is None:
             self._preparer = self.build_pipeline(None)
         return self._preparer
+
+    def prepare(self, batch: list) -> list:
+        """``Pipeline.prepare`` on the preparing pipeline (built on first use): run it on :attr:`cpu`."""
+        return self.preparer.prepare(batch)
 
 
 def create_app(settings: Settings, runtime: Runtime) -> faust.App:
@@ -142,6 +156,12 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         topic_partitions=k.partitions, topic_replication_factor=1, table_standby_replicas=0,
         consumer_auto_offset_reset="earliest", datadir=str(settings.data_dir / "faust"),
         broker_commit_every=100, broker_commit_interval=1.0, producer_max_request_size=4 * 1024 * 1024 + 65536,
+        # faust hands a topic's fetched records on partition by partition: with its 4 MB per
+        # partition, a backlog is prepared one partition after another and the reorder buffer
+        # releases nothing until the last partition's turn (the halves then run one after the
+        # other). 256 KB interleaves them every few hundred interactions. A larger message is
+        # still delivered (the broker returns an oversized first batch: Kafka, and tansu, checked).
+        consumer_max_fetch_size=FETCH_BYTES,
         # The sequence stage acknowledges prepared messages only at its checkpoints; a stopping
         # worker must not wait for the rest (the next owner gets them again).
         stream_wait_empty=False,
@@ -163,6 +183,10 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         if futures:
             await asyncio.gather(*futures)
 
+    async def send_unconfirmed(topic, items: list[tuple[bytes | None, bytes]]) -> None:
+        """Send without waiting for delivery; the next checkpoint waits for it (before acknowledging)."""
+        rt.in_flight += [await topic.send(key=key, value=value) for key, value in items]
+
     # -- score ------------------------------------------------------------------------------
     @app.agent(interactions, name="score")
     async def score(stream):
@@ -176,7 +200,7 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
                 except InvalidRecord as exc:
                     letters.append(DeadLetter.of(exc, ev.value, received_at=now, source=f"kafka:{m.topic}",
                                                  position=f"partition {m.partition} offset {m.offset}"))
-            made = await rt.on_cpu(rt.preparer.prepare, [i for i, _, _ in valid])
+            made = await rt.on_cpu(rt.prepare, [i for i, _, _ in valid])
             out: list[tuple[bytes | None, bytes]] = []
             marks: dict[int, datetime] = {}
             for (i, p, o), pr in zip(valid, made, strict=True):
@@ -207,9 +231,11 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         return seq
 
     async def emit(out: Output) -> None:
-        await send_all(scored, [(s.cluster_id.encode(), messages.row(s)) for s in out.scored])
-        await send_all(incidents, [(e.incident_id.encode(), messages.row(e)) for e in out.events])
-        await send_all(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in out.clusters])
+        # Not confirmed per batch (three broker round trips each time): the checkpoint confirms
+        # every delivery before it acknowledges the prepared messages these outputs came from.
+        await send_unconfirmed(scored, [(s.cluster_id.encode(), messages.row(s)) for s in out.scored])
+        await send_unconfirmed(incidents, [(e.incident_id.encode(), messages.row(e)) for e in out.events])
+        await send_unconfirmed(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in out.clusters])
         if rt.alerts is not None and out.events:
             rt.alerts.write(out.events)
         rt.counts["scored"] += len(out.scored)
@@ -217,9 +243,9 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         rt.counts["duplicates"] += out.duplicates
 
     async def checkpoint(seq: Sequencer) -> None:
-        state = await rt.on_cpu(seq.to_state)
+        state = await rt.on_seq(seq.to_state)
         generation = rt.generation + 1
-        entries, manifest = await rt.on_cpu(partial(checkpoint_entries, state, generation=generation,
+        entries, manifest = await rt.on_seq(partial(checkpoint_entries, state, generation=generation,
                                                     offset=seq.offset))
         for key, value in entries:
             table[key] = value
@@ -227,6 +253,9 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         clusters = list(seq.pipeline.clusters.values())
         await send_all(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in clusters])
         await app.producer.flush()
+        sent, rt.in_flight = rt.in_flight, []
+        if sent:
+            await asyncio.gather(*sent)  # a failed delivery raises here: nothing is acknowledged
         rt.generation = generation
         acks, rt.pending = rt.pending, []
         for ev in acks:
@@ -254,7 +283,7 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
                     except ValueError as exc:
                         log.error("prepared offset %d: undecodable (%s), skipped", ev.message.offset, exc)
                 seq.add_all(items)
-                out = await rt.on_cpu(seq.release)
+                out = await rt.on_seq(seq.release)
                 rt.counts["late"] = seq.reorder.late
                 await emit(out)
                 if rt.seq is not seq:  # revoked meanwhile: the new owner restores the checkpoint
@@ -275,7 +304,7 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
                 log.info("sequence: idle for %.1f s, releasing %d buffered records (%d wait for the bootstrap)",
                          rt.monotonic() - rt.last_message, len(seq.reorder), seq.pipeline.waiting)
                 rt.counts["idle_releases"] += 1
-                await emit(await rt.on_cpu(seq.release, True))
+                await emit(await rt.on_seq(seq.release, True))
                 if rt.seq is seq:
                     await checkpoint(seq)
             elif rt.pending and checkpoint_due():
@@ -286,6 +315,7 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         if any(tp.topic == k.prepared_topic for tp in revoked):
             rt.seq = None
             rt.pending = []
+            rt.in_flight = []
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app_, assigned, **kwargs) -> None:
