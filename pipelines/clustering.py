@@ -53,7 +53,6 @@ from pipelines.labels import (
     Representative,
     TermCounts,
     decode_array,
-    distinctive_terms,
     encode_array,
 )
 from pipelines.policy import DEFAULT_POLICY
@@ -103,6 +102,11 @@ def cut(n: int, config: ClusterConfig) -> float:
     return config.distance_threshold * (n / config.ward_reference_size) ** 0.25
 
 
+def _norms(x: np.ndarray) -> np.ndarray:
+    """Row norms of float64 ``x`` as :func:`cosine_similarities` divides by them."""
+    return np.sqrt(np.maximum(np.einsum("ij,ij->i", x, x), 1e-300))
+
+
 def cosine_similarities(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """Cosine similarities of ``x[rows]`` (all rows by default) to every row of ``x``.
 
@@ -116,17 +120,14 @@ def cosine_similarities(x: np.ndarray, rows: np.ndarray | None = None) -> np.nda
     [[1.0, 0.0, 0.707], [0.0, 1.0, 0.707], [0.707, 0.707, 1.0]]
     """
     x = np.asarray(x, dtype=np.float64)
-    norms = np.sqrt(np.maximum(np.einsum("ij,ij->i", x, x), 1e-300))
+    norms = _norms(x)
     sub = x if rows is None else x[rows]
     sub_norms = norms if rows is None else norms[rows]
     return (sub @ x.T) / (sub_norms[:, None] * norms[None, :])
 
 
-def discover(vectors: np.ndarray, config: ClusterConfig,
-             sims: np.ndarray | None = None) -> list[np.ndarray]:
+def discover(vectors: np.ndarray, config: ClusterConfig) -> list[np.ndarray]:
     """Groups (row indices) of at least ``min_cluster_size``, in order of their first row.
-
-    ``sims``: the rows' pairwise cosine similarities, if already known (cosine linkages only).
 
     Cosine linkages (average, complete) are cut component by component: a merge below the cut
     needs at least one pair closer than the cut, so no group spans two connected components of
@@ -150,11 +151,9 @@ def discover(vectors: np.ndarray, config: ClusterConfig,
         for i, g in enumerate(labels.tolist()):
             groups.setdefault(g, []).append(i)
         return [np.array(m) for m in groups.values() if len(m) >= config.min_cluster_size]
-    if sims is None:
-        sims = cosine_similarities(vectors)
+    sims = cosine_similarities(vectors)
     t = cut(n, config)
-    dist = 1.0 - sims
-    i, j = np.nonzero(dist < t)
+    i, j = np.nonzero(1.0 - sims < t)
     upper = i < j
     i, j = i[upper], j[upper]
     _, comp = connected_components(coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n)),
@@ -167,16 +166,7 @@ def discover(vectors: np.ndarray, config: ClusterConfig,
         if len(rows) < config.min_cluster_size:
             continue
         idx = np.array(rows)
-        if len(rows) == 2:
-            parts = [idx]  # the pair is closer than the cut, or it would be two components
-        else:
-            condensed = dist[np.ix_(idx, idx)][np.triu_indices(len(idx), k=1)]
-            np.clip(condensed, 0.0, 2.0, out=condensed)
-            # sklearn's cut: merges strictly below the threshold; fcluster keeps merges <= t.
-            labels = fcluster(linkage(condensed, method=config.linkage), np.nextafter(t, -np.inf),
-                              criterion="distance")
-            parts = [idx[labels == lab] for lab in dict.fromkeys(labels.tolist())]
-        out += [p for p in parts if len(p) >= config.min_cluster_size]
+        out += [idx[p] for p in _split(sims[np.ix_(idx, idx)], config, t) if len(p) >= config.min_cluster_size]
     out.sort(key=lambda g: int(g[0]))
     return out
 
@@ -290,9 +280,9 @@ class _Pool:
         dots = self.rows @ v
         best = float(dots[occupied].max()) if self._items else -np.inf
         slot = self._free.pop()
+        norm = _norms(v[None, :])[0]
         if self._edge_below is not None and self._items:
             # as cosine_similarities computes them: g_ij / (|x_i| * |x_j|), exact for float16 rows
-            norm = np.sqrt(np.maximum(np.einsum("ij,ij->i", v[None, :], v[None, :]), 1e-300))[0]
             sims = dots / (norm * self._norms)
             near = np.flatnonzero(occupied & (1.0 - sims < self._edge_below))
             if near.size:
@@ -301,7 +291,7 @@ class _Pool:
                     mine.add(other)
                     self._edges.setdefault(other, set()).add(it.seq)
         self.rows[slot] = v
-        self._norms[slot] = np.sqrt(np.maximum(np.einsum("ij,ij->i", v[None, :], v[None, :]), 1e-300))[0]
+        self._norms[slot] = norm
         self._seq_at[slot] = it.seq
         self._slot[it.seq] = slot
         self._items[it.seq] = it
@@ -476,7 +466,7 @@ class OnlineClusterer:
         """Every cluster's description, recomputing only what can have changed since the last call:
         clusters touched since (members, centroid, size), and those whose distinctive terms
         changed because other clusters changed (see :class:`~pipelines.labels.DistinctiveTerms`).
-        Equal to :meth:`_describe_all`."""
+        Equal to recomputing every description from scratch (tests/pipelines/test_clustering_incremental.py)."""
         k = len(self._clusters)
         touched = self._touched | set(range(len(self._infos), k))  # new clusters (also after a restore)
         self._touched = set()
@@ -492,13 +482,6 @@ class OnlineClusterer:
             c = self._clusters[i]
             self._infos[i] = self._info_map[c.cid] = self._info_of(c, self._terms.terms[i], self._seeds[i])
         return dict(self._info_map)
-
-    def _describe_all(self) -> dict[str, ClusterInfo]:
-        """Every cluster's description computed from scratch (the reference for :meth:`_describe`)."""
-        terms = distinctive_terms({c.cid: c.terms for c in self._clusters}, self.config.label_terms)
-        seeds = self.categories.by_seed_many(self._centroids) if self.categories is not None else []
-        return {c.cid: self._info_of(c, terms[c.cid], seeds[k] if seeds else None)
-                for k, c in enumerate(self._clusters)}
 
     def _info_of(self, c: _Cluster, terms: tuple[str, ...], seed: str | None) -> ClusterInfo:
         rep = c.representative.query
