@@ -46,6 +46,7 @@ class ScoredInteraction(_Row):
     stale_context: bool
     contexts: tuple[ContextRef, ...] = ()
     incident_id: str | None = None
+    family_id: str | None = Field(None, description="the intent family of cluster_id when scored (see pipelines.family)")
     intent_hint: str | None = None
     model: str | None = None
     action_name: str | None = None
@@ -63,6 +64,22 @@ class ClusterInfo(_Row):
     centroid_version: int
     first_seen: datetime | None
     last_seen: datetime | None
+    family_id: str | None = Field(None, description="the intent family this cluster belongs to (see pipelines.family)")
+    family_label: str | None = Field(None, description="the family's readable label (its largest member's label)")
+    family_category: str | None = Field(None, description="the family's one category (the strictest of its members')")
+
+
+class FamilyInfo(_Row):
+    """An intent family: clusters that are one intent (phrasings, city names, ...), monitored as
+    one unit besides each cluster. Its id is its oldest member's number (``c007`` -> ``f007``), so
+    it stays while the family grows; a family merged into an older one keeps its old id as an alias."""
+
+    family_id: str
+    label: str
+    category: str
+    clusters: tuple[str, ...] = Field(description="member cluster ids, oldest first")
+    aliases: tuple[str, ...] = Field((), description="family ids merged into this one earlier")
+    size: int = Field(0, description="queries assigned to its members")
 
 
 class SharedDocument(_Row):
@@ -97,6 +114,20 @@ class Example(_Row):
     doc_refs: tuple[ContextRef, ...] = ()
 
 
+class IncidentMember(_Row):
+    """One cluster of an incident: what it adds to the blast radius and why it belongs."""
+
+    cluster_id: str
+    cluster_label: str
+    family_id: str | None
+    category: str
+    joined_at: datetime
+    since: datetime = Field(description="time of this cluster's first failing answer in the incident (its blast radius starts here)")
+    joined_by: Literal["opened", "family", "document"] = Field(description="opened: evidence of the opening test; family: a failing answer in the family of a member; document: the failing answers cite the incident's cause document")
+    below_baseline_count: int
+    affected_sessions: int
+
+
 class IncidentEvent(_Row):
     event: Literal["opened", "updated", "resolved"]
     incident_id: str
@@ -129,3 +160,9 @@ class IncidentEvent(_Row):
     threshold: float
     summary: str
     examples: tuple[Example, ...]
+    level: Literal["cluster", "family"] = Field("cluster", description="the test that opened the incident: one cluster's, or its intent family's")
+    clusters: tuple[str, ...] = Field((), description="every member cluster id, in the order they joined (cluster_id is the first)")
+    clusters_added: tuple[str, ...] = Field((), description="member clusters this event adds (all of them for opened)")
+    family_ids: tuple[str, ...] = Field((), description="intent families of the member clusters")
+    members: tuple[IncidentMember, ...] = ()
+    cause: SharedDocument | None = Field(None, description="the document version the incident is correlated by, if its failing answers share one")
