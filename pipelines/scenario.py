@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,6 +49,7 @@ __all__ = [
     "INCIDENT_KINDS",
     "GroundTruth",
     "IncidentSpec",
+    "PatternTruth",
     "Scenario",
     "ScenarioConfig",
     "generate",
@@ -110,6 +111,9 @@ class IncidentSpec:
     peak_share: float = 1.0  # gradual: the failing share reached at the end of the ramp
     ramp_hours: float = 0.0  # gradual: hours from onset to the peak share
     duration_minutes: float | None = None  # spike: the burst ends this long after onset
+    # stale_document on generated documents: one document all the intents retrieve (from the
+    # stream's start) instead of each its own ``kb-<intent>``; it is the one that goes stale.
+    document: str | None = None
 
     @classmethod
     def of(cls, kind: str, **overrides: Any) -> IncidentSpec:
@@ -142,10 +146,46 @@ class ScenarioConfig:
     incident: IncidentSpec | None = field(default_factory=IncidentSpec)
     gate: float = 0.80  # the product's confidence gate: answers at or above it are shown as is
     producer_faithfulness: bool = False  # add the producer's own evaluator score to each record
+    # More injected patterns beside ``incident`` (each its own intents, cause and onset; they may
+    # overlap in time). Their ground truth is in ``GroundTruth.patterns``.
+    incidents: tuple[IncidentSpec, ...] = ()
+
+    def specs(self) -> tuple[IncidentSpec, ...]:
+        """Every injected pattern: ``incident`` first, then ``incidents``."""
+        return ((self.incident,) if self.incident else ()) + tuple(self.incidents)
+
+
+@dataclass(frozen=True)
+class PatternTruth:
+    """One injected pattern (one :class:`IncidentSpec`): what a single incident should cover."""
+
+    kind: str
+    intents: tuple[str, ...]
+    onset_at: datetime
+    fixed_at: datetime | None  # when it stopped (None: not within the stream)
+    stale_doc: tuple[str, str] | None  # the cause document and the version served stale
+    interaction_ids: frozenset[str]
+    session_ids: frozenset[str]
+    customer_ids: frozenset[str]
+    stale_interaction_ids: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "intents": list(self.intents), "onset_at": _iso(self.onset_at),
+            "fixed_at": _iso(self.fixed_at) if self.fixed_at else None,
+            "stale_doc": list(self.stale_doc) if self.stale_doc else None,
+            "interaction_ids": sorted(self.interaction_ids), "session_ids": sorted(self.session_ids),
+            "customer_ids": sorted(self.customer_ids),
+            "stale_interaction_ids": sorted(self.stale_interaction_ids),
+        }
 
 
 @dataclass(frozen=True)
 class GroundTruth:
+    """What was injected. The ``incident_*`` fields cover every pattern together (``onset_at``,
+    ``fixed_at``, ``stale_doc`` and ``kind`` are the first pattern's); ``patterns`` has each one
+    (one per spec, ``ScenarioConfig.incident`` first)."""
+
     incident_interaction_ids: frozenset[str]
     incident_session_ids: frozenset[str]
     incident_customer_ids: frozenset[str]
@@ -156,12 +196,16 @@ class GroundTruth:
     fixed_at: datetime | None = None  # when v4 was re-indexed (None: not within the stream)
     noise_interaction_ids: frozenset[str] = frozenset()  # background wrong answers
     kind: str | None = None  # the incident kind (None: a clean stream)
+    patterns: tuple[PatternTruth, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-safe, ids sorted (what ``faithwatch generate`` writes next to the stream)."""
+        """JSON-safe, ids sorted (what ``faithwatch generate`` writes next to the stream).
+
+        ``patterns`` is written only for a stream with more than one (one pattern: the
+        ``incident_*`` fields are it, and the file stays as it always was)."""
         def iso(t: datetime | None) -> str | None:
             return _iso(t) if t else None
-        return {
+        out = {
             "kind": self.kind, "incident_intents": list(self.incident_intents),
             "onset_at": iso(self.onset_at), "fixed_at": iso(self.fixed_at),
             "stale_doc": list(self.stale_doc) if self.stale_doc else None,
@@ -171,6 +215,9 @@ class GroundTruth:
             "stale_interaction_ids": sorted(self.stale_interaction_ids),
             "noise_interaction_ids": sorted(self.noise_interaction_ids),
         }
+        if len(self.patterns) > 1:
+            out["patterns"] = [p.to_json() for p in self.patterns]
+        return out
 
 
 @dataclass(frozen=True)
@@ -293,9 +340,26 @@ def _check(queries: Mapping[str, Sequence[str]], config: ScenarioConfig) -> None
         raise ValueError("noise_rate must be within [0, 1]")
     if not any(queries.values()):
         raise ValueError("no queries given")
-    spec = config.incident
-    if spec is None:
-        return
+    for spec in config.specs():
+        _check_spec(queries, config, spec)
+    extra = config.incidents
+    if any(spec is None for spec in extra):
+        raise ValueError("ScenarioConfig.incidents holds IncidentSpecs only (no None)")
+    named = [i for spec in config.specs() for i in spec.intents]
+    if len(named) != len(set(named)):
+        raise ValueError("two injected patterns name the same intent; each needs intents of its own")
+    specs = config.specs()
+    pricing = [spec for spec in specs if spec.kind == "stale_document" and spec.intents
+               and kb.passage_for(spec.intents[0]).doc_id == kb.PRICING_DOC]
+    if len(pricing) > 1 or (pricing and pricing[0] is not specs[0]):
+        raise ValueError("only the first injected pattern (ScenarioConfig.incident) can serve the "
+                         "pricing table stale")
+    documents = [spec.document for spec in specs if spec.document]
+    if len(documents) != len(set(documents)):
+        raise ValueError("two injected patterns name the same document")
+
+
+def _check_spec(queries: Mapping[str, Sequence[str]], config: ScenarioConfig, spec: IncidentSpec) -> None:
     if spec.kind not in INCIDENT_KINDS:
         raise ValueError(f"unknown incident kind {spec.kind!r}; known: {', '.join(INCIDENT_KINDS)}")
     if spec.kind == "stale_document":
@@ -305,6 +369,13 @@ def _check(queries: Mapping[str, Sequence[str]], config: ScenarioConfig) -> None
                              f"document: {not_priced}")
         if len({kb.passage_for(i).doc_id == kb.PRICING_DOC for i in spec.intents}) > 1:
             raise ValueError("stale_document intents must all read the pricing table, or none")
+    if spec.document is not None:
+        if spec.kind != "stale_document":
+            raise ValueError("incident document is for stale_document incidents only")
+        if (not spec.document or spec.document in kb.DOCUMENTS
+                or any(not kb.is_generic(i) for i in spec.intents)):
+            raise ValueError("a shared incident document must be a new document id, read by intents "
+                             "with generated passages (not BANKING77's)")
     if not 0 < spec.peak_share <= 1 or spec.ramp_hours < 0:
         raise ValueError("incident peak_share must be within (0, 1] and ramp_hours >= 0")
     if spec.duration_minutes is not None and spec.duration_minutes <= 0:
@@ -322,11 +393,14 @@ def _can_go_stale(intent: str) -> bool:
     return intent in kb.PRICING_TABLE or kb.is_generic(intent)
 
 
-def _incident_intents(spec: IncidentSpec, profiles: Mapping[str, _IntentProfile]) -> tuple[str, ...]:
-    """The spec's intents, or (``intents=()``) the one the kind picks from the stream."""
+def _incident_intents(spec: IncidentSpec, profiles: Mapping[str, _IntentProfile],
+                      taken: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The spec's intents, or (``intents=()``) the one the kind picks from the stream (not one
+    another pattern already hits: ``taken``)."""
     if spec.intents:
         return tuple(spec.intents)
-    eligible = [i for i in profiles if spec.kind != "stale_document" or _can_go_stale(i)]
+    eligible = [i for i in profiles if (spec.kind != "stale_document" or _can_go_stale(i))
+                and i not in taken and (spec.document is None or kb.is_generic(i))]
     if not eligible:
         raise ValueError(f"no intent in the stream can carry a {spec.kind} incident; name one")
     ranked = sorted(eligible, key=lambda i: (-profiles[i].weight, i))
@@ -337,6 +411,7 @@ def _profiles(queries: Mapping[str, Sequence[str]], config: ScenarioConfig,
               rng: np.random.Generator) -> dict[str, _IntentProfile]:
     available = sorted(i for i, q in queries.items() if q)
     must = (config.incident or IncidentSpec()).intents
+    must += tuple(i for spec in config.incidents for i in spec.intents if i not in must)
     must = tuple(i for i in must if i in available)
     # The incident intents are the only readers of the pricing table in the stream, so every
     # answer citing the stale table belongs to the incident.
@@ -462,12 +537,38 @@ def _context(passage: Passage, score: float, updated_at: datetime,
     }
 
 
+@dataclass
+class _Pattern:
+    """One injected pattern while the stream is built: its spec, window, generator and findings."""
+
+    spec: IncidentSpec
+    intents: tuple[str, ...]
+    window: _Window
+    rng: np.random.Generator
+    onset_at: datetime
+    fixed_at: datetime
+    stale_pricing: bool
+    # Generated documents that go stale: each hit intent's own ``kb-`` id -> the intent.
+    stale_docs: dict[str, str]
+    interactions: set[str] = field(default_factory=set)
+    stale: set[str] = field(default_factory=set)
+    sessions: set[str] = field(default_factory=set)
+    customers: set[str] = field(default_factory=set)
+
+    @property
+    def stale_kind(self) -> bool:
+        return self.spec.kind == "stale_document"
+
+
 def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioConfig) -> Scenario:
     """Build the stream and its ground truth (see the module docstring for an example)."""
     _check(queries_by_intent, config)
-    base_seq, incident_seq, producer_seq, score_seq = np.random.SeedSequence(config.seed).spawn(4)
+    root = np.random.SeedSequence(config.seed)
+    specs = config.specs()
+    base_seq, incident_seq, producer_seq, score_seq, *extra_seqs = root.spawn(4 + len(config.incidents))
     # Separate streams: the incident and the producer score never shift the base stream, so a
-    # clean run and an incident run differ only where the incident acts.
+    # clean run and an incident run differ only where the incident acts. Each further pattern
+    # has a generator of its own (the first pattern's draws are those of a one-pattern stream).
     rng = np.random.default_rng(base_seq)
     irng = np.random.default_rng(incident_seq)
     prng = np.random.default_rng(producer_seq)
@@ -487,40 +588,66 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
     customer_weights /= customer_weights.sum()
     session_customer = rng.choice(n_customers, size=n_sessions, p=customer_weights)
 
-    spec = config.incident
-    hit_intents = _incident_intents(spec, profiles) if spec else ()
-    missing = [i for i in hit_intents if i not in profiles]
-    if missing:
-        raise ValueError(f"incident intents {missing} are not in the stream")
-    window = _window(turns, spec, hit_intents, config, irng) if spec else None
-    onset_at = start + timedelta(milliseconds=window.onset_ms) if window else None
-    fixed_at = start + timedelta(milliseconds=window.fixed_ms) if window else None
-    stale_kind = spec is not None and spec.kind == "stale_document"
-    stale_pricing = stale_kind and kb.passage_for(hit_intents[0]).doc_id == kb.PRICING_DOC
-    # A generated document of its own per intent goes stale (the pricing table has its path).
-    stale_docs = ({kb.generic_doc(i): i for i in hit_intents}
-                  if stale_kind and not stale_pricing else {})
+    patterns: list[_Pattern] = []
+    taken: set[str] = set()
+    for k, spec in enumerate(specs):
+        hit_intents = _incident_intents(spec, profiles, frozenset(taken))
+        missing = [i for i in hit_intents if i not in profiles]
+        if missing:
+            raise ValueError(f"incident intents {missing} are not in the stream")
+        if taken & set(hit_intents):
+            raise ValueError(f"incident intents {sorted(taken & set(hit_intents))} are hit by two patterns")
+        taken |= set(hit_intents)
+        prng_k = irng if k == 0 else np.random.default_rng(extra_seqs[k - 1])
+        window = _window(turns, spec, hit_intents, config, prng_k)
+        stale_kind = spec.kind == "stale_document"
+        stale_pricing = stale_kind and kb.passage_for(hit_intents[0]).doc_id == kb.PRICING_DOC
+        if stale_pricing and k:
+            raise ValueError("only the first injected pattern can serve the pricing table stale")
+        if spec.document is not None and not all(kb.is_generic(i) for i in hit_intents):
+            raise ValueError("a shared incident document needs intents with generated passages")
+        patterns.append(_Pattern(
+            spec, hit_intents, window, prng_k,
+            onset_at=start + timedelta(milliseconds=window.onset_ms),
+            fixed_at=start + timedelta(milliseconds=window.fixed_ms),
+            stale_pricing=stale_pricing,
+            # A generated document of its own per intent goes stale (the pricing table has its path).
+            stale_docs=({kb.generic_doc(i): i for i in hit_intents}
+                        if stale_kind and not stale_pricing else {}),
+        ))
+    pattern_at = {pos: p for p in patterns for pos in p.window.hit}
+    pricing = next((p for p in patterns if p.stale_pricing), None)
+    # The pattern each generated document belongs to (its intents are the only readers).
+    stale_owner = {doc: p for p in patterns for doc in p.stale_docs}
+    # A shared document: its intents' passages are sections of that one document, from the start.
+    shared_of = {kb.generic_doc(i): p.spec.document for p in patterns if p.spec.document
+                 for i in p.intents}
 
     def doc_times(doc_id: str) -> tuple[datetime, datetime]:
         doc = kb.document(doc_id)
         updated = start - timedelta(days=doc.updated_days_before_start)
         return updated, updated + timedelta(hours=doc.index_lag_hours)
 
+    def redoc(passage: Passage, revision: int = 0) -> Passage:
+        shared = shared_of.get(passage.doc_id)
+        if shared is None:
+            return passage
+        doc = kb.document(shared)
+        return Passage(shared, f"v{int(doc.version[1:]) + revision}", passage.text)
+
     def served(passage: Passage, at_ms: int) -> tuple[Passage, tuple[datetime, datetime]]:
         """A generated passage as the index serves it at ``at_ms`` (stale docs change)."""
-        times = doc_times(passage.doc_id)
-        if window is None or passage.doc_id not in stale_docs or at_ms < window.onset_ms:
-            return passage, times
-        if at_ms >= window.fixed_ms:
-            return kb.generic_passage(stale_docs[passage.doc_id], revision=1), (onset_at, fixed_at)
-        return passage, (onset_at, times[1])
+        owner = stale_owner.get(passage.doc_id)
+        times = doc_times(shared_of.get(passage.doc_id, passage.doc_id))
+        if owner is None or at_ms < owner.window.onset_ms:
+            return redoc(passage), times
+        if at_ms >= owner.window.fixed_ms:
+            return (redoc(kb.generic_passage(owner.stale_docs[passage.doc_id], revision=1), 1),
+                    (owner.onset_at, owner.fixed_at))
+        return redoc(passage), (owner.onset_at, times[1])
 
     records: list[dict[str, Any]] = []
-    incident_ids: set[str] = set()
-    stale_ids: set[str] = set()
     noise_ids: set[str] = set()
-    hit_sessions: set[str] = set()
-    hit_customers: set[str] = set()
     among = tuple(intents)
     for pos, turn in enumerate(turns):
         at = start + timedelta(milliseconds=turn.at_ms)
@@ -538,16 +665,17 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
         # from the fix the index serves v4.
         pricing_version = "v3"
         pricing_dates = doc_times(kb.PRICING_DOC)
-        if stale_pricing and turn.at_ms >= window.fixed_ms:
-            pricing_version, pricing_dates = "v4", (onset_at, fixed_at)
-        elif stale_pricing and turn.at_ms >= window.onset_ms:
-            pricing_dates = (onset_at, pricing_dates[1])
+        if pricing is not None and turn.at_ms >= pricing.window.fixed_ms:
+            pricing_version, pricing_dates = "v4", (pricing.onset_at, pricing.fixed_at)
+        elif pricing is not None and turn.at_ms >= pricing.window.onset_ms:
+            pricing_dates = (pricing.onset_at, pricing_dates[1])
 
         best, best_dates = served(kb.passage_for(turn.intent, pricing_version), turn.at_ms)
         neighbours = kb.neighbours_of(turn.intent, pricing_version, among)
-        if stale_docs and turn.intent not in hit_intents:
-            # Only the incident's intents retrieve its stale document.
-            neighbours = tuple(p for p in neighbours if p.doc_id not in stale_docs)
+        if stale_owner:
+            # Only a pattern's own intents retrieve its stale document.
+            neighbours = tuple(p for p in neighbours if p.doc_id not in stale_owner
+                               or turn.intent in stale_owner[p.doc_id].intents)
         n_extra = min(len(neighbours), int(rng.choice(3, p=_EXTRA_CONTEXT_PROBS)))
         extra = [neighbours[int(i)] for i in rng.choice(len(neighbours), n_extra, replace=False)]
         top = float(rng.uniform(0.74, 0.93))
@@ -555,9 +683,14 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
                                reverse=True)]
         contexts = [_context(best, scores[0], *(pricing_dates if best.doc_id == kb.PRICING_DOC
                                                 else best_dates))]
-        contexts += [_context(p, sc, *(pricing_dates if p.doc_id == kb.PRICING_DOC
-                                       else served(p, turn.at_ms)[1]))
-                     for p, sc in zip(extra, scores[1:], strict=True)]
+        for p, sc in zip(extra, scores[1:], strict=True):
+            if p.doc_id == kb.PRICING_DOC:
+                contexts.append(_context(p, sc, *pricing_dates))
+            else:
+                shown, dates = served(p, turn.at_ms)
+                # The neighbour's text as it always was (only its dating and id follow the index).
+                contexts.append(_context(redoc(p, int(shown.version[1:]) - int(redoc(p).version[1:]))
+                                         if shared_of else p, sc, *dates))
         confidence = rng.normal(profile.mean_confidence(turn.at_ms / 86_400_000), _CONFIDENCE_SD)
         noisy = bool(rng.random() < config.noise_rate)
         # Its own generator: how many draws a made-up figure takes depends on the passage
@@ -574,30 +707,32 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
                         "locale": "en-GB"}
 
         wrong = noisy
-        if window is not None and pos in window.hit:
+        pattern = pattern_at.get(pos)
+        if pattern is not None:
+            prn = pattern.rng
             noisy, wrong = False, True
-            incident_ids.add(interaction_id)
-            hit_sessions.add(session_id)
-            hit_customers.add(customer_id)
-            confidence = irng.normal(spec.confidence, _INCIDENT_CONFIDENCE_SD)
-            if not stale_kind:
+            pattern.interactions.add(interaction_id)
+            pattern.sessions.add(session_id)
+            pattern.customers.add(customer_id)
+            confidence = prn.normal(pattern.spec.confidence, _INCIDENT_CONFIDENCE_SD)
+            if not pattern.stale_kind:
                 # The model states a figure its (right) passage does not: a made-up price or rate.
-                response = _answer(_hallucinate(best.text, irng, known), template)
-            elif pos in window.stale:
+                response = _answer(_hallucinate(best.text, prn, known), template)
+            elif pos in pattern.window.stale:
                 # The answer quotes the stale passage faithfully, so its figures are out of date.
-                stale_ids.add(interaction_id)
+                pattern.stale.add(interaction_id)
                 response = _answer(best.text, template)
-            elif stale_pricing:
+            elif pattern.stale_pricing:
                 # Retrieval missed the table; the model made up a price near the real one.
                 faq = Passage(kb.FEES_FAQ_DOC, kb.DOCUMENTS[kb.FEES_FAQ_DOC].version, kb.FEES_FAQ)
                 contexts = [_context(faq, top, *doc_times(kb.FEES_FAQ_DOC))]
                 true_text = kb.passage_for(turn.intent, "v4").text
-                response = _answer(_hallucinate(true_text, irng), template)
+                response = _answer(_hallucinate(true_text, prn), template)
             else:
                 fallback = kb.fallback_passage()
                 contexts = [_context(fallback, top, *doc_times(fallback.doc_id))]
                 true_text = kb.generic_passage(turn.intent, revision=1).text
-                response = _answer(_hallucinate(true_text, irng, _GENERIC_VALUES), template)
+                response = _answer(_hallucinate(true_text, prn, _GENERIC_VALUES), template)
         if noisy:
             noise_ids.add(interaction_id)
 
@@ -621,22 +756,35 @@ def generate(queries_by_intent: Mapping[str, Sequence[str]], config: ScenarioCon
             record["metadata"] = metadata
         records.append(record)
 
-    stale_doc = None
-    if stale_pricing:
-        stale_doc = (kb.PRICING_DOC, "v3")
-    elif stale_docs:
-        first = kb.passage_for(hit_intents[0])
-        stale_doc = (first.doc_id, first.version)
+    horizon_ms = int(config.days * 86_400_000)
+    truths = tuple(PatternTruth(
+        kind=p.spec.kind, intents=p.intents, onset_at=p.onset_at,
+        fixed_at=p.fixed_at if p.window.fixed_ms < horizon_ms else None,
+        stale_doc=_stale_doc(p, redoc),
+        interaction_ids=frozenset(p.interactions), session_ids=frozenset(p.sessions),
+        customer_ids=frozenset(p.customers), stale_interaction_ids=frozenset(p.stale),
+    ) for p in patterns)
+    first = truths[0] if truths else None
     truth = GroundTruth(
-        incident_interaction_ids=frozenset(incident_ids),
-        incident_session_ids=frozenset(hit_sessions),
-        incident_customer_ids=frozenset(hit_customers),
-        incident_intents=hit_intents,
-        onset_at=onset_at,
-        stale_doc=stale_doc,
-        stale_interaction_ids=frozenset(stale_ids),
-        fixed_at=fixed_at if window and window.fixed_ms < int(config.days * 86_400_000) else None,
+        incident_interaction_ids=frozenset().union(*(t.interaction_ids for t in truths)),
+        incident_session_ids=frozenset().union(*(t.session_ids for t in truths)),
+        incident_customer_ids=frozenset().union(*(t.customer_ids for t in truths)),
+        incident_intents=tuple(i for t in truths for i in t.intents),
+        onset_at=first.onset_at if first else None,
+        stale_doc=first.stale_doc if first else None,
+        stale_interaction_ids=frozenset().union(*(t.stale_interaction_ids for t in truths)),
+        fixed_at=first.fixed_at if first else None,
         noise_interaction_ids=frozenset(noise_ids),
-        kind=spec.kind if spec else None,
+        kind=first.kind if first else None,
+        patterns=truths,
     )
     return Scenario(records=records, truth=truth)
+
+
+def _stale_doc(pattern: _Pattern, redoc: Callable[[Passage], Passage]) -> tuple[str, str] | None:
+    if pattern.stale_pricing:
+        return (kb.PRICING_DOC, "v3")
+    if pattern.stale_docs:
+        first = redoc(kb.passage_for(pattern.intents[0]))
+        return (first.doc_id, first.version)
+    return None

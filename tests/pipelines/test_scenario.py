@@ -481,3 +481,87 @@ def test_unusable_kind_specs_are_refused(queries, spec, message):
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown incident kind"):
         IncidentSpec.of("outage")
+
+
+# --- issue #10: one cause behind several intents, two causes at once --------------------------
+
+SHARED = ("bill_balance", "reminder", "weather")  # CLINC150 intents of unrelated domains
+
+
+@pytest.fixture(scope="module")
+def shared(datasets):
+    spec = IncidentSpec(intents=SHARED, onset_day=1.6, sessions=18, document="kb-account-help")
+    return generate(datasets["clinc150"], replace(KIND_CONFIG, incident=spec))
+
+
+def test_shared_document_is_read_by_all_its_intents_and_goes_stale_once(shared):
+    truth = shared.truth
+    assert truth.stale_doc == ("kb-account-help", kb.document("kb-account-help").version)
+    assert len(truth.patterns) == 1 and truth.patterns[0].stale_doc == truth.stale_doc
+    assert len(truth.incident_session_ids) == 18
+    records = {r["interaction_id"]: r for r in shared.records}
+    # Every stale answer cites the one shared document, stale, and the hit spans its intents.
+    for iid in truth.stale_interaction_ids:
+        top = records[iid]["contexts"][0]
+        assert top["doc_id"] == "kb-account-help" and is_stale(top)
+    hit_queries = {records[i]["query"] for i in truth.incident_interaction_ids}
+    assert len(hit_queries) > 3
+    # No record cites the generated per-intent documents of the shared intents.
+    cited = {c["doc_id"] for r in shared.records for c in r["contexts"]}
+    assert not cited & {kb.generic_doc(i) for i in SHARED}
+    # Before onset the document is current; after the fix its next version is served.
+    onset, fixed = truth.onset_at, truth.fixed_at
+    for r in shared.records:
+        for c in r["contexts"]:
+            if c["doc_id"] != "kb-account-help":
+                continue
+            if ts(r["timestamp"]) < onset:
+                assert not is_stale(c) and c["doc_version"] == truth.stale_doc[1]
+            elif fixed and ts(r["timestamp"]) >= fixed:
+                assert not is_stale(c) and c["doc_version"] != truth.stale_doc[1]
+    assert all(parse_record(r) for r in shared.records[:200])
+
+
+def test_two_patterns_have_their_own_intents_causes_and_truth(datasets):
+    q = datasets["clinc150"]
+    one = IncidentSpec(intents=("bill_balance",), onset_day=1.6, sessions=12)
+    two = IncidentSpec(intents=("play_music",), onset_day=1.7, sessions=12)
+    s = generate(q, replace(KIND_CONFIG, incident=one, incidents=(two,)))
+    a, b = s.truth.patterns
+    assert (a.intents, b.intents) == (("bill_balance",), ("play_music",))
+    assert a.stale_doc[0] == "kb-bill-balance" and b.stale_doc[0] == "kb-play-music"
+    assert len(a.session_ids) == len(b.session_ids) == 12
+    assert not a.interaction_ids & b.interaction_ids
+    assert s.truth.incident_interaction_ids == a.interaction_ids | b.interaction_ids
+    assert s.truth.onset_at == a.onset_at < b.onset_at and a.fixed_at > b.onset_at  # they overlap
+    records = {r["interaction_id"]: r for r in s.records}
+    assert {records[i]["contexts"][0]["doc_id"] for i in b.stale_interaction_ids} == {"kb-play-music"}
+    doc = s.truth.to_json()
+    assert [p["intents"] for p in doc["patterns"]] == [["bill_balance"], ["play_music"]]
+    json.dumps(doc)
+    # One pattern: the truth file keeps its one-incident shape.
+    alone = generate(q, replace(KIND_CONFIG, incident=one))
+    assert len(alone.truth.patterns) == 1 and "patterns" not in alone.truth.to_json()
+
+
+def test_a_second_pattern_picks_an_intent_of_its_own(datasets):
+    s = generate(datasets["hwu64"], replace(KIND_CONFIG, incident=IncidentSpec.of("gradual", onset_day=1.6),
+                                            incidents=(IncidentSpec.of("spike", onset_day=1.6),)))
+    a, b = s.truth.patterns
+    assert a.intents != b.intents and a.kind == "gradual" and b.kind == "spike"
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    (replace(KIND_CONFIG, incident=IncidentSpec(intents=("weather",), onset_day=1.6),
+             incidents=(IncidentSpec(intents=("weather",), onset_day=1.7),)), "same intent"),
+    (replace(KIND_CONFIG, incident=IncidentSpec.of("gradual", intents=("weather",), document="kb-x")),
+     "stale_document incidents only"),
+    (replace(KIND_CONFIG, incident=IncidentSpec(intents=("weather",), document="pricing-table")),
+     "new document id"),
+    (replace(KIND_CONFIG, incident=IncidentSpec(intents=("weather",), document="kb-x", onset_day=1.6),
+             incidents=(IncidentSpec(intents=("reminder",), document="kb-x", onset_day=1.6),)),
+     "same document"),
+])
+def test_unusable_pattern_combinations_are_refused(datasets, config, message):
+    with pytest.raises(ValueError, match=message):
+        generate(datasets["clinc150"], config)
