@@ -450,6 +450,10 @@ class OnlineClusterer:
     def centroids(self) -> dict[str, np.ndarray]:
         return {c.cid: c.centroid.copy() for c in self._clusters}
 
+    def centroid_rows(self) -> tuple[list[str], np.ndarray]:
+        """Cluster ids in creation order and their centroids as rows (a view: read it, do not keep it)."""
+        return [c.cid for c in self._clusters], self._centroids
+
     @property
     def _centroids(self) -> np.ndarray:
         """Row i is ``self._clusters[i].centroid`` (a view of the growing buffer)."""

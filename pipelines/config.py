@@ -64,6 +64,11 @@ class ClusterConfig(_Config):
     label_terms: int = Field(3, ge=1, le=10)
     label_vocabulary: int = Field(200, ge=10, description="distinct terms counted per cluster for its label (rarest forgotten)")
     representative_candidates: int = Field(5, ge=1, description="members kept as candidates for the representative query")
+    # Issue #10. Average linkage over the centroids (cosine) at 0.45: on the CLINC150, BANKING77 and
+    # HWU64 training streams (seed 1) it keeps 7 of the 12 weather clusters in one family while
+    # most families stay one intent; see docs/families.md for the measured choice.
+    family_threshold: float = Field(0.45, gt=0, le=2, description="cosine distance cut of the average linkage over cluster centroids that forms intent families (0 would make every cluster its own family)")
+    family_refresh_every: int = Field(2_000, ge=1, description="re-link the families every N interactions (a cluster created in between joins its nearest centroid's family if closer than the cut)")
 
 
 class FaithfulnessConfig(_Config):
@@ -110,7 +115,7 @@ class BaselineConfig(_Config):
 
 
 class DetectConfig(_Config):
-    false_alarm_rate: float = Field(1e-5, gt=0, lt=1, description="per cluster per observation; CUSUM threshold h = ln(1/rate)")
+    false_alarm_rate: float = Field(1e-5, gt=0, lt=1, description="per answer, over both tests it feeds (its cluster's and its family's): each level gets half, CUSUM threshold h = ln(2/rate)")
     shift_ratio: float = Field(8.0, gt=1, description="the below-baseline rate the test is tuned to, as a multiple of the baseline rate")
     min_shifted_rate: float = Field(0.4, gt=0, lt=1, description="...but at least this rate")
     min_baseline_rate: float = Field(0.02, gt=0, lt=1, description="floor of the estimated below-baseline rate")

@@ -1,13 +1,29 @@
-"""Pattern detection across clusters: below-baseline answers that form a pattern, not noise.
+"""Pattern detection across clusters and intent families: one incident per pattern, not noise.
 
 For every scored answer the :class:`PatternDetector` asks the answer's cluster baseline whether
-it falls below the band, feeds that to the cluster's Bernoulli CUSUM (baseline rate ``p0``
-against a shifted rate ``p1``) and opens an incident when the test alarms *and* the failing
-answers since the estimated onset come from at least ``min_sessions`` distinct sessions (one
-unlucky conversation is not a pattern). While an incident is open the cluster's answers do not
-update its baseline, and a second CUSUM, in the other direction, resolves the incident once the
-evidence says the cluster is back to its baseline rate (or the cluster has been quiet for
-``resolve_quiet_hours``).
+it falls below the band and feeds that to two Bernoulli CUSUMs (baseline rate ``p0`` against a
+shifted rate ``p1``): the cluster's, and its intent family's (:mod:`pipelines.family`; the same
+per-answer evidence, summed over every free cluster of the family, so a pattern spread over ten
+small sub-clusters proves itself as fast as in one cluster). An incident opens when either test
+alarms *and* the failing answers since its estimated onset come from at least ``min_sessions``
+distinct sessions (one unlucky conversation is not a pattern).
+
+False alarms: each answer feeds two tests, so each level gets half the configured rate
+(Bonferroni: ``h = ln(2 / false_alarm_rate)`` for both), which keeps the rate of false incidents
+per answer at or below ``false_alarm_rate`` however clusters group into families.
+
+An incident is a pattern, not a cluster. Evidence that shares its cause joins it instead of
+opening another (an ``updated`` event names the clusters it adds):
+
+- a test that alarms (a cluster's or a family's) joins the open incident whose cause is the same
+  document version; with no cause on one side, the one that shares its family;
+- a failing answer anywhere that retrieved the incident's cause document *stale* joins at once
+  (the strongest evidence there is: the same out-of-date passage).
+
+Two causes stay two incidents, even at once and in one family, when their documents differ.
+While an incident is open its member clusters' answers do not update their baselines, and a
+second CUSUM over all of them, in the other direction, resolves it once they are back at their
+baseline rates (or all have been quiet for ``resolve_quiet_hours``).
 
 Every decision is a function of the events seen so far, in event-time order: the same stream
 gives the same incidents, whichever driver runs it.
@@ -16,13 +32,14 @@ gives the same incidents, whichever driver runs it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pipelines.baseline import Band, ClusterBaseline
 from pipelines.config import BaselineConfig, DetectConfig
 from pipelines.cusum import BernoulliCusum, threshold_for
-from pipelines.incident import DocSeen, Failure, Incident, distinct_sessions
+from pipelines.incident import DocSeen, Failure, Incident, Member, cause_of, distinct_sessions
 from pipelines.interaction import Interaction
 from pipelines.policy import Category
 from pipelines.records import IncidentEvent
@@ -42,23 +59,53 @@ class Judgement:
     events: tuple[IncidentEvent, ...]
 
 
-class ClusterMonitor:
-    """Baseline, sequential test and (at most one) open incident of one cluster."""
+class _Test:
+    """A sequential test with the failures of its current excursion (what an alarm shows)."""
 
-    def __init__(self, cluster_id: str, baseline: ClusterBaseline, threshold: float):
-        self.cluster_id = cluster_id
-        self.baseline = baseline
+    def __init__(self, threshold: float):
         self.cusum = BernoulliCusum(threshold)
         self.excursion: deque[Failure] = deque(maxlen=_EXCURSION_CAPACITY)
         self.excursion_observed = 0
-        self.incident: Incident | None = None
-        self.recovery: BernoulliCusum | None = None
+
+    def update(self, below: bool, p0: float, p1: float, at: datetime, failure: Failure | None) -> None:
+        self.cusum.update(below, p0, p1, at)
+        if self.cusum.onset is None:
+            self.excursion.clear()
+            self.excursion_observed = 0
+        else:
+            self.excursion_observed += 1
+            if failure is not None:
+                self.excursion.append(failure)
+
+    def reset(self) -> None:
+        self.cusum.reset()
+        self.excursion.clear()
+        self.excursion_observed = 0
+
+    def to_state(self) -> dict:
+        return {"cusum": self.cusum.to_state(), "excursion": [f.to_state() for f in self.excursion],
+                "excursion_observed": self.excursion_observed}
+
+    def restore(self, s: dict, threshold: float) -> None:
+        self.cusum = BernoulliCusum.from_state(s["cusum"], threshold)
+        self.excursion.extend(Failure.from_state(f) for f in s["excursion"])
+        self.excursion_observed = s["excursion_observed"]
+
+
+class ClusterMonitor(_Test):
+    """Baseline and sequential test of one cluster, and the open incident it belongs to."""
+
+    def __init__(self, cluster_id: str, baseline: ClusterBaseline, threshold: float):
+        super().__init__(threshold)
+        self.cluster_id = cluster_id
+        self.baseline = baseline
+        self.incident_id: str | None = None
         self.last_at: datetime | None = None
         self.label = cluster_id
         self.category: Category | None = None
 
 
-def failure_of(i: Interaction, faithfulness: float, confident_wrong: bool) -> Failure:
+def failure_of(i: Interaction, faithfulness: float, confident_wrong: bool, cluster_id: str = "") -> Failure:
     docs = tuple(DocSeen(c.doc_id, c.doc_version, c.stale, c.indexed_at, c.doc_updated_at)
                  for c in i.contexts if c.doc_id)
     return Failure(
@@ -67,23 +114,31 @@ def failure_of(i: Interaction, faithfulness: float, confident_wrong: bool) -> Fa
         faithfulness=faithfulness, confidence=i.confidence, docs=docs,
         confident_wrong=confident_wrong,
         irreversible=bool(i.action is not None and i.action.reversible is False),
+        cluster_id=cluster_id,
     )
 
 
 class PatternDetector:
     KIND = "pattern_detector"
-    STATE_VERSION = 1
+    STATE_VERSION = 2
 
-    def __init__(self, baseline_config: BaselineConfig, detect_config: DetectConfig):
+    def __init__(self, baseline_config: BaselineConfig, detect_config: DetectConfig,
+                 family_of: Callable[[str], str] | None = None,
+                 family_size: Callable[[str], int] | None = None):
         self.baseline_config = baseline_config
         self.config = detect_config
-        self.threshold = threshold_for(detect_config.false_alarm_rate)
+        # Two tests per answer (cluster and family): each gets half the false-alarm rate.
+        self.threshold = threshold_for(detect_config.false_alarm_rate / 2)
         # The global baseline takes only answers a cluster baseline has committed, so an
         # incident's answers (taken back from the cluster) never reach it either.
         self.global_config = baseline_config.model_copy(update={"holdback": 0, "holdback_hours": 0.0})
         self.global_baseline = ClusterBaseline(self.global_config)
         self.monitors: dict[str, ClusterMonitor] = {}
-        self._open: set[str] = set()  # clusters with an open incident (advance() looks only at these)
+        self.families: dict[str, _Test] = {}  # family id -> its test (families of 2+ clusters)
+        self.incidents: dict[str, Incident] = {}  # the open ones, in opening order
+        # Which family a cluster is in (the pipeline's IntentFamilies); not state of this detector.
+        self.family_of: Callable[[str], str] = family_of or (lambda cid: cid)
+        self.family_size: Callable[[str], int] = family_size or (lambda fid: 1)
 
     # -- helpers -----------------------------------------------------------------------------
     def _monitor(self, cluster_id: str, category: Category) -> ClusterMonitor:
@@ -107,10 +162,17 @@ class PatternDetector:
             return ClusterBaseline(self.baseline_config).band(self.global_baseline.prior())
         return m.baseline.band(self.global_baseline.prior())
 
-    def _event(self, m: ClusterMonitor, kind: str, at: datetime, band: Band) -> IncidentEvent:
-        assert m.incident is not None and m.category is not None
-        return m.incident.event(kind, at, label=m.label, category=m.category, baseline=m.baseline,
-                                band=band, examples=self.config.examples)
+    def _event(self, inc: Incident, kind: str, at: datetime) -> IncidentEvent:
+        first = self.monitors[inc.cluster_id]
+        assert first.category is not None
+        for cid, member in inc.members.items():  # labels and categories as they are now
+            m = self.monitors[cid]
+            member.label = m.label
+            member.category = m.category or member.category
+        band = first.baseline.band(self.global_baseline.prior())
+        return inc.event(kind, at, label=first.label, category=first.category,
+                         baseline=[self.monitors[c].baseline for c in inc.members], band=band,
+                         examples=self.config.examples)
 
     def _observe_baseline(self, m: ClusterMonitor, at: datetime, f: float, c: float | None,
                           below: bool) -> None:
@@ -119,6 +181,9 @@ class PatternDetector:
         for at_c, f_c, c_c, below_c in m.baseline.committed:
             self.global_baseline.observe(at_c, f_c, c_c, below_c)
         self.global_baseline.expire(at)
+
+    def _member_families(self, inc: Incident) -> set[str]:
+        return {self.family_of(cid) for cid in inc.members}
 
     # -- the one entry point -----------------------------------------------------------------
     def observe(self, interaction: Interaction, *, cluster_id: str, label: str,
@@ -130,138 +195,197 @@ class PatternDetector:
         m.last_at = at
         band = m.baseline.band(self.global_baseline.prior())
         if faithfulness is None:
-            inc = m.incident.incident_id if m.incident else None
             return Judgement(False, None if band.count == 0 and band.low == float("-inf") else band.low,
-                             False, inc, tuple(events))
+                             False, m.incident_id, tuple(events))
         below = band.is_below(faithfulness)
         conf = interaction.confidence
         confident_wrong = below and conf is not None and conf >= category.gate
         p0, p1 = self._rates(band)
         low = None if band.low == float("-inf") else band.low
+        failure = failure_of(interaction, faithfulness, confident_wrong, cluster_id) if below else None
 
-        if m.incident is None:
-            m.cusum.update(below, p0, p1, at)
-            if m.cusum.onset is None:
-                m.excursion.clear()
-                m.excursion_observed = 0
-            else:
-                m.excursion_observed += 1
-                if below:
-                    m.excursion.append(failure_of(interaction, faithfulness, confident_wrong))
-            self._observe_baseline(m, at, faithfulness, conf, below)
-            if m.cusum.alarm and distinct_sessions(list(m.excursion)) >= self.config.min_sessions:
-                onset = m.cusum.onset or at
-                m.baseline.discard_since(onset)
-                m.incident = Incident(
-                    incident_id=Incident.make_id(cluster_id, onset), cluster_id=cluster_id,
-                    onset=onset, detected_at=at, failures=list(m.excursion),
-                    observed=m.excursion_observed, statistic=m.cusum.statistic,
-                    threshold=self.threshold)
-                m.recovery = BernoulliCusum(self.config.resolve_threshold)
-                self._open.add(cluster_id)
-                events.append(self._event(m, "opened", at, band))
-            inc_id = m.incident.incident_id if m.incident else None
-            return Judgement(below, low, confident_wrong, inc_id, tuple(events))
+        if m.incident_id is not None:
+            inc = self.incidents[m.incident_id]
+            events += self._inside(inc, below, p0, p1, at, failure)
+            return Judgement(below, low, confident_wrong, inc.incident_id, tuple(events))
 
-        inc = m.incident
-        assert m.recovery is not None
+        family_id = self.family_of(cluster_id)
+        family = None
+        if self.family_size(family_id) > 1:
+            family = self.families.get(family_id)
+            if family is None:
+                family = self.families[family_id] = _Test(self.threshold)
+        m.update(below, p0, p1, at, failure)
+        if family is not None:
+            family.update(below, p0, p1, at, failure)
+        self._observe_baseline(m, at, faithfulness, conf, below)
+
+        inc = self._joinable(failure) if failure is not None else None
+        if inc is not None:
+            evidence = [f for f in m.excursion if self._shares_cause(f, inc)] or [failure]
+            self._join(inc, {cluster_id: evidence}, "document", at)
+            events.append(self._event(inc, "updated", at))
+        elif m.cusum.alarm and distinct_sessions(m.excursion) >= self.config.min_sessions:
+            events += self._alarm(m, cluster_id, "cluster", list(m.excursion), m.excursion_observed, at)
+        elif family is not None and family.cusum.alarm:
+            free = [f for f in family.excursion if self.monitors[f.cluster_id].incident_id is None]
+            if distinct_sessions(free) >= self.config.min_sessions:
+                events += self._alarm(family, family_id, "family", free, family.excursion_observed, at)
+        return Judgement(below, low, confident_wrong, m.incident_id, tuple(events))
+
+    def _inside(self, inc: Incident, below: bool, p0: float, p1: float, at: datetime,
+                failure: Failure | None) -> list[IncidentEvent]:
+        """An answer of a member cluster: evidence for the incident, or of its recovery."""
+        assert inc.recovery is not None
         inc.observed += 1
-        if below:
-            inc.failures.append(failure_of(interaction, faithfulness, confident_wrong))
+        inc.last_at = at
+        if failure is not None:
+            inc.failures.append(failure)
         # Recovery: evidence that the rate is back at p0 rather than still at p1.
-        m.recovery.update(below, p1, p0, at)
-        inc.statistic = m.cusum.statistic
-        if m.recovery.alarm:
-            events.append(self._resolve(m, at, band))
-        elif len(inc.sessions) >= max(inc.reported_sessions + 1,
-                                      inc.reported_sessions * self.config.update_growth):
-            events.append(self._event(m, "updated", at, band))
-        return Judgement(below, low, confident_wrong, inc.incident_id, tuple(events))
+        inc.recovery.update(below, p1, p0, at)
+        if inc.recovery.alarm:
+            return [self._resolve(inc, at)]
+        if inc.added or len(inc.sessions) >= max(inc.reported_sessions + 1,
+                                                 inc.reported_sessions * self.config.update_growth):
+            return [self._event(inc, "updated", at)]
+        return []
 
-    def _resolve(self, m: ClusterMonitor, at: datetime, band: Band) -> IncidentEvent:
-        assert m.incident is not None
-        m.incident.resolved_at = at
-        ev = self._event(m, "resolved", at, band)
-        m.incident = None
-        self._open.discard(m.cluster_id)
-        m.recovery = None
-        m.cusum.reset()
-        m.excursion.clear()
-        m.excursion_observed = 0
+    # -- correlation -------------------------------------------------------------------------
+    @staticmethod
+    def _shares_cause(f: Failure, inc: Incident) -> bool:
+        cause = inc.cause
+        return cause is None or cause in f.doc_keys
+
+    def _joinable(self, f: Failure) -> Incident | None:
+        """The open incident whose cause is a stale document this failing answer also retrieved
+        stale, if any. (Anything weaker joins through a test: one failing answer is noise as
+        often as not, and the cluster's or family's own test proves a pattern in a few.)"""
+        for inc in self.incidents.values():
+            cause = inc.cause
+            if cause is not None and any((d.doc_id, d.doc_version) == cause and d.stale for d in f.docs):
+                return inc
+        return None
+
+    def _correlated(self, evidence: Sequence[Failure], families: set[str]) -> tuple[Incident | None, str]:
+        """The open incident an alarm's evidence shares its cause with: the same cause document,
+        or no conflicting cause and a shared family."""
+        cause = cause_of(evidence)
+        for inc in self.incidents.values():
+            theirs = inc.cause
+            if cause is not None and theirs == cause:
+                return inc, "document"
+        for inc in self.incidents.values():
+            theirs = inc.cause
+            if (cause is None or theirs is None) and families & self._member_families(inc):
+                return inc, "family"
+        return None, ""
+
+    def _join(self, inc: Incident, evidence: dict[str, list[Failure]], how: str, at: datetime) -> None:
+        """Make the clusters of ``evidence`` members of ``inc`` with their failures."""
+        known = {f.interaction_id for f in inc.failures}
+        for cid, failures in evidence.items():
+            m = self.monitors[cid]
+            since = min((f.at for f in failures), default=at)
+            m.baseline.discard_since(since)
+            m.incident_id = inc.incident_id
+            m.reset()
+            assert m.category is not None
+            inc.add_member(Member(cid, m.label, self.family_of(cid), m.category, at, since, how))
+            inc.failures += [f for f in failures if f.interaction_id not in known]
+            inc.observed += max(len(failures), 1)
+        inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
+        inc.last_at = at
+        for fid in {self.family_of(cid) for cid in evidence}:
+            fam = self.families.get(fid)
+            if fam is not None:  # its free clusters start over, without the joined evidence
+                fam.reset()
+
+    def _alarm(self, test: _Test, key: str, level: str, evidence: list[Failure], observed: int,
+               at: datetime) -> list[IncidentEvent]:
+        """A test alarmed on ``evidence``: join the incident it shares a cause with, or open one."""
+        by_cluster: dict[str, list[Failure]] = {}
+        for f in evidence:
+            by_cluster.setdefault(f.cluster_id, []).append(f)
+        families = {self.family_of(cid) for cid in by_cluster}
+        inc, how = self._correlated(evidence, families)
+        onset, statistic = test.cusum.onset or at, test.cusum.statistic
+        test.reset()
+        if inc is not None:
+            self._join(inc, by_cluster, how, at)
+            return [self._event(inc, "updated", at)]
+        first = min(by_cluster, key=lambda cid: (by_cluster[cid][0].at, cid))
+        inc = Incident(
+            incident_id=Incident.make_id(key, onset), cluster_id=first, onset=onset, detected_at=at,
+            failures=[], observed=0, statistic=statistic, threshold=self.threshold,
+            level=level, recovery=BernoulliCusum(self.config.resolve_threshold))
+        self.incidents[inc.incident_id] = inc
+        order = sorted(by_cluster, key=lambda cid: (by_cluster[cid][0].at, cid))
+        self._join(inc, {cid: by_cluster[cid] for cid in order}, "opened", at)
+        inc.observed = max(observed, len(inc.failures))
+        inc.added = []
+        return [self._event(inc, "opened", at)]
+
+    def _resolve(self, inc: Incident, at: datetime) -> IncidentEvent:
+        inc.resolved_at = at
+        ev = self._event(inc, "resolved", at)
+        del self.incidents[inc.incident_id]
+        for cid in inc.members:
+            m = self.monitors[cid]
+            m.incident_id = None
+            m.reset()
         return ev
 
     def advance(self, now: datetime) -> list[IncidentEvent]:
-        """Resolve incidents whose cluster has been quiet for ``resolve_quiet_hours``."""
+        """Resolve incidents whose clusters have all been quiet for ``resolve_quiet_hours``."""
         quiet = timedelta(hours=self.config.resolve_quiet_hours)
-        out = []
-        for cid in sorted(self._open):  # a monitor without an open incident has nothing to resolve
-            m = self.monitors[cid]
-            if m.incident is not None and m.last_at is not None and now - m.last_at >= quiet:
-                out.append(self._resolve(m, now, m.baseline.band(self.global_baseline.prior())))
-        return out
+        return [self._resolve(inc, now) for inc in list(self.incidents.values())
+                if inc.last_at is not None and now - inc.last_at >= quiet]
 
     @property
     def open_incidents(self) -> dict[str, Incident]:
-        return {m.incident.incident_id: m.incident for m in self.monitors.values() if m.incident}
+        return dict(self.incidents)
 
     # -- state -------------------------------------------------------------------------------
     def to_state(self) -> dict:
         monitors = {}
         for cid, m in sorted(self.monitors.items()):
-            inc = m.incident
             monitors[cid] = {
-                "baseline": m.baseline.to_state(),
-                "cusum": m.cusum.to_state(),
-                "excursion": [f.to_state() for f in m.excursion],
-                "excursion_observed": m.excursion_observed,
-                "recovery": m.recovery.to_state() if m.recovery else None,
+                "baseline": m.baseline.to_state(), **m.to_state(),
+                "incident_id": m.incident_id,
                 "last_at": m.last_at.isoformat() if m.last_at else None,
                 "label": m.label,
                 "category": m.category.model_dump(mode="json") if m.category else None,
-                "incident": None if inc is None else {
-                    "incident_id": inc.incident_id, "onset": inc.onset.isoformat(),
-                    "detected_at": inc.detected_at.isoformat(),
-                    "failures": [f.to_state() for f in inc.failures], "observed": inc.observed,
-                    "sequence": inc.sequence, "reported_sessions": inc.reported_sessions,
-                    "last_event_at": inc.last_event_at.isoformat() if inc.last_event_at else None,
-                    "statistic": inc.statistic, "threshold": inc.threshold,
-                },
             }
-        payload = {"global": self.global_baseline.to_state(), "monitors": monitors}
+        payload = {"global": self.global_baseline.to_state(), "monitors": monitors,
+                   "families": {fid: t.to_state() for fid, t in sorted(self.families.items())},
+                   "incidents": [inc.to_state() for inc in self.incidents.values()]}
         return envelope(self.KIND, self.STATE_VERSION,
                         {"baseline": self.baseline_config.model_dump(mode="json"),
                          "detect": self.config.model_dump(mode="json")}, payload)
 
     @classmethod
-    def from_state(cls, state: dict, baseline_config: BaselineConfig,
-                   detect_config: DetectConfig) -> PatternDetector:
+    def from_state(cls, state: dict, baseline_config: BaselineConfig, detect_config: DetectConfig,
+                   family_of: Callable[[str], str] | None = None,
+                   family_size: Callable[[str], int] | None = None) -> PatternDetector:
         p = check_envelope(state, cls.KIND, cls.STATE_VERSION,
                            {"baseline": baseline_config.model_dump(mode="json"),
                             "detect": detect_config.model_dump(mode="json")})
-        d = cls(baseline_config, detect_config)
+        d = cls(baseline_config, detect_config, family_of, family_size)
         d.global_baseline = ClusterBaseline.from_state(p["global"], d.global_config)
         for cid, s in p["monitors"].items():
             m = ClusterMonitor(cid, ClusterBaseline.from_state(s["baseline"], baseline_config),
                                d.threshold)
-            m.cusum = BernoulliCusum.from_state(s["cusum"], d.threshold)
-            m.excursion.extend(Failure.from_state(f) for f in s["excursion"])
-            m.excursion_observed = s["excursion_observed"]
-            if s["recovery"]:
-                m.recovery = BernoulliCusum.from_state(s["recovery"], detect_config.resolve_threshold)
+            m.restore(s, d.threshold)
+            m.incident_id = s["incident_id"]
             m.last_at = datetime.fromisoformat(s["last_at"]) if s["last_at"] else None
             m.label = s["label"]
             m.category = Category.model_validate(s["category"]) if s["category"] else None
-            if s["incident"]:
-                i = s["incident"]
-                m.incident = Incident(
-                    incident_id=i["incident_id"], cluster_id=cid,
-                    onset=datetime.fromisoformat(i["onset"]),
-                    detected_at=datetime.fromisoformat(i["detected_at"]),
-                    failures=[Failure.from_state(f) for f in i["failures"]],
-                    observed=i["observed"], sequence=i["sequence"],
-                    reported_sessions=i["reported_sessions"],
-                    last_event_at=datetime.fromisoformat(i["last_event_at"]) if i["last_event_at"] else None,
-                    statistic=i["statistic"], threshold=i["threshold"])
-                d._open.add(cid)
             d.monitors[cid] = m
+        for fid, s in p["families"].items():
+            t = _Test(d.threshold)
+            t.restore(s, d.threshold)
+            d.families[fid] = t
+        for s in p["incidents"]:
+            inc = Incident.from_state(s, detect_config.resolve_threshold)
+            d.incidents[inc.incident_id] = inc
         return d

@@ -31,10 +31,12 @@ from pipelines.detector import PatternDetector
 from pipelines.embedding import Embedder
 from pipelines.errors import FaithwatchError
 from pipelines.faithfulness import FaithfulnessScorer
+from pipelines.family import IntentFamilies
+from pipelines.incident import strictest
 from pipelines.interaction import Interaction
 from pipelines.labels import CategoryIndex, decode_array, encode_array
 from pipelines.policy import CategoryPolicy
-from pipelines.records import ClusterInfo, ContextRef, IncidentEvent, ScoredInteraction
+from pipelines.records import ClusterInfo, ContextRef, FamilyInfo, IncidentEvent, ScoredInteraction
 from pipelines.state import check_envelope, envelope
 
 UNASSIGNED = "unassigned"
@@ -45,6 +47,12 @@ LABEL_REFRESH_EVERY = 500
 
 
 _BLAS: ThreadpoolController | None = None
+
+
+def _reported(info: ClusterInfo) -> tuple:
+    """What a change of makes a cluster's description worth writing again."""
+    return (info.label, info.category, info.centroid_version, info.representative_query,
+            info.family_id, info.family_label, info.family_category)
 
 
 def one_blas_thread():
@@ -122,7 +130,7 @@ class SeenIds:
 
 
 class Pipeline:
-    STATE_VERSION = 1
+    STATE_VERSION = 2
     KIND = "Pipeline"
 
     def __init__(self, *, embedder: Embedder, scorer: FaithfulnessScorer, policy: CategoryPolicy,
@@ -134,13 +142,23 @@ class Pipeline:
         self.policy = policy
         self.clusterer = clusterer
         self.cluster_config = cluster_config
-        self.detector = PatternDetector(baseline_config, detect_config)
+        self.intent_families = IntentFamilies(cluster_config.family_threshold)
+        self.detector = self._detector(PatternDetector(baseline_config, detect_config))
         self.seen = SeenIds(seen_capacity)
         self._buffer: list[Prepared] = []
         self._seed: tuple[np.ndarray, list[str]] | None = None
-        self._labels: dict[str, ClusterInfo] = {}
+        self._labels: dict[str, ClusterInfo] = {}  # as last reported, with their families
+        self._raw: dict[str, ClusterInfo] = {}  # the clusterer's descriptions behind _labels (derived)
+        self._family_info: dict[str, FamilyInfo] = {}
+        self._families_version = -1  # IntentFamilies.version behind _family_info (derived)
         self._since_labels = 0
+        self._since_families = 0
         self.processed = 0
+
+    def _detector(self, detector: PatternDetector) -> PatternDetector:
+        detector.family_of = self.intent_families.family_of
+        detector.family_size = self.intent_families.size
+        return detector
 
     # -- preparation (batched, stateless) ----------------------------------------------------
     def prepare(self, batch: Sequence[Interaction]) -> list[Prepared]:
@@ -258,21 +276,61 @@ class Pipeline:
 
     def _refresh_labels(self, out: Output) -> None:
         current = self.clusterer.clusters
-        for cid, info in current.items():
+        families = self.intent_families
+        ids, centroids = self.clusterer.centroid_rows()
+        unplaced = [k for k, cid in enumerate(ids) if cid not in families]
+        if unplaced and len(unplaced) == len(ids):
+            families.relink(ids, centroids)  # the first fit
+        else:
+            for k in unplaced:
+                families.place(ids[k], centroids[k], ids, centroids)
+        moved = self._families_version != families.version
+        changed = [cid for cid, info in current.items() if self._raw.get(cid) is not info]
+        self._describe_families(current, None if moved else {families.family_of(c) for c in changed})
+        for cid in current if moved else changed:
+            fid = families.family_of(cid)
+            fam = self._family_info.get(fid)
+            info = current[cid]
+            info = info.model_copy(update={"family_id": fid, "family_label": fam.label if fam else info.label,
+                                           "family_category": fam.category if fam else info.category})
             old = self._labels.get(cid)
-            if old is info:  # the clusterer hands back the same object while nothing changed
-                continue
-            if old is None or (old.label, old.category, old.centroid_version, old.representative_query) != (
-                    info.label, info.category, info.centroid_version, info.representative_query):
+            if old is None or _reported(old) != _reported(info):
                 out.clusters.append(info)
-        self._labels = dict(current)
+            self._labels[cid] = info
+        self._raw = dict(current)
         self._since_labels = 0
+
+    def _describe_families(self, current: dict[str, ClusterInfo], only: set[str] | None) -> None:
+        """Each family's label (its largest member's) and category (the strictest member's):
+        all of them, or ``only`` these (whose members changed). A family's members take its new
+        label when they are next described."""
+        families = self.intent_families
+        self._families_version = families.version
+        described = {} if only is None else self._family_info
+        for fid in (families.families if only is None else sorted(only)):
+            infos = [current[c] for c in families.members(fid) if c in current]
+            if not infos:
+                described.pop(fid, None)
+                continue
+            largest = max(infos, key=lambda i: i.size)  # ties: the oldest
+            category = strictest([self.policy.get(i.category) for i in infos]).name
+            described[fid] = FamilyInfo(family_id=fid, label=largest.label, category=category,
+                                        clusters=families.members(fid), aliases=families.aliases(fid),
+                                        size=sum(i.size for i in infos))
+        if only is None:
+            self._family_info = dict(sorted(described.items(), key=lambda kv: (len(kv[0]), kv[0])))
 
     def _one(self, p: Prepared, a: Assignment, out: Output) -> None:
         i = p.interaction
         self._since_labels += 1
-        if a.created or self._since_labels >= LABEL_REFRESH_EVERY:
+        self._since_families += 1
+        if self._since_families >= self.cluster_config.family_refresh_every:
+            self._since_families = 0
+            self.intent_families.relink(*self.clusterer.centroid_rows())
             self._refresh_labels(out)
+        elif a.created or self._since_labels >= LABEL_REFRESH_EVERY:
+            self._refresh_labels(out)
+        info = None
         if a.cluster_id is None:
             cid, label, category = UNASSIGNED, UNASSIGNED_LABEL, self.policy.get(self.policy.default)
         else:
@@ -295,7 +353,8 @@ class Pipeline:
             confident_wrong=j.confident_wrong, stale_context=any(c.stale for c in i.contexts),
             contexts=tuple(ContextRef(doc_id=c.doc_id, doc_version=c.doc_version, stale=c.stale)
                            for c in i.contexts),
-            incident_id=j.incident_id, intent_hint=i.intent_hint, model=i.model,
+            incident_id=j.incident_id, family_id=info.family_id if a.cluster_id is not None and info else None,
+            intent_hint=i.intent_hint, model=i.model,
             action_name=i.action.name if i.action else None,
             action_reversible=i.action.reversible if i.action else None,
             metadata=i.metadata,
@@ -308,7 +367,13 @@ class Pipeline:
 
     @property
     def clusters(self) -> dict[str, ClusterInfo]:
-        return self.clusterer.clusters if self.clusterer.fitted else {}
+        """Every cluster's description with its family, as last reported."""
+        return dict(self._labels) if self.clusterer.fitted else {}
+
+    @property
+    def families(self) -> dict[str, FamilyInfo]:
+        """Every intent family with its members, label and category, as last reported."""
+        return dict(self._family_info) if self.clusterer.fitted else {}
 
     # -- state -------------------------------------------------------------------------------
     def to_state(self) -> dict:
@@ -329,6 +394,9 @@ class Pipeline:
                 "embeddings": encode_array(self._seed[0]), "queries": list(self._seed[1])},
             "labels": [info.model_dump(mode="json") for info in self._labels.values()],
             "since_labels": self._since_labels,
+            "families": self.intent_families.to_state(),
+            "family_info": [f.model_dump(mode="json") for f in self._family_info.values()],
+            "since_families": self._since_families,
             "processed": self.processed,
         }
         return envelope(self.KIND, self.STATE_VERSION, {"seen_capacity": self.seen.capacity,
@@ -347,7 +415,8 @@ class Pipeline:
         self = cls(embedder=embedder, scorer=scorer, policy=policy, clusterer=clusterer,
                    cluster_config=cluster_config, baseline_config=baseline_config,
                    detect_config=detect_config, seen_capacity=seen_capacity)
-        self.detector = PatternDetector.from_state(p["detector"], baseline_config, detect_config)
+        self.intent_families = IntentFamilies.from_state(p["families"], cluster_config.family_threshold)
+        self.detector = self._detector(PatternDetector.from_state(p["detector"], baseline_config, detect_config))
         self.seen = SeenIds.from_state(p["seen"], seen_capacity)
         b = p["buffer"]
         vectors = decode_array(b["embeddings"])
@@ -357,5 +426,8 @@ class Pipeline:
             self._seed = (decode_array(p["seed"]["embeddings"]), list(p["seed"]["queries"]))
         self._labels = {d["cluster_id"]: ClusterInfo.model_validate(d) for d in p["labels"]}
         self._since_labels = int(p["since_labels"])
+        self._family_info = {d["family_id"]: FamilyInfo.model_validate(d) for d in p["family_info"]}
+        self._families_version = self.intent_families.version
+        self._since_families = int(p["since_families"])
         self.processed = int(p["processed"])
         return self

@@ -27,8 +27,11 @@ from pipelines.baseline import ClusterBaseline
 from pipelines.records import SuggestedGate
 
 
-def suggest_gate(failing_confidences: Sequence[float], baseline: ClusterBaseline,
+def suggest_gate(failing_confidences: Sequence[float],
+                 baseline: ClusterBaseline | Sequence[ClusterBaseline],
                  current_gate: float, target: float = 0.9) -> SuggestedGate | None:
+    """The gate and its cost; ``baseline`` may be several clusters' (an incident's members), whose
+    faithful answers are counted together."""
     confs = sorted(c for c in failing_confidences if c is not None)
     if not confs:
         return None
@@ -37,7 +40,9 @@ def suggest_gate(failing_confidences: Sequence[float], baseline: ClusterBaseline
     threshold = min(1.0, math.floor(confs[need - 1] * 100 + 1e-9) / 100 + 0.01)
     threshold = round(threshold, 2)
     held = sum(1 for c in confs if c < threshold)
-    faithful_held, faithful_total = baseline.faithful_below(threshold)
+    baselines = [baseline] if isinstance(baseline, ClusterBaseline) else list(baseline)
+    counts = [b.faithful_below(threshold) for b in baselines]
+    faithful_held, faithful_total = sum(c[0] for c in counts), sum(c[1] for c in counts)
     return SuggestedGate(
         threshold=threshold,
         current_gate=current_gate,

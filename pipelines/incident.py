@@ -1,28 +1,40 @@
 """One incident per pattern: its evidence, blast radius, root-cause hint and events.
 
-An :class:`Incident` collects the :class:`Failure` s (below-baseline answers) of one cluster from
-the estimated onset on. From them it derives what on-call needs in one alert: the sessions and
-customers hit, the documents most failing answers share (and whether their passages are stale),
-how many answers were confident but wrong, whether an irreversible action was involved, the
-category's outreach rule, and the confidence gate that would have held them back.
+An :class:`Incident` is a pattern, not a cluster: it collects the :class:`Failure` s
+(below-baseline answers) of every :class:`Member` cluster from that member's first failure on.
+A pattern found in one cluster or in one intent family opens it; evidence elsewhere that shares
+its cause (the same document version among the failing answers, or the same family) joins it
+(see :mod:`pipelines.detector`). From the failures it derives what on-call needs in one alert:
+the sessions and customers hit, the documents most failing answers share (and whether their
+passages are stale), how many answers were confident but wrong, whether an irreversible action
+was involved, and, over all members, the strictest category's severity and outreach rule and the
+confidence gate that would have held the answers back.
 
-Incident ids derive from the cluster and the onset, so every driver and every replay of the same
-stream names the same incident the same way; ``(incident_id, sequence)`` keys each event.
+Incident ids derive from the opening cluster (or family) and the onset, so every driver and
+every replay of the same stream names the same incident the same way; ``(incident_id,
+sequence)`` keys each event.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from pipelines.baseline import Band, ClusterBaseline
+from pipelines.cusum import BernoulliCusum
 from pipelines.gate import suggest_gate
-from pipelines.policy import Category, raise_severity
-from pipelines.records import ContextRef, Example, IncidentEvent, SharedDocument
+from pipelines.policy import SEVERITIES, Category, raise_severity
+from pipelines.records import ContextRef, Example, IncidentEvent, IncidentMember, SharedDocument
 
 # A document is "shared" when at least this share of failing answers retrieved it.
 SHARED_DOCUMENT_MIN_SHARE = 0.3
+# ...and it is the pattern's cause (what correlates evidence elsewhere with it) when at least
+# this share did: a majority, so two causes can never both claim one set of failures.
+CAUSE_MIN_SHARE = 0.5
+
+DocKey = tuple[str, str | None]
 
 
 @dataclass(frozen=True)
@@ -50,10 +62,20 @@ class Failure:
     docs: tuple[DocSeen, ...]
     confident_wrong: bool
     irreversible: bool
+    cluster_id: str = ""
 
     @property
     def stale(self) -> bool:
         return any(d.stale for d in self.docs)
+
+    @property
+    def doc_keys(self) -> frozenset[DocKey]:
+        return frozenset((d.doc_id, d.doc_version) for d in self.docs)
+
+    @property
+    def top_doc(self) -> DocKey | None:
+        """The best-ranked retrieved document (contexts come in retrieval order)."""
+        return (self.docs[0].doc_id, self.docs[0].doc_version) if self.docs else None
 
     def to_state(self) -> dict:
         return {
@@ -65,6 +87,7 @@ class Failure:
                       d.indexed_at.isoformat() if d.indexed_at else None,
                       d.doc_updated_at.isoformat() if d.doc_updated_at else None] for d in self.docs],
             "confident_wrong": self.confident_wrong, "irreversible": self.irreversible,
+            "cluster_id": self.cluster_id,
         }
 
     @classmethod
@@ -75,8 +98,31 @@ class Failure:
         return cls(**{**s, "at": datetime.fromisoformat(s["at"]), "docs": docs})
 
 
-def distinct_sessions(failures: list[Failure]) -> int:
+def distinct_sessions(failures: Sequence[Failure]) -> int:
     return len({f.session_key for f in failures})
+
+
+def cause_of(failures: Sequence[Failure]) -> DocKey | None:
+    """The document version a majority of ``failures`` retrieved (the most retrieved; ties by
+    id), or None: what ties this evidence to a cause.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 11, 2, tzinfo=UTC)
+    >>> def f(*docs):
+    ...     return Failure("i", "s", "s", None, t, "q", "a", 0.1, 0.9,
+    ...                    tuple(DocSeen(d, "v3", False, None, None) for d in docs), False, False)
+    >>> cause_of([f("price", "faq"), f("price"), f("faq")]), cause_of([f("a"), f("b")])
+    (('price', 'v3'), None)
+    """
+    if not failures:
+        return None
+    counts: Counter[DocKey] = Counter()
+    for f in failures:
+        counts.update(f.doc_keys)
+    if not counts:
+        return None
+    key, n = min(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] or ""))
+    return key if n / len(failures) >= CAUSE_MIN_SHARE else None
 
 
 def shared_documents(failures: list[Failure]) -> tuple[SharedDocument, ...]:
@@ -109,19 +155,54 @@ def shared_documents(failures: list[Failure]) -> tuple[SharedDocument, ...]:
 
 
 @dataclass
+class Member:
+    """One cluster of an incident, and why it belongs to it."""
+
+    cluster_id: str
+    label: str
+    family_id: str | None
+    category: Category
+    joined_at: datetime
+    since: datetime
+    joined_by: str  # "opened", "family" or "document"
+
+    def to_state(self) -> dict:
+        return {"cluster_id": self.cluster_id, "label": self.label, "family_id": self.family_id,
+                "category": self.category.model_dump(mode="json"), "joined_at": self.joined_at.isoformat(),
+                "since": self.since.isoformat(), "joined_by": self.joined_by}
+
+    @classmethod
+    def from_state(cls, s: dict) -> Member:
+        return cls(s["cluster_id"], s["label"], s["family_id"], Category.model_validate(s["category"]),
+                   datetime.fromisoformat(s["joined_at"]), datetime.fromisoformat(s["since"]),
+                   s["joined_by"])
+
+
+def strictest(categories: Sequence[Category]) -> Category:
+    """The category whose rule is strictest: highest severity, then outreach, then lowest gate
+    (ties: the first given)."""
+    return max(categories, key=lambda c: (SEVERITIES.index(c.severity), c.outreach, -c.gate))
+
+
+@dataclass
 class Incident:
     incident_id: str
-    cluster_id: str
+    cluster_id: str            # the first member (the one that opened it, or the family's founder)
     onset: datetime
     detected_at: datetime
     failures: list[Failure]
-    observed: int = 0          # answers in the cluster since onset (failing or not)
+    observed: int = 0          # answers in the member clusters since they joined (failing or not)
     sequence: int = -1
     reported_sessions: int = 0
     last_event_at: datetime | None = None
     resolved_at: datetime | None = None
     statistic: float = 0.0
     threshold: float = 0.0
+    level: str = "cluster"     # the test that opened it: "cluster" or "family"
+    members: dict[str, Member] = field(default_factory=dict)
+    recovery: BernoulliCusum | None = None
+    last_at: datetime | None = None  # the newest answer seen in any member cluster
+    added: list[str] = field(default_factory=list)  # members joined since the last event
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -136,29 +217,55 @@ class Incident:
     def customers(self) -> list[str]:
         return sorted({f.customer_id for f in self.failures if f.customer_id})
 
+    @property
+    def cause(self) -> DocKey | None:
+        return cause_of(self.failures)
+
+    def add_member(self, m: Member) -> None:
+        self.members[m.cluster_id] = m
+        self.added.append(m.cluster_id)
+
     def event(self, kind: str, at: datetime, *, label: str, category: Category,
-              baseline: ClusterBaseline, band: Band, examples: int,
+              baseline: ClusterBaseline | Sequence[ClusterBaseline], band: Band, examples: int,
               gate_target: float = 0.9) -> IncidentEvent:
+        """The event of ``kind``. ``label``, ``category`` and ``band``: the first member's; the
+        severity, outreach and gate come from the strictest category over all members (and
+        ``category`` for an incident without members), the gate's cost from all members'
+        ``baseline`` s."""
         self.sequence += 1
         self.last_event_at = at
         sessions = self.sessions
         self.reported_sessions = len(sessions)
         customers = self.customers
         docs = shared_documents(self.failures)
+        cause = self.cause
         confident_wrong = sum(1 for f in self.failures if f.confident_wrong)
         irreversible = sum(1 for f in self.failures if f.irreversible)
         stale = sum(1 for f in self.failures if f.stale)
-        severity = raise_severity(category.severity) if irreversible else category.severity
+        rule = strictest([category, *(m.category for m in self.members.values())])
+        severity = raise_severity(rule.severity) if irreversible else rule.severity
         gate = suggest_gate([f.confidence for f in self.failures if f.confidence is not None],
-                            baseline, current_gate=category.gate, target=gate_target)
+                            baseline, current_gate=rule.gate, target=gate_target)
         observed_rate = len(self.failures) / self.observed if self.observed else 0.0
+        by_cluster: dict[str, list[Failure]] = {}
+        for f in self.failures:
+            by_cluster.setdefault(f.cluster_id, []).append(f)
+        members = tuple(IncidentMember(
+            cluster_id=m.cluster_id, cluster_label=m.label, family_id=m.family_id, category=m.category.name,
+            joined_at=m.joined_at, since=m.since, joined_by=m.joined_by,  # type: ignore[arg-type]
+            below_baseline_count=len(by_cluster.get(m.cluster_id, ())),
+            affected_sessions=distinct_sessions(by_cluster.get(m.cluster_id, ())))
+            for m in self.members.values())
+        clusters = tuple(self.members) or (self.cluster_id,)
+        added = clusters if kind == "opened" else tuple(self.added)
+        self.added = []
         ev = IncidentEvent(
             event=kind,  # type: ignore[arg-type]
             incident_id=self.incident_id,
             sequence=self.sequence,
             cluster_id=self.cluster_id,
             cluster_label=label,
-            category=category.name,
+            category=rule.name,
             severity=severity,
             status="resolved" if kind == "resolved" else "open",
             onset_at=self.onset,
@@ -171,7 +278,7 @@ class Incident:
             session_ids=tuple(sessions),
             customer_ids=tuple(customers),
             confident_wrong_count=confident_wrong,
-            outreach_required=category.outreach,
+            outreach_required=rule.outreach,
             irreversible_actions=irreversible,
             suggested_gate=gate,
             shared_documents=docs,
@@ -184,8 +291,42 @@ class Incident:
             threshold=round(self.threshold, 4),
             summary="",
             examples=tuple(_example(f) for f in self.failures[:examples]),
+            level=self.level,  # type: ignore[arg-type]
+            clusters=clusters,
+            clusters_added=added,
+            family_ids=tuple(dict.fromkeys(m.family_id for m in self.members.values() if m.family_id)),
+            members=members,
+            cause=next((d for d in docs if (d.doc_id, d.doc_version) == cause), None),
         )
         return ev.model_copy(update={"summary": summarise(ev)})
+
+    def to_state(self) -> dict:
+        return {
+            "incident_id": self.incident_id, "cluster_id": self.cluster_id, "onset": self.onset.isoformat(),
+            "detected_at": self.detected_at.isoformat(),
+            "failures": [f.to_state() for f in self.failures], "observed": self.observed,
+            "sequence": self.sequence, "reported_sessions": self.reported_sessions,
+            "last_event_at": self.last_event_at.isoformat() if self.last_event_at else None,
+            "statistic": self.statistic, "threshold": self.threshold, "level": self.level,
+            "members": [m.to_state() for m in self.members.values()],
+            "recovery": self.recovery.to_state() if self.recovery else None,
+            "last_at": self.last_at.isoformat() if self.last_at else None, "added": list(self.added),
+        }
+
+    @classmethod
+    def from_state(cls, s: dict, resolve_threshold: float) -> Incident:
+        def dt(v):
+            return datetime.fromisoformat(v) if v else None
+        members = [Member.from_state(m) for m in s["members"]]
+        return cls(
+            incident_id=s["incident_id"], cluster_id=s["cluster_id"], onset=datetime.fromisoformat(s["onset"]),
+            detected_at=datetime.fromisoformat(s["detected_at"]),
+            failures=[Failure.from_state(f) for f in s["failures"]], observed=s["observed"],
+            sequence=s["sequence"], reported_sessions=s["reported_sessions"],
+            last_event_at=dt(s["last_event_at"]), statistic=s["statistic"], threshold=s["threshold"],
+            level=s["level"], members={m.cluster_id: m for m in members},
+            recovery=BernoulliCusum.from_state(s["recovery"], resolve_threshold) if s["recovery"] else None,
+            last_at=dt(s["last_at"]), added=list(s["added"]))
 
 
 def _example(f: Failure) -> Example:
@@ -206,9 +347,16 @@ def summarise(ev: IncidentEvent) -> str:
     when = ev.onset_at.strftime("%Y-%m-%d %H:%M UTC")
     head = {"opened": "Pattern of below-baseline answers", "updated": "Still growing",
             "resolved": "Resolved"}[ev.event]
-    parts = [f"{head} in {ev.category} cluster {ev.cluster_id} \"{ev.cluster_label}\" since {when}: "
+    where = f"{ev.category} cluster {ev.cluster_id} \"{ev.cluster_label}\""
+    if len(ev.members) > 1:
+        others = ", ".join(f"{m.cluster_id} \"{m.cluster_label}\"" for m in ev.members[1:4])
+        more = len(ev.members) - 4
+        where += f" and {len(ev.members) - 1} more ({others}{f', +{more}' if more > 0 else ''})"
+    parts = [f"{head} in {where} since {when}: "
              f"{ev.below_baseline_count} failing answers in {ev.affected_sessions} sessions "
              f"({ev.affected_customers} customers)."]
+    if ev.event == "updated" and ev.clusters_added:
+        parts.append(f"Joined by {', '.join(ev.clusters_added)}.")
     if ev.shared_documents:
         d = ev.shared_documents[0]
         doc = f"{d.doc_id} {d.doc_version}" if d.doc_version else d.doc_id

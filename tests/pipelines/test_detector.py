@@ -102,7 +102,7 @@ def test_events_inside_an_open_incident_do_not_move_the_baseline():
     assert any(e.event == "opened" for e in emitted)
     band_open = d.band("c1")
     run(data[3600:3900], d)
-    assert d.monitors["c1"].incident is not None
+    assert d.monitors["c1"].incident_id is not None
     assert abs(d.band("c1").median - band_open.median) < 0.01
 
 

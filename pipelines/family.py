@@ -1,0 +1,186 @@
+"""Intent families: the clusters that are one intent, monitored as one unit beside each cluster.
+
+One intent often spreads over several clusters ("weather in miami", "chance of rain", "snow
+forecast"), and a pattern in that intent would otherwise be several small patterns, each slow to
+prove and each its own page. :class:`IntentFamilies` groups clusters whose centroids are close:
+average linkage (cosine) over the centroids, cut at ``threshold``, re-linked every
+``refresh_every`` interactions; a cluster created in between joins the family of its nearest
+centroid when that is closer than the cut, or starts its own.
+
+Ids are stable without being stored per cluster: a family is named after its oldest member
+(``c007`` -> ``f007``), so it keeps its id while it grows, and the same stream gives the same
+families in every driver. When a re-link merges two families, the merged one carries the older id
+and keeps the other as an alias (records already written keep the id they were written with).
+
+Pure, deterministic, and its state is plain JSON.
+
+>>> import numpy as np
+>>> fam = IntentFamilies(threshold=0.3)
+>>> x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+>>> fam.relink(["c001", "c002", "c003"], x)
+True
+>>> fam.family_of("c002"), fam.family_of("c003"), fam.members("f001")
+('f001', 'f003', ('c001', 'c002'))
+>>> fam.place("c004", np.array([0.1, 0.95]), ["c001", "c002", "c003"], x)
+'f003'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import squareform
+
+from pipelines.state import check_envelope, envelope
+
+
+def family_id_of(cluster_id: str) -> str:
+    """The id of the family founded by ``cluster_id`` (``c007`` -> ``f007``)."""
+    return "f" + cluster_id[1:] if cluster_id[:1] == "c" else f"f-{cluster_id}"
+
+
+def _age(cluster_id: str) -> tuple[int, str]:
+    """Creation order of cluster ids ``c001``, ..., ``c999``, ``c1000`` (longer is younger)."""
+    return len(cluster_id), cluster_id
+
+
+def link(vectors: np.ndarray, threshold: float) -> list[list[int]]:
+    """Groups of row indices under average linkage (cosine) cut at ``threshold``.
+
+    Linked one connected component of the "closer than the cut" graph at a time (an average
+    merge below the cut needs a pair closer than it, so this equals one linkage of everything),
+    which keeps a refresh over thousands of mostly unrelated centroids cheap.
+
+    >>> link(np.array([[1.0, 0.0], [0.95, 0.05], [0.0, 1.0]]), 0.2)
+    [[0, 1], [2]]
+    """
+    n = len(vectors)
+    if n == 0:
+        return []
+    x = np.asarray(vectors, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+    sims = x @ x.T
+    rows, cols = np.nonzero(np.triu(1.0 - sims < threshold, k=1))
+    _, comp = connected_components(coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)),
+                                              shape=(n, n)), directed=False)
+    groups: list[list[int]] = []
+    for c in dict.fromkeys(comp.tolist()):
+        idx = np.flatnonzero(comp == c)
+        if len(idx) <= 2:  # a pair in one component is closer than the cut
+            groups.append(idx.tolist())
+            continue
+        condensed = np.clip(squareform(1.0 - sims[np.ix_(idx, idx)], checks=False), 0.0, 2.0)
+        labels = fcluster(linkage(condensed, method="average"), np.nextafter(threshold, -np.inf),
+                          criterion="distance")
+        groups += [idx[labels == lab].tolist() for lab in dict.fromkeys(labels.tolist())]
+    groups.sort(key=lambda g: g[0])
+    return groups
+
+
+class IntentFamilies:
+    """Which family each cluster belongs to (see the module docstring)."""
+
+    KIND = "intent_families"
+    STATE_VERSION = 1
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self._family: dict[str, str] = {}  # cluster id -> family id
+        self._members: dict[str, tuple[str, ...]] = {}  # family id -> member cluster ids, oldest first
+        self._aliases: dict[str, tuple[str, ...]] = {}  # family id -> ids merged into it
+        self.version = 0  # bumped whenever a membership changes
+
+    # -- reading -----------------------------------------------------------------------------
+    def family_of(self, cluster_id: str) -> str:
+        """The cluster's family id; a cluster never placed is a family of its own."""
+        return self._family.get(cluster_id) or family_id_of(cluster_id)
+
+    def __contains__(self, cluster_id: str) -> bool:
+        """Whether the cluster has been placed in a family."""
+        return cluster_id in self._family
+
+    def members(self, family_id: str) -> tuple[str, ...]:
+        return self._members.get(family_id, ())
+
+    def aliases(self, family_id: str) -> tuple[str, ...]:
+        return self._aliases.get(family_id, ())
+
+    def size(self, family_id: str) -> int:
+        """Member clusters of ``family_id`` (0 if unknown)."""
+        return len(self._members.get(family_id, ()))
+
+    @property
+    def families(self) -> dict[str, tuple[str, ...]]:
+        """Family id -> member cluster ids, families in order of their oldest member."""
+        return dict(sorted(self._members.items(), key=lambda kv: _age(kv[1][0])))
+
+    # -- updating ----------------------------------------------------------------------------
+    def relink(self, cluster_ids: Sequence[str], centroids: np.ndarray) -> bool:
+        """Re-form every family from the centroids (rows in ``cluster_ids`` order); True if any
+        membership changed."""
+        old = dict(self._family)
+        members: dict[str, tuple[str, ...]] = {}
+        family: dict[str, str] = {}
+        for group in link(centroids, self.threshold):
+            ids = tuple(sorted((cluster_ids[k] for k in group), key=_age))
+            fid = family_id_of(ids[0])
+            members[fid] = ids
+            for cid in ids:
+                family[cid] = fid
+        for fid, ids in members.items():
+            # A family id that no longer names a family lives on as an alias of the family that
+            # now holds its founder.
+            merged = {old[c] for c in ids if c in old} - {fid}
+            gone = sorted((m for m in merged if m not in members), key=lambda f: _age("c" + f[1:]))
+            if gone:
+                self._aliases[fid] = tuple(dict.fromkeys((*self._aliases.get(fid, ()), *gone)))
+        changed = family != old
+        self._family, self._members = family, members
+        if changed:
+            self.version += 1
+        return changed
+
+    def place(self, cluster_id: str, centroid: np.ndarray, cluster_ids: Sequence[str],
+              centroids: np.ndarray) -> str:
+        """Put a new cluster into the family of its nearest other centroid if that is closer than
+        the cut, else into a family of its own; returns its family id."""
+        if cluster_id in self._family:
+            return self._family[cluster_id]
+        best = None
+        if len(cluster_ids):
+            x = np.asarray(centroids, dtype=np.float64)
+            c = np.asarray(centroid, dtype=np.float64)
+            sims = (x @ c) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(c), 1e-300)
+            for k in np.argsort(-sims, kind="stable").tolist():
+                if cluster_ids[k] != cluster_id:
+                    best = k
+                    break
+        if best is not None and 1.0 - float(sims[best]) < self.threshold:
+            fid = self.family_of(cluster_ids[best])
+        else:
+            fid = family_id_of(cluster_id)
+        self._family[cluster_id] = fid
+        self._members[fid] = tuple(sorted((*self._members.get(fid, ()), cluster_id), key=_age))
+        self.version += 1
+        return fid
+
+    # -- state -------------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        payload = {"families": {fid: list(ids) for fid, ids in self.families.items()},
+                   "aliases": {fid: list(a) for fid, a in sorted(self._aliases.items())},
+                   "version": self.version}
+        return envelope(self.KIND, self.STATE_VERSION, {"threshold": self.threshold}, payload)
+
+    @classmethod
+    def from_state(cls, state: dict, threshold: float) -> IntentFamilies:
+        p = check_envelope(state, cls.KIND, cls.STATE_VERSION, {"threshold": threshold})
+        f = cls(threshold)
+        f._members = {fid: tuple(ids) for fid, ids in p["families"].items()}
+        f._family = {cid: fid for fid, ids in f._members.items() for cid in ids}
+        f._aliases = {fid: tuple(a) for fid, a in p["aliases"].items()}
+        f.version = int(p["version"])
+        return f

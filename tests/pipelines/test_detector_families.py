@@ -1,0 +1,200 @@
+"""One pattern, one incident: detection over intent families and correlation by cause."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+from pipelines.config import BaselineConfig, DetectConfig
+from pipelines.detector import PatternDetector
+from pipelines.interaction import Context, Interaction
+from pipelines.policy import Category
+
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+PRICING = Category(name="pricing", tolerance=0.08, gate=0.8, severity="critical", outreach=True)
+OTHER = Category(name="other", tolerance=0.12, gate=0.8, severity="info")
+
+
+def ctx(doc: str, version: str = "v1", stale: bool = False) -> Context:
+    updated = T0 + timedelta(days=1) if stale else T0 - timedelta(days=30)
+    return Context(doc_id=doc, doc_version=version, text="text", indexed_at=T0 - timedelta(days=20),
+                   doc_updated_at=updated)
+
+
+# Clusters c1..c9; families: f1 = c1-c4 (one intent in four phrasings), f5 = c5-c6, c7, c8, c9 alone.
+FAMILY = {"c1": "f1", "c2": "f1", "c3": "f1", "c4": "f1", "c5": "f5", "c6": "f5"}
+CLUSTERS = tuple(f"c{k}" for k in range(1, 10))
+DOC_OF = {c: f"doc-{FAMILY.get(c, c)}" for c in CLUSTERS}  # each intent retrieves its own document
+
+
+def detector(family=FAMILY) -> PatternDetector:
+    sizes: dict[str, int] = {}
+    for f in family.values():
+        sizes[f] = sizes.get(f, 0) + 1
+    return PatternDetector(BaselineConfig(), DetectConfig(),
+                           family_of=lambda c: family.get(c, c), family_size=lambda f: sizes.get(f, 1))
+
+
+def stream(n=9000, patterns=(), noise=0.03, seed=1, step=timedelta(seconds=30)):
+    """Answers round-robin over the clusters. A pattern: (clusters, start, count, doc, stale) makes
+    90 % of the answers of those clusters wrong for ``count`` answers from answer ``start``, citing
+    ``doc`` (their own intent's document when None)."""
+    rng = random.Random(seed)
+    out = []
+    left = {k: 0 for k in range(len(patterns))}
+    t = T0
+    for k in range(n):
+        t += step
+        cid = CLUSTERS[k % len(CLUSTERS)]
+        failing, doc, stale = None, DOC_OF[cid], False
+        for p, (clusters, start, count, pdoc, pstale) in enumerate(patterns):
+            if k == start:
+                left[p] = count
+            if left[p] and cid in clusters:
+                left[p] -= 1
+                if rng.random() < 0.9:
+                    failing, doc, stale = p, pdoc or DOC_OF[cid], pstale
+        wrong = failing is not None or rng.random() < noise
+        f = rng.uniform(0.1, 0.4) if wrong else min(1.0, max(0.0, rng.gauss(0.85, 0.05)))
+        i = Interaction(interaction_id=f"i{k}", session_id=f"s{k // 27}-{cid}", customer_id=f"u{k // 90}",
+                        timestamp=t, query="q", response="a", confidence=0.84 if wrong else 0.9,
+                        contexts=(ctx(doc, stale=stale),))
+        out.append((i, cid, f, failing))
+    return out
+
+
+def run(data, d=None, category=PRICING):
+    d = d or detector()
+    events, judgements = [], []
+    for i, cid, f, _ in data:
+        j = d.observe(i, cluster_id=cid, label=f"label {cid}", category=category, faithfulness=f)
+        events += j.events
+        judgements.append(j)
+    return d, events, judgements
+
+
+def about(events, clusters):
+    """The events of incidents holding any of ``clusters`` (the streams' 3 % noise can, rarely, open
+    an unrelated incident elsewhere: the old one-cluster detector opened the same one)."""
+    ids = {e.incident_id for e in events if set(e.clusters) & set(clusters)}
+    return [e for e in events if e.incident_id in ids]
+
+
+def sessions_of(data, pattern):
+    return {i.session_id for i, _, _, p in data if p == pattern}
+
+
+def test_noise_alone_opens_nothing_at_either_level():
+    _, events, _ = run(stream(n=40_000))
+    assert events == []
+
+
+def test_a_pattern_spread_over_one_familys_clusters_is_one_incident_with_all_of_them():
+    data = stream(patterns=((("c1", "c2", "c3", "c4"), 4000, 400, None, False),))
+    events = about(run(data)[1], ("c1", "c2", "c3", "c4"))
+    assert len({e.incident_id for e in events}) == 1
+    opened = [e for e in events if e.event == "opened"]
+    assert len(opened) == 1
+    last = events[-1]
+    assert set(last.clusters) == {"c1", "c2", "c3", "c4"}
+    assert last.family_ids == ("f1",)
+    truth = sessions_of(data, 0)
+    got = set(last.session_ids)
+    assert len(got & truth) / len(truth) >= 0.9 and len(got & truth) / len(got) >= 0.9
+    # Found about as early as one cluster holding the whole pattern would be (a handful of failures).
+    failing_before = [i for i, _, _, p in data if p == 0 and i.timestamp <= opened[0].detected_at]
+    assert len(failing_before) <= 8
+
+
+def test_the_family_test_finds_a_pattern_no_single_cluster_shows():
+    # 40 % wrong in each of four sub-clusters: each cluster alone sees few failures among its own
+    # answers, the family sees them all. Without families each cluster would need its own proof.
+    rng = random.Random(3)
+    data = []
+    for k, (i, cid, f, p) in enumerate(stream(n=9000)):
+        if k >= 4000 and cid in ("c1", "c2", "c3", "c4") and rng.random() < 0.4:
+            data.append((i, cid, rng.uniform(0.1, 0.3), 0))
+        else:
+            data.append((i, cid, f, p))
+    with_families = [e for e in run(data)[1] if e.event == "opened"]
+    alone = [e for e in run(data, detector(family={}))[1] if e.event == "opened"]
+    assert with_families and with_families[0].level == "family"
+    assert with_families[0].incident_id.startswith("inc-f1-")
+    assert not alone or with_families[0].detected_at <= alone[0].detected_at
+
+
+def test_one_stale_document_behind_unrelated_intents_is_one_incident():
+    data = stream(patterns=((("c5", "c7", "c9"), 3000, 600, "pricing-table", True),))
+    events = about(run(data)[1], ("c5", "c7", "c9"))
+    assert len({e.incident_id for e in events}) == 1, [(e.incident_id, e.clusters) for e in events]
+    last = events[-1]
+    assert set(last.clusters) == {"c5", "c7", "c9"}
+    assert last.cause is not None and (last.cause.doc_id, last.cause.stale) == ("pricing-table", True)
+    joined = {m.cluster_id: m.joined_by for m in last.members}
+    assert list(joined.values()).count("opened") >= 1 and "document" in joined.values()
+    updates = [e for e in events if e.event == "updated" and e.clusters_added]
+    assert {c for e in updates for c in e.clusters_added} | set(
+        next(e for e in events if e.event == "opened").clusters) == {"c5", "c7", "c9"}
+
+
+def test_two_causes_at_once_stay_two_incidents_even_inside_one_family():
+    data = stream(patterns=((("c1", "c2"), 3000, 500, "doc-a", False),
+                            (("c3", "c4"), 3100, 500, "doc-b", False)))
+    events = about(run(data)[1], ("c1", "c2", "c3", "c4"))
+    ids = {e.incident_id for e in events}
+    assert len(ids) == 2, [(e.event, e.incident_id, e.clusters) for e in events]
+    final = {}
+    for e in events:
+        final[e.incident_id] = e
+    by_cause = {e.cause.doc_id: set(e.clusters) for e in final.values()}
+    assert by_cause == {"doc-a": {"c1", "c2"}, "doc-b": {"c3", "c4"}}
+
+
+def test_two_causes_in_two_families_are_two_incidents():
+    data = stream(patterns=((("c1",), 3000, 500, None, False), (("c7",), 3050, 500, None, False)))
+    events = about(run(data)[1], ("c1", "c7"))
+    final = {}
+    for e in events:
+        final[e.incident_id] = e
+    assert sorted(tuple(e.clusters) for e in final.values()) == [("c1",), ("c7",)]
+
+
+def test_severity_and_outreach_come_from_the_strictest_member():
+    data = stream(patterns=((("c5", "c7"), 3000, 500, "pricing-table", True),))
+    d = detector()
+    events = []
+    for i, cid, f, _ in data:
+        events += d.observe(i, cluster_id=cid, label=cid, category=PRICING if cid == "c7" else OTHER,
+                            faithfulness=f).events
+    final = events[-1]
+    assert set(final.clusters) == {"c5", "c7"}
+    assert (final.severity, final.outreach_required, final.category) == ("critical", True, "pricing")
+
+
+def test_state_round_trip_mid_multi_cluster_incident_gives_the_same_future():
+    data = stream(patterns=((("c1", "c2", "c3", "c4"), 3000, 800, None, False),
+                            (("c5", "c7", "c9"), 3200, 800, "pricing-table", True)))
+    d1, first, _ = run(data[:3900])
+    assert any(e.event == "opened" for e in first)
+    assert any(len(inc.members) > 1 for inc in d1.incidents.values())
+    state = json.loads(json.dumps(d1.to_state()))
+    sizes = {"f1": 4, "f5": 2}
+    d2 = PatternDetector.from_state(state, BaselineConfig(), DetectConfig(),
+                                    family_of=lambda c: FAMILY.get(c, c), family_size=lambda f: sizes.get(f, 1))
+    _, rest1, j1 = run(data[3900:], d1)
+    _, rest2, j2 = run(data[3900:], d2)
+    assert [e.to_json_dict() for e in rest1] == [e.to_json_dict() for e in rest2]
+    assert [(j.below, j.incident_id) for j in j1] == [(j.below, j.incident_id) for j in j2]
+
+
+def test_an_incident_resolves_once_all_members_are_back_and_frees_them():
+    data = stream(n=14_000, patterns=((("c1", "c2", "c3", "c4"), 3000, 600, None, False),))
+    d, events, _ = run(data[:6000])
+    events = about(events, ("c1", "c2", "c3", "c4"))
+    assert [e.event for e in events if e.event != "updated"] == ["opened", "resolved"]
+    assert len(events[-1].clusters) == 4
+    assert all(d.monitors[c].incident_id is None for c in ("c1", "c2", "c3", "c4"))
+    # Freed members are tested again: a new pattern there is a new incident.
+    _, later, _ = run(stream(n=14_000, patterns=((("c2",), 11_000, 400, None, False),), seed=5)[6000:], d)
+    assert any(e.event == "opened" and "c2" in e.clusters for e in later)
