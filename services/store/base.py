@@ -43,13 +43,16 @@ _LEVELS = "0.05, 0.25, 0.5, 0.75, 0.95"
 _INTERACTION_FIELDS = (
     "interaction_id", "session_id", "customer_id", "timestamp", "query", "response", "cluster_id",
     "cluster_label", "category", "faithfulness", "faithfulness_source", "confidence", "below_baseline",
-    "baseline_low", "confident_wrong", "stale_context", "incident_id", "intent_hint", "model",
+    "baseline_low", "confident_wrong", "stale_context", "incident_id", "family_id", "intent_hint", "model",
     "action_name", "action_reversible")
 _GET_FIELDS = attrgetter(*_INTERACTION_FIELDS)
 _GET_CONTEXTS = attrgetter("contexts")
 _GET_CONTEXT = attrgetter("doc_id", "doc_version", "stale")
 _GET_METADATA = attrgetter("metadata")
-_INCIDENT_JSON_COLUMNS = ("suggested_gate", "shared_documents", "examples")
+_INCIDENT_JSON_COLUMNS = ("suggested_gate", "shared_documents", "examples", "members", "cause")
+# Columns of incident_events that only SQL reads (derived from members, see incident_event_row);
+# rows read back leave them out, so a row is exactly the IncidentEvent it was stored from.
+_INCIDENT_SQL_COLUMNS = ("member_clusters", "member_since")
 _TABLES = ("interactions", "clusters", "incident_events", "incidents", "dead_letters",
            "schema_migrations")
 
@@ -165,14 +168,25 @@ def cluster_row(row: ClusterInfo) -> Row:
 
 
 def incident_event_row(row: IncidentEvent) -> Row:
+    """The columns of ``incident_events`` for one event: nested objects as JSON text, plus the
+    members' cluster ids and blast-radius starts as parallel arrays for SQL (an event without
+    members: its clusters, or its one cluster, each since onset)."""
     columns = row.model_dump(exclude=set(_INCIDENT_JSON_COLUMNS))
     for name in _INCIDENT_JSON_COLUMNS:
         value = row.model_dump(mode="json", include={name})[name]
         columns[name] = None if value is None else json.dumps(value)
+    if row.members:
+        columns["member_clusters"] = [member.cluster_id for member in row.members]
+        columns["member_since"] = [utc(member.since) for member in row.members]
+    else:
+        columns["member_clusters"] = list(row.clusters or (row.cluster_id,))
+        columns["member_since"] = [utc(row.onset_at)] * len(columns["member_clusters"])
     return columns
 
 
 def _incident_from_row(row: Row) -> Row:
+    for name in _INCIDENT_SQL_COLUMNS:
+        row.pop(name, None)
     for name in _INCIDENT_JSON_COLUMNS:
         if row.get(name) is not None:
             row[name] = json.loads(row[name])
@@ -417,6 +431,7 @@ class Store(abc.ABC):
                        until: datetime | None = None, limit: int = 100) -> list[Row]:
         """Latest state per incident, most recently detected first.
 
+        ``cluster_id`` matches an incident whose member clusters include it (not only the first).
         ``since``/``until`` select incidents active at some point in ``[since, until]``:
         onset at or before ``until`` and not resolved before ``since``.
         """
@@ -428,7 +443,8 @@ class Store(abc.ABC):
             where.append("status = {status:String}")
             params["status"] = status
         if cluster_id is not None:
-            where.append("cluster_id = {cluster_id:String}")
+            # Any member cluster (an older row has no member list: its one cluster_id).
+            where.append("(cluster_id = {cluster_id:String} OR has(clusters, {cluster_id:String}))")
             params["cluster_id"] = cluster_id
         if category is not None:
             where.append("category = {category:String}")
@@ -455,8 +471,10 @@ class Store(abc.ABC):
 
     def incident_sessions(self, incident_id: str, *, limit: int | None = None,
                           after: SessionKey | None = None) -> list[Row]:
-        """The blast radius: one row per session that got a below-baseline answer in the
-        incident's cluster between its onset and its resolution (unbounded while open).
+        """The blast radius: one row per session that got a below-baseline answer in one of the
+        incident's member clusters, each from that member's ``since``, until the incident's
+        resolution (unbounded while open). An incident stored without members (older rows) is
+        its one cluster since onset.
 
         ``interactions`` counts those answers; the example is the session's worst one.
         Answers without a session id are grouped into one row with ``session_id`` None.
@@ -464,18 +482,25 @@ class Store(abc.ABC):
         :meth:`sessions`).
         """
         params: dict[str, Any] = {"incident_id": incident_id}
-        # Scalar subqueries (not a join) so the incident's cluster and time range reach the
-        # primary key of interactions: the read is one narrow key range.
+        # Scalar subqueries (not a join) so the members and the time range reach the primary key
+        # of interactions: a prefilter on cluster_id IN the members and timestamp >= the earliest
+        # start reads narrow key ranges, then each row is held to its own member's start (any():
+        # an array scalar subquery must return a row, also for an unknown incident).
         incident = "(SELECT {column} FROM incidents WHERE incident_id = {{incident_id:String}})"
+        members = "if(empty(member_clusters), [cluster_id], member_clusters)"
+        since = "if(empty(member_since), [onset_at], member_since)"
         sql = f"""
             SELECT {_SESSION_COLUMNS}
             FROM (
                 SELECT {_SESSION_SOURCE} FROM interactions
-                WHERE cluster_id = {incident.format(column="cluster_id")}
-                  AND timestamp >= {incident.format(column="onset_at")}
+                WHERE cluster_id IN (SELECT arrayJoin({members}) FROM incidents
+                                     WHERE incident_id = {{incident_id:String}})
+                  AND timestamp >= {incident.format(column=f"arrayMin(arrayConcat([onset_at], {since}))")}
                   AND timestamp <= ifNull({incident.format(column="resolved_at")},
                                           toDateTime64('2299-12-31 23:59:59', 3, 'UTC'))
                   AND below_baseline
+                  AND timestamp >= arrayElement({incident.format(column=f"any({since})")},
+                                                indexOf({incident.format(column=f"any({members})")}, cluster_id))
                 LIMIT 1 BY interaction_id
             )
             GROUP BY session_id"""
@@ -509,8 +534,35 @@ class Store(abc.ABC):
                " GROUP BY session_id" + _page(limit, after, params))
         return [_session_from_row(row) for row in self.query(sql, params)]
 
-    def list_clusters(self) -> list[Row]:
-        return self.query("SELECT * FROM clusters FINAL ORDER BY cluster_id")
+    def list_clusters(self, family_id: str | None = None) -> list[Row]:
+        """Every cluster (or the members of ``family_id``), with its family, by id."""
+        if family_id is None:
+            return self.query("SELECT * FROM clusters FINAL ORDER BY cluster_id")
+        return self.query("SELECT * FROM clusters FINAL WHERE family_id = {family_id:String} ORDER BY cluster_id",
+                          {"family_id": family_id})
+
+    def list_families(self, family_id: str | None = None) -> list[Row]:
+        """One row per intent family, from the clusters' latest rows (a cluster stored without a
+        family is in none): ``family_id``, ``label`` and ``category`` (as the most recently
+        written member says), ``clusters`` (member ids, oldest first: c2 before c10),
+        ``n_clusters``, ``size`` (queries assigned to its members) and first/last seen."""
+        params: dict[str, Any] = {}
+        where = "family_id IS NOT NULL"
+        if family_id is not None:
+            where += " AND family_id = {family_id:String}"
+            params["family_id"] = family_id
+        return self.query(f"""
+            SELECT family_id,
+                   argMax(family_label, updated_at) AS label,
+                   argMax(family_category, updated_at) AS category,
+                   arraySort(x -> (length(x), x), groupArray(cluster_id)) AS clusters,
+                   count() AS n_clusters,
+                   sum(size) AS size,
+                   min(first_seen) AS first_seen,
+                   max(last_seen) AS last_seen
+            FROM (SELECT * FROM clusters FINAL WHERE {where})
+            GROUP BY family_id
+            ORDER BY length(family_id), family_id""", params)
 
     def counts(self) -> dict[str, int]:
         """Rows per table after deduplication (``incidents``: distinct incidents)."""

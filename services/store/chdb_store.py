@@ -35,6 +35,7 @@ from services.store.base import Row, Store, utc
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DATETIME_TYPE = re.compile(r"^(?:Nullable\()?DateTime(?:64)?\b")
+_DATETIME_ARRAY_TYPE = re.compile(r"^Array\((?:Nullable\()?DateTime(?:64)?\b")
 _DATE_TYPE = re.compile(r"^(?:Nullable\()?Date(?:32)?\)?$")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
 
@@ -61,18 +62,27 @@ def param_text(value: Any) -> str:
 
 
 def _json_column(values: Sequence[Any]) -> Sequence[Any]:
-    """A column as JSON can carry it: datetimes as UTC text with milliseconds. A dict stays an
+    """A column as JSON can carry it: datetimes (and arrays of them) as UTC text with milliseconds. A dict stays an
     object: the engine stores a JSON object read into a String column as its text
     (``input_format_json_read_objects_as_strings``, on by default), the same text
     ``json.dumps(value)`` gives."""
-    if isinstance(next((value for value in values if value is not None), None), datetime):
+    first = next((value for value in values if value is not None), None)
+    if isinstance(first, datetime):
         return [None if value is None else datetime_text(value) for value in values]
+    if isinstance(first, list | tuple):  # an Array column: its datetimes too (e.g. member_since)
+        sample = next((value[0] for value in values if value), None)
+        if isinstance(sample, datetime):
+            return [[datetime_text(item) for item in value] for value in values]
     return values
 
 
 def _to_datetime(value: Any) -> Any:
     # date_time_output_format='iso': "2026-11-02T10:00:00.123Z", parsed with its UTC zone.
     return None if value is None else datetime.fromisoformat(value)
+
+
+def _to_datetimes(value: Any) -> Any:
+    return [_to_datetime(item) for item in value]
 
 
 def _to_date(value: Any) -> Any:
@@ -84,6 +94,8 @@ def _decoder(type_name: str) -> Any:
     64-bit integers need nothing: the session writes them as JSON numbers."""
     if _DATETIME_TYPE.match(type_name):
         return _to_datetime
+    if _DATETIME_ARRAY_TYPE.match(type_name):
+        return _to_datetimes
     if _DATE_TYPE.match(type_name):
         return _to_date
     return None
@@ -94,8 +106,8 @@ class ChdbStore(Store):
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp, ChdbStore(Path(tmp)) as store:
-    ...     store.migrate(), store.migrate(), store.counts()["interactions"]
-    (['0001_initial', '0002_minute_rollups', '0003_ingest_dedup_and_tiered_rollups'], [], 0)
+    ...     store.migrate()[-1], store.migrate(), store.counts()["interactions"]
+    ('0004_families_and_multi_cluster_incidents', [], 0)
     """
 
     def __init__(self, path: Path, database: str = "faithwatch"):

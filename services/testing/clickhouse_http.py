@@ -95,7 +95,14 @@ def _decompress(body: bytes, encoding: str) -> bytes:
     if encoding == "deflate":
         return zlib.decompress(body)
     if encoding == "lz4" and lz4_frame is not None:
-        return lz4_frame.decompress(body)
+        # clickhouse-connect compresses each block of an insert as its own frame, and
+        # lz4.frame.decompress reads only the first one: read every frame.
+        parts = []
+        while body:
+            frame = lz4_frame.LZ4FrameDecompressor()
+            parts.append(frame.decompress(body))
+            body = frame.unused_data
+        return b"".join(parts)
     if encoding == "zstd" and zstd is not None:
         return zstd.decompress(body)
     raise QueryError(1, f"Code: 1. DB::Exception: Unknown Content-Encoding {encoding}. (UNSUPPORTED_METHOD)")

@@ -30,11 +30,21 @@ from pipelines.records import (
     ContextRef,
     Example,
     IncidentEvent,
+    IncidentMember,
     ScoredInteraction,
     SharedDocument,
     SuggestedGate,
 )
-from services.store.base import Store, interaction_columns, interaction_from_row, migrations, session_key, statements
+from services.store.base import (
+    Store,
+    incident_event_row,
+    interaction_columns,
+    interaction_from_row,
+    migrations,
+    rows_to_columns,
+    session_key,
+    statements,
+)
 from services.store.chdb_store import ChdbStore
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "schema.sql"
@@ -56,7 +66,7 @@ def interaction(interaction_id: str, **overrides: Any) -> ScoredInteraction:
         confident_wrong=True, stale_context=True,
         contexts=(ContextRef(doc_id="pricing-table", doc_version="v3", stale=True),
                   ContextRef(doc_id=None, doc_version=None)),
-        incident_id=None, intent_hint="pricing", model="gpt-x", action_name="refund",
+        incident_id=None, family_id="f001", intent_hint="pricing", model="gpt-x", action_name="refund",
         action_reversible=False, metadata={"channel": "web", "tags": ["a", "b"], "n": 1})
     values.update(overrides)
     return ScoredInteraction(**values)
@@ -179,7 +189,7 @@ def test_interactions_round_trip_and_duplicates_count_once(store: Store):
             interaction("i2", session_id=None, customer_id=None, response=None,
                         faithfulness=None, faithfulness_source="none", confidence=None,
                         below_baseline=False, baseline_low=None, confident_wrong=False,
-                        stale_context=False, contexts=(), intent_hint=None, model=None,
+                        stale_context=False, contexts=(), family_id=None, intent_hint=None, model=None,
                         action_name=None, action_reversible=None, metadata=None,
                         timestamp=datetime(2026, 11, 2, 11, 30, 1, 123000, tzinfo=UTC))]
     store.insert_interactions(rows)
@@ -371,6 +381,201 @@ def test_sessions_page_by_keyset_without_repeats_or_gaps(incidents: Store):
         incidents.sessions("pricing", since=at(0), limit=-1)
     with pytest.raises(ValueError, match="naive"):
         incidents.sessions("pricing", since=at(0), after=(datetime(2026, 11, 2, 10), "s-a"))  # noqa: DTZ001
+
+
+# ---- families and multi-cluster incidents (migration 0004) ----------------------------------
+
+
+def member(cluster_id: str, since: datetime, joined_by: str = "family", **overrides: Any) -> IncidentMember:
+    values: dict[str, Any] = dict(
+        cluster_id=cluster_id, cluster_label=f"{cluster_id}: label", family_id="f001", category="pricing",
+        joined_at=since + timedelta(minutes=5), since=since, joined_by=joined_by, below_baseline_count=4,
+        affected_sessions=2)
+    values.update(overrides)
+    return IncidentMember(**values)
+
+
+CAUSE = SharedDocument(doc_id="pricing-table", doc_version="v3", count=9, share=0.75, stale=True,
+                       indexed_at=at(-20160), doc_updated_at=at(-10000))
+
+
+def family_event(incident_id: str, sequence: int, members: tuple[IncidentMember, ...],
+                 **overrides: Any) -> IncidentEvent:
+    """A family-level incident over ``members`` (the first is cluster_id), caused by CAUSE."""
+    values: dict[str, Any] = dict(
+        cluster_id=members[0].cluster_id, onset_at=members[0].since, level="family",
+        clusters=tuple(m.cluster_id for m in members), clusters_added=tuple(m.cluster_id for m in members),
+        family_ids=tuple(dict.fromkeys(m.family_id for m in members if m.family_id)), members=members, cause=CAUSE)
+    values.update(overrides)
+    return event(incident_id, sequence, **values)
+
+
+def test_a_multi_cluster_incident_round_trips(store: Store):
+    first = (member("c001", at(0), "opened", joined_at=at(30)), member("c010", at(12)))
+    grown = (*first, member("c002", at(40), "document", family_id="f002", category="policy"))
+    events = [family_event("inc-f", 0, first),
+              family_event("inc-f", 1, grown, clusters_added=("c002",), cause=None),
+              family_event("inc-f", 2, grown, event="resolved", status="resolved", resolved_at=at(90),
+                           clusters_added=())]
+    store.insert_incident_events(events)
+    incident = store.get_incident("inc-f")
+    assert [IncidentEvent.model_validate(row) for row in incident["events"]] == events
+    latest = {k: v for k, v in incident.items() if k != "events"}
+    assert IncidentEvent.model_validate(latest) == events[-1]
+    assert store.list_incidents() == [latest]
+    # JSON columns come back as the dicts the API serves, like the older JSON columns.
+    assert latest["members"][2] == {**grown[2].to_json_dict()} and latest["cause"]["doc_id"] == "pricing-table"
+    assert incident["events"][1]["cause"] is None
+    assert (latest["level"], latest["clusters"], latest["family_ids"]) == ("family", ["c001", "c010", "c002"],
+                                                                          ["f001", "f002"])
+    # The parallel arrays SQL reads: each member's blast-radius start, at millisecond precision.
+    assert store.query("SELECT member_clusters, member_since FROM incident_events FINAL "
+                       "WHERE incident_id = 'inc-f' ORDER BY sequence") == [
+        {"member_clusters": ["c001", "c010"], "member_since": [at(0), at(12)]},
+        {"member_clusters": ["c001", "c010", "c002"], "member_since": [at(0), at(12), at(40)]},
+        {"member_clusters": ["c001", "c010", "c002"], "member_since": [at(0), at(12), at(40)]}]
+
+
+@pytest.fixture
+def family_incidents(store: Store) -> Store:
+    """inc-f: c001 since 0, c010 since 20, c002 since 50, resolved at 100. inc-s: a
+    single-cluster event without members (policy, open since 10)."""
+    members = (member("c001", at(0), "opened"), member("c010", at(20)), member("c002", at(50), "document"))
+    store.insert_incident_events([
+        family_event("inc-f", 0, members[:2], detected_at=at(25)),
+        family_event("inc-f", 1, members, clusters_added=("c002",), detected_at=at(25)),
+        family_event("inc-f", 2, members, event="resolved", status="resolved", resolved_at=at(100),
+                     clusters_added=(), detected_at=at(25)),
+        event("inc-s", 0, cluster_id="policy", category="policy", onset_at=at(10), detected_at=at(40)),
+    ])
+    store.insert_interactions([
+        interaction("f-0", session_id="s1", cluster_id="c001", timestamp=at(0)),
+        interaction("f-1", session_id="s2", cluster_id="c010", timestamp=at(19)),  # before c010's since
+        interaction("f-2", session_id="s2", cluster_id="c010", timestamp=at(20), faithfulness=0.1),
+        interaction("f-3", session_id="s3", customer_id="c3", cluster_id="c002", timestamp=at(49)),  # too early
+        interaction("f-4", session_id="s4", customer_id="c4", cluster_id="c002", timestamp=at(60)),
+        interaction("f-5", session_id="s5", cluster_id="c002", timestamp=at(70), below_baseline=False),
+        interaction("f-6", session_id="s6", cluster_id="c003", timestamp=at(30)),  # not a member
+        interaction("f-7", session_id="s7", cluster_id="c001", timestamp=at(101)),  # after resolution
+        interaction("f-8", session_id="s1", cluster_id="c001", timestamp=at(100)),
+        interaction("p-0", session_id="p1", cluster_id="policy", timestamp=at(9)),
+        interaction("p-1", session_id="p2", cluster_id="policy", timestamp=at(10)),
+        interaction("p-2", session_id="p2", cluster_id="c001", timestamp=at(11)),
+    ])
+    return store
+
+
+def test_the_blast_radius_spans_every_member_from_its_own_since(family_incidents: Store):
+    radius = family_incidents.incident_sessions("inc-f")
+    assert [(r["session_id"], r["customer_id"], r["interactions"], r["example_interaction_id"]) for r in radius] == [
+        ("s1", "c1", 2, "f-0"), ("p2", "c1", 1, "p-2"), ("s2", "c1", 1, "f-2"), ("s4", "c4", 1, "f-4")]
+    assert (radius[0]["first_at"], radius[0]["last_at"]) == (at(0), at(100))
+    # Paged like every session list.
+    assert [r["session_id"] for r in family_incidents.incident_sessions("inc-f", limit=2)] == ["s1", "p2"]
+    assert [r["session_id"] for r in family_incidents.incident_sessions(
+        "inc-f", limit=2, after=session_key(radius[1]))] == ["s2", "s4"]
+    # Without members: its one cluster since onset, as before 0004.
+    assert [r["session_id"] for r in family_incidents.incident_sessions("inc-s")] == ["p2"]
+
+
+@pytest.mark.parametrize(("cluster_id", "expected"), [
+    ("c001", ["inc-f"]),
+    ("c010", ["inc-f"]),
+    ("c002", ["inc-f"]),  # joined with the second event: the latest state has it
+    ("policy", ["inc-s"]),
+    ("c003", []),
+])
+def test_list_incidents_matches_any_member_cluster(family_incidents: Store, cluster_id: str, expected: list[str]):
+    assert [row["incident_id"] for row in family_incidents.list_incidents(cluster_id=cluster_id)] == expected
+    assert [row["incident_id"] for row in family_incidents.list_incidents(cluster_id=cluster_id, status="open")] == [
+        i for i in expected if i == "inc-s"]
+
+
+def cluster_in(family: str | None, cluster_id: str, **overrides: Any) -> ClusterInfo:
+    values: dict[str, Any] = dict(family_id=family, family_label=None if family is None else f"{family} label",
+                                  family_category=None if family is None else "pricing")
+    values.update(overrides)
+    return cluster(cluster_id, **values)
+
+
+def test_clusters_carry_their_family_and_families_are_built_from_them(store: Store):
+    store.upsert_clusters([cluster_in("f002", "c002", size=5, last_seen=at(3)),
+                           cluster_in("f002", "c010", size=7, first_seen=at(-90), last_seen=at(8)),
+                           cluster_in("f002", "c003", size=1),
+                           cluster_in("f001", "c001", size=30, family_category="policy"),
+                           cluster_in(None, "c004", size=2)])
+    listed = store.list_clusters()
+    assert [ClusterInfo.model_validate({k: v for k, v in row.items() if k != "updated_at"}) for row in listed] == [
+        cluster_in("f001", "c001", size=30, family_category="policy"),
+        cluster_in("f002", "c002", size=5, last_seen=at(3)), cluster_in("f002", "c003", size=1),
+        cluster_in(None, "c004", size=2),
+        cluster_in("f002", "c010", size=7, first_seen=at(-90), last_seen=at(8))]
+    assert [row["cluster_id"] for row in store.list_clusters(family_id="f002")] == ["c002", "c003", "c010"]
+    assert store.list_families() == [
+        {"family_id": "f001", "label": "f001 label", "category": "policy", "clusters": ["c001"], "n_clusters": 1,
+         "size": 30, "first_seen": at(-60), "last_seen": None},
+        {"family_id": "f002", "label": "f002 label", "category": "pricing", "clusters": ["c002", "c003", "c010"],
+         "n_clusters": 3, "size": 13, "first_seen": at(-90), "last_seen": at(8)}]
+    # A refit moves c003 into f001 and relabels the family: the clusters' latest rows decide.
+    store.upsert_clusters([cluster_in("f001", "c003", size=2, family_label="f001 relabelled")])
+    assert [(f["family_id"], f["label"], f["clusters"], f["size"]) for f in store.list_families()] == [
+        ("f001", "f001 relabelled", ["c001", "c003"], 32), ("f002", "f002 label", ["c002", "c010"], 12)]
+    assert [f["family_id"] for f in store.list_families(family_id="f002")] == ["f002"]
+    assert store.list_families(family_id="f999") == [] and store.list_clusters(family_id="f999") == []
+
+
+def test_a_store_from_before_0004_reads_back_with_defaults(make_store):
+    """Rows written by a release before 0004 (no family, incidents without members) read back as
+    records with the defaults, and their blast radius is what it was."""
+    old = event("inc-old", 0, onset_at=at(0), detected_at=at(5))
+    answers = [interaction("o-1", session_id="s1", timestamp=at(1)),
+               interaction("o-2", session_id="s2", timestamp=at(-1)),
+               interaction("o-3", session_id="s3", timestamp=at(2), cluster_id="policy")]
+    with make_store() as store:
+        migrate_to(store, 3)
+        store._insert("interactions_in", before_0004("interactions", interaction_columns(answers)))
+        store._insert("clusters", before_0004("clusters", rows_to_columns([cluster("pricing").model_dump()])))
+        insert_old_events(store, [old])
+        assert store.migrate() == MIGRATION_NAMES[3:]
+        assert [interaction_from_row(row) for row in store.query(
+            "SELECT * FROM interactions ORDER BY interaction_id")] == [
+            a.model_copy(update={"family_id": None}) for a in answers]
+        [stored_cluster] = store.list_clusters()
+        assert (stored_cluster["family_id"], stored_cluster["family_label"], stored_cluster["family_category"]) == (
+            None, None, None)
+        assert store.list_families() == []
+        incident = store.get_incident("inc-old")
+        assert IncidentEvent.model_validate(incident["events"][0]) == old
+        assert (incident["level"], incident["clusters"], incident["members"], incident["cause"]) == (
+            "cluster", [], [], None)
+        assert [(r["session_id"], r["interactions"]) for r in store.incident_sessions("inc-old")] == [("s1", 1)]
+        assert [i["incident_id"] for i in store.list_incidents(cluster_id="pricing")] == ["inc-old"]
+        # New rows go through the recreated views: family_id reaches interactions, the incidents
+        # view carries the new columns.
+        store.insert_interactions([interaction("n-1", family_id="f009", timestamp=at(3))])
+        assert store.query("SELECT family_id FROM interactions WHERE interaction_id = 'n-1'") == [{"family_id": "f009"}]
+        store.insert_incident_events([family_event("inc-new", 0, (member("c001", at(0)),))])
+        assert store.list_incidents(cluster_id="c001")[0]["members"][0]["cluster_id"] == "c001"
+
+
+def test_the_0004_migration_can_be_run_again_after_stopping_half_way(make_store):
+    [(_, _, sql)] = [m for m in migrations() if m[0] == 4]
+    steps = list(statements(sql))
+    halfway = next(k for k, text in enumerate(steps) if "DROP VIEW IF EXISTS incidents" in text) + 2
+    answers = scored_stream(60)
+    with make_store() as store:
+        migrate_to(store, 3)
+        store._insert("interactions_in", before_0004("interactions", interaction_columns(answers)))
+        insert_old_events(store, [event("inc-old", 0)])
+        for statement in steps[:halfway]:
+            store.command(statement)
+        assert store.migrate() == MIGRATION_NAMES[3:]
+        for statement in steps:  # and once more from the top
+            store.command(statement)
+        store.insert_interactions(answers + [interaction("n-1", timestamp=at(3))])
+        assert store.counts()["interactions"] == 61 and store.counts()["incidents"] == 1
+        assert IncidentEvent.model_validate(store.list_incidents()[0]) == event("inc-old", 0)
+        assert sum(r["interactions"] for r in store.rollups(at(-10), at(60))) == 61
 
 
 # ---- injection --------------------------------------------------------------------------
@@ -635,9 +840,26 @@ def migrate_to(store: Store, last_version: int) -> None:
                           "SELECT {v:UInt32}, {n:String}, now64(3)", {"v": version, "n": name})
 
 
+# The columns each migration after 0003 added: a release before it wrote none of them.
+ADDED_IN_0004 = {"interactions": {"family_id"},
+                 "clusters": {"family_id", "family_label", "family_category"},
+                 "incident_events": {"level", "clusters", "clusters_added", "family_ids", "members", "cause",
+                                     "member_clusters", "member_since"}}
+
+
+def before_0004(table: str, columns: dict[str, Any]) -> dict[str, Any]:
+    return {name: values for name, values in columns.items() if name not in ADDED_IN_0004[table]}
+
+
 def insert_directly(store: Store, rows: list[ScoredInteraction]) -> None:
-    """What releases before 0003 did: write to interactions itself."""
-    store._insert("interactions", interaction_columns(rows))
+    """What releases before 0003 did: write to interactions itself (without 0004's columns)."""
+    store._insert("interactions", before_0004("interactions", interaction_columns(rows)))
+
+
+def insert_old_events(store: Store, rows: list[IncidentEvent]) -> None:
+    """What releases before 0004 wrote to incident_events."""
+    store._insert("incident_events", before_0004("incident_events",
+                                                 rows_to_columns([incident_event_row(row) for row in rows])))
 
 
 def test_the_rollup_migrations_backfill_what_interactions_already_held(make_store):
@@ -658,7 +880,7 @@ def test_a_store_filled_before_0003_answers_the_same_after_it(make_store):
         migrate_to(store, 2)
         insert_directly(store, rows)
         insert_directly(store, rows[:100])  # a replay before 0003: collapsed by FINAL
-        store.insert_incident_events([event("inc-m", 0, onset_at=at(0), detected_at=at(5))])
+        insert_old_events(store, [event("inc-m", 0, onset_at=at(0), detected_at=at(5))])
         assert store.migrate() == MIGRATION_NAMES[2:]
         migrated = (rollup_snapshot(store), store.run_recipe("confident_wrong_rate_by_cluster",
                                                              {"since": at(-10), "until": at(60)}),

@@ -9,6 +9,9 @@ CREATE TABLE clusters
     `centroid_version` UInt32,
     `first_seen` Nullable(DateTime64(3, 'UTC')),
     `last_seen` Nullable(DateTime64(3, 'UTC')),
+    `family_id` Nullable(String),
+    `family_label` Nullable(String),
+    `family_category` LowCardinality(Nullable(String)),
     `updated_at` DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree(updated_at)
@@ -61,7 +64,15 @@ CREATE TABLE incident_events
     `statistic` Float64,
     `threshold` Float64,
     `summary` String,
-    `examples` String
+    `examples` String,
+    `level` LowCardinality(String) DEFAULT 'cluster',
+    `clusters` Array(String),
+    `clusters_added` Array(String),
+    `family_ids` Array(String),
+    `members` String DEFAULT '[]',
+    `cause` Nullable(String),
+    `member_clusters` Array(String),
+    `member_since` Array(DateTime64(3, 'UTC'))
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (incident_id, sequence)
@@ -99,7 +110,15 @@ CREATE VIEW incidents
     `statistic` Float64,
     `threshold` Float64,
     `summary` String,
-    `examples` String
+    `examples` String,
+    `level` LowCardinality(String),
+    `clusters` Array(String),
+    `clusters_added` Array(String),
+    `family_ids` Array(String),
+    `members` String,
+    `cause` Nullable(String),
+    `member_clusters` Array(String),
+    `member_since` Array(DateTime64(3, 'UTC'))
 )
 AS SELECT *
 FROM incident_events
@@ -144,6 +163,7 @@ CREATE TABLE interactions
     `context_doc_versions` Array(Nullable(String)),
     `context_stale` Array(Bool),
     `incident_id` Nullable(String),
+    `family_id` Nullable(String),
     `intent_hint` Nullable(String),
     `model` Nullable(String),
     `action_name` Nullable(String),
@@ -177,6 +197,7 @@ CREATE TABLE interactions_in
     `context_doc_versions` Array(Nullable(String)),
     `context_stale` Array(Bool),
     `incident_id` Nullable(String),
+    `family_id` Nullable(String),
     `intent_hint` Nullable(String),
     `model` Nullable(String),
     `action_name` Nullable(String),
@@ -207,6 +228,7 @@ CREATE MATERIALIZED VIEW interactions_in_mv TO interactions
     `context_doc_versions` Array(Nullable(String)),
     `context_stale` Array(Bool),
     `incident_id` Nullable(String),
+    `family_id` Nullable(String),
     `intent_hint` Nullable(String),
     `model` Nullable(String),
     `action_name` Nullable(String),

@@ -40,6 +40,19 @@ def test_insert_and_query_round_trip_with_each_compression(clickhouse_server, co
         ch.command(f"DROP TABLE default.{table}")
 
 
+@pytest.mark.parametrize("compress", [False, "gzip", "lz4", "zstd"])
+def test_an_insert_of_several_blocks_arrives_whole(clickhouse_server, compress):
+    """clickhouse-connect cuts a large insert into blocks (8192 rows of ~400 bytes here) and
+    compresses each block as its own frame: every frame is read, not only the first."""
+    table = f"t_{uuid.uuid4().hex[:10]}"
+    with client(clickhouse_server, compress=compress) as ch:
+        ch.command(f"CREATE TABLE default.{table} (id UInt32, s String) ENGINE = MergeTree ORDER BY id")
+        ch.insert(f"default.{table}", [[n, f"{n:08d}" * 50] for n in range(20_000)], column_names=["id", "s"])
+        assert ch.query(f"SELECT count(), uniqExact(id), max(id) FROM default.{table}").result_rows == [
+            (20_000, 20_000, 19_999)]
+        ch.command(f"DROP TABLE default.{table}")
+
+
 def test_errors_carry_the_engine_code_status_and_header(clickhouse_server):
     auth = (clickhouse_server.user, clickhouse_server.password.get_secret_value())
     with httpx.Client(base_url=clickhouse_server.url, auth=auth) as http:
