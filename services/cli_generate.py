@@ -26,10 +26,10 @@ def truth_path(stream: Path) -> Path:
 
 
 def incident_for(kind: str, dataset: str, intents: tuple[str, ...], onset_day: float | None,
-                 sessions: int | None) -> IncidentSpec | None:
+                 sessions: int | None, document: str | None = None) -> IncidentSpec | None:
     if kind == "none":
         return None
-    overrides: dict = {}
+    overrides: dict = {"document": document} if document else {}
     if intents:
         overrides["intents"] = intents
     if onset_day is not None:
@@ -57,18 +57,30 @@ def incident_for(kind: str, dataset: str, intents: tuple[str, ...], onset_day: f
               help="intent the incident hits (repeatable; default: picked from the stream)")
 @click.option("--onset-day", type=float, help="days after the start when the incident begins")
 @click.option("--sessions", type=int, help="sessions the incident hits (spike: at most)")
+@click.option("--shared-document", "document",
+              help="stale_document: every incident intent reads this one (new) document, which goes stale")
+@click.option("--also", "also", multiple=True, metavar="KIND[:INTENT,...]",
+              help="one more injected pattern beside --incident (repeatable), with the kind's defaults")
 @click.option("--noise-rate", default=0.03, show_default=True, type=float,
               help="background share of answers stating a made-up figure")
 @click.option("--producer-faithfulness/--no-producer-faithfulness", default=False, show_default=True,
               help="add the producer's own evaluator score to every record")
 def generate_cmd(out, dataset, split, days, per_day, intents, seed, kind, incident_intents, onset_day,
-                 sessions, noise_rate, producer_faithfulness):
+                 sessions, document, also, noise_rate, producer_faithfulness):
     """Write a realistic stream to OUT (JSON Lines) and its ground truth to OUT's .truth.json."""
     queries = _LOADERS[dataset](split)
     try:
-        spec = incident_for(kind, dataset, tuple(incident_intents), onset_day, sessions)
+        spec = incident_for(kind, dataset, tuple(incident_intents), onset_day, sessions, document)
+        more = []
+        for item in also:
+            more_kind, _, names = item.partition(":")
+            if more_kind not in INCIDENT_KINDS:
+                raise ValueError(f"--also {item}: unknown kind {more_kind!r}; known: {', '.join(INCIDENT_KINDS)}")
+            more.append(IncidentSpec.of(more_kind, intents=tuple(n for n in names.split(",") if n)))
+        if more and spec is None:
+            raise ValueError("--also needs an --incident beside it")
         config = ScenarioConfig(seed=seed, days=days, per_day=per_day, intents=intents, noise_rate=noise_rate,
-                                incident=spec, producer_faithfulness=producer_faithfulness)
+                                incident=spec, incidents=tuple(more), producer_faithfulness=producer_faithfulness)
         scenario = generate(queries, config)
     except ValueError as exc:
         raise FaithwatchError(str(exc)) from None
@@ -84,5 +96,9 @@ def generate_cmd(out, dataset, split, days, per_day, intents, seed, kind, incide
     click.echo(json.dumps({"stream": str(out), "truth": str(tpath), "records": len(scenario.records),
                            "incident": truth["kind"], "incident_intents": truth["incident_intents"],
                            "onset_at": truth["onset_at"],
-                           "incident_sessions": len(truth["incident_session_ids"])}, sort_keys=True))
+                           "incident_sessions": len(truth["incident_session_ids"]),
+                           **({"patterns": [{"kind": p["kind"], "intents": p["intents"], "onset_at": p["onset_at"],
+                                             "stale_doc": p["stale_doc"], "sessions": len(p["session_ids"])}
+                                            for p in truth["patterns"]]} if "patterns" in truth else {})},
+                          sort_keys=True))
     click.echo(f"Replay it: faithwatch replay {out} --alerts-out alerts.jsonl", err=True)

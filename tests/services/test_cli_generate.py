@@ -92,3 +92,18 @@ def test_unusable_settings_exit_2_with_one_line(tmp_path, args, message):
     res, out, _ = generate(tmp_path, *args)
     assert res.exit_code == 2 and message in res.output
     assert not out.exists()
+
+
+def test_a_shared_document_and_a_second_pattern(tmp_path):
+    res, out, truth_file = generate(tmp_path, "--dataset", "clinc150", "--days", "3", "--per-day", "800",
+                                    "--incident", "stale_document", "--onset-day", "1.2", "--sessions", "8",
+                                    "--incident-intent", "bill_balance", "--incident-intent", "reminder",
+                                    "--shared-document", "kb-account-help", "--also", "spike:play_music")
+    assert res.exit_code == 0, res.output
+    truth = json.loads(truth_file.read_text(encoding="utf-8"))
+    first, second = truth["patterns"]
+    assert first["stale_doc"][0] == "kb-account-help" and first["intents"] == ["bill_balance", "reminder"]
+    assert second["kind"] == "spike" and second["intents"] == ["play_music"] and second["stale_doc"] is None
+    assert set(truth["incident_session_ids"]) == set(first["session_ids"]) | set(second["session_ids"])
+    res, *_ = generate(tmp_path, "--dataset", "clinc150", "--also", "nope", name="bad.jsonl")
+    assert res.exit_code == 2 and "unknown kind" in res.output

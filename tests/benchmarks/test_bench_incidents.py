@@ -1,0 +1,73 @@
+"""Smoke test of the incidents-per-pattern benchmark: the counting on hand-made events, then the
+quick run (two small CLINC150 streams replayed in a subprocess with this tree's code)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+from benchmarks import bench_incidents, common
+from pipelines.scenario import GroundTruth, PatternTruth
+
+T0 = datetime(2026, 11, 4, 8, tzinfo=UTC)
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def event(iid: str, seq: int, at: datetime, cluster: str, sessions: list[str], clusters=()) -> dict:
+    return {"incident_id": iid, "sequence": seq, "event": "opened" if seq == 0 else "updated",
+            "detected_at": iso(at), "cluster_id": cluster, "clusters": list(clusters), "session_ids": sessions}
+
+
+def test_counting_splits_merges_and_false_incidents():
+    records, cluster_of = [], {}
+    pats = []
+    for k, (intent, cluster) in enumerate((("a", "c1"), ("b", "c5"))):
+        ids = [f"i{k}{n}" for n in range(6)]
+        for n, iid in enumerate(ids):
+            records.append({"interaction_id": iid, "timestamp": iso(T0 + timedelta(minutes=10 * n)),
+                            "session_id": f"s{k}{n}"})
+            cluster_of[iid] = cluster if n < 4 else cluster + "x"  # the intent is split over two ids
+        pats.append(PatternTruth(kind="stale_document", intents=(intent,), onset_at=T0,
+                                 fixed_at=T0 + timedelta(hours=1),
+                                 stale_doc=(f"kb-{intent}", "v1"), interaction_ids=frozenset(ids),
+                                 session_ids=frozenset(f"s{k}{n}" for n in range(6)),
+                                 customer_ids=frozenset()))
+    truth = GroundTruth(frozenset(), frozenset(), frozenset(), ("a", "b"), T0, None, patterns=tuple(pats))
+    events = [
+        # Pattern a: one incident that grows over both of its clusters (new code's shape).
+        event("inc-1", 0, T0 + timedelta(minutes=25), "c1", ["s00", "s01", "s02"]),
+        event("inc-1", 1, T0 + timedelta(minutes=60), "c1", [f"s0{n}" for n in range(6)], clusters=("c1", "c1x")),
+        # Pattern b: split over two incidents, one per cluster (old code's shape).
+        event("inc-2", 0, T0 + timedelta(minutes=30), "c5", ["s10", "s11", "s12"]),
+        event("inc-3", 0, T0 + timedelta(minutes=55), "c5x", ["s14", "s15", "zz"]),
+        # About neither: other sessions, another cluster.
+        event("inc-4", 0, T0 + timedelta(minutes=40), "c9", ["q1", "q2", "q3"]),
+        # The right cluster, but long after the pattern ended (past the 6 h grace).
+        event("inc-5", 0, T0 + timedelta(hours=9), "c1", ["q4", "q5", "q6"]),
+    ]
+    out = bench_incidents.evaluate(truth, records, events, cluster_of)
+    a, b = out.patterns
+    assert (a.incidents, b.incidents) == (1, 2) and (a.clusters_hit, b.clusters_hit) == (2, 2)
+    assert a.recall == 1.0 and a.precision == 1.0 and a.delay_sessions == 3
+    assert b.recall == 0.5 and b.recall_all == 5 / 6 and b.delay_sessions == 4
+    assert out.false_incidents == 2 and out.separate is False
+    cells = bench_incidents.summary_cells([asdict(out)])
+    assert cells["exactly 1"] == "1/2" and cells["max"] == "2" and cells["2 separate"] == "0/1"
+
+
+def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    bench_incidents.main(["--quick"])
+    text = (tmp_path / "results" / "quick" / "detection_incidents.md").read_text(encoding="utf-8")
+    assert text.startswith(f"## {bench_incidents.TITLE}")
+    stored = json.loads((tmp_path / "results" / "quick" / "incidents" / "after.json").read_text(encoding="utf-8"))
+    assert stored["seeds"] == [11] and len(stored["rows"]) == 2
+    for stream in bench_incidents.streams(quick=True):
+        assert f"| {stream.group} | {stream.name} | {stream.dataset} | after | 1 | " in text
+    assert "2 separate" in text and "**after**: code " in text
