@@ -253,15 +253,19 @@ def log(msg: str) -> None:
 
 
 def run(code: Path, stream_list: list[Stream], seeds: Sequence[int],
-        saved=lambda rows: None) -> dict[str, list[dict]]:
+        saved=lambda rows: None, done: dict[str, list[dict]] | None = None) -> dict[str, list[dict]]:
     """Every stream once per seed; returns, per row key, the outcomes as dicts (``saved`` gets
-    them after each stream configuration, so a long run that stops keeps what it measured)."""
-    rows: dict[str, list[dict]] = {}
+    them after each stream configuration, so a long run that stops keeps what it measured; rows
+    already in ``done`` with every seed are kept, not re-run)."""
+    rows: dict[str, list[dict]] = dict(done or {})
     loaded: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="faithwatch-bench-incidents-") as tmp:
         for st in stream_list:
             queries = loaded.setdefault(st.dataset, DATASETS[st.dataset]())
             key = json.dumps([st.group, st.name, st.dataset])
+            if len(rows.get(key, ())) == len(seeds):
+                continue
+            rows[key] = []
             for seed in seeds:
                 config = ScenarioConfig(seed=seed, days=st.days, per_day=st.per_day, intents=st.intents,
                                         incident=st.specs[0], incidents=st.specs[1:],
@@ -385,24 +389,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", help=f"default {' '.join(map(str, PUBLISHED_SEEDS))}")
     parser.add_argument("--quick", action="store_true", help="two small CLINC150 streams, one seed")
     parser.add_argument("--only", help="run only the streams whose group or name contains this")
+    parser.add_argument("--groups", help="comma-separated groups to run (split, shared document, two causes, "
+                        "existing kind); default all")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows LABEL's earlier (or interrupted) run measured with these seeds")
+    parser.add_argument("--results", type=Path, help="where incidents/LABEL.json and the fragment go "
+                        "(default benchmarks/results)")
     args = parser.parse_args(argv)
+    if args.results:
+        common.RESULTS = args.results
     code = args.code.resolve()
     seeds = tuple(args.seeds or ((11,) if args.quick else PUBLISHED_SEEDS))
-    chosen = [s for s in streams(args.quick) if not args.only or args.only in s.group or args.only in s.name]
+    groups = {g.strip() for g in args.groups.split(",")} if args.groups else None
+    chosen = [s for s in streams(args.quick) if (not args.only or args.only in s.group or args.only in s.name)
+              and (groups is None or s.group in groups)]
     machine = common.machine()
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     folder = (common.RESULTS / "quick" if args.quick else common.RESULTS) / "incidents"
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"{args.label}.partial.json"
+    done: dict[str, list[dict]] = {}
+    if args.resume:
+        final = folder / f"{args.label}.json"
+        if final.is_file() and json.loads(final.read_text(encoding="utf-8"))["seeds"] == list(seeds):
+            done.update(json.loads(final.read_text(encoding="utf-8"))["rows"])
+        if partial.is_file():
+            done.update(json.loads(partial.read_text(encoding="utf-8")))
     rows = run(code, chosen, seeds, lambda rows: partial.write_text(json.dumps(rows, indent=1) + "\n",
-                                                                     encoding="utf-8"))
+                                                                     encoding="utf-8"), done)
     partial.unlink(missing_ok=True)
     command = " ".join(["python -m benchmarks.bench_incidents", *(["--quick"] if args.quick else []),
                         *([f"--code {args.code}"] if code != TREE else []),
                         *([f"--label {args.label}"] if args.label != "after" else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
-                        *([f"--only '{args.only}'"] if args.only else [])])
+                        *([f"--only '{args.only}'"] if args.only else []),
+                        *([f"--groups '{args.groups}'"] if args.groups else [])])
     result = {"label": args.label, "code": str(code), "commit": code_commit(code), "seeds": list(seeds),
               "machine": machine, "date": started.strftime("%Y-%m-%d %H:%M UTC"),
               "seconds": time.perf_counter() - t0, "command": command, "rows": rows}
