@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipelines.errors import ConfigError, InvalidRecord, StoreError
 from pipelines.interaction import DeadLetter, Interaction, parse_record
 from services import report
-from services.cli import INCIDENT_COLUMNS, SESSION_COLUMNS
-from services.cli_clusters import CLUSTER_COLUMNS
+from services.cli import INCIDENT_COLUMNS, SESSION_COLUMNS, with_member_count
+from services.cli_clusters import CLUSTER_COLUMNS, FAMILY_COLUMNS, family_of
 from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import CONTENT_TYPE, Metrics
 from services.settings import ApiSettings
@@ -110,11 +110,35 @@ class ClusterRow(_Open):
     centroid_version: int
     first_seen: datetime | None
     last_seen: datetime | None
+    family_id: str | None = Field(None, description="the intent family the cluster belongs to (null: none stored)")
+    family_label: str | None = None
+    family_category: str | None = None
 
 
 class ClusterList(BaseModel):
     count: int
     items: list[ClusterRow]
+
+
+class FamilyRow(_Open):
+    family_id: str
+    label: str | None = Field(description="the family's readable label, as its most recently stored member says")
+    category: str | None = Field(description="the family's one category (the strictest of its members')")
+    clusters: list[str] = Field(description="member cluster ids, oldest first")
+    n_clusters: int
+    size: int = Field(description="queries assigned to its members")
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+class FamilyList(BaseModel):
+    count: int
+    items: list[FamilyRow]
+
+
+class FamilyDetail(FamilyRow):
+    members: list[ClusterRow] = Field(description="the member clusters, oldest first")
+    open_incidents: list[str] = Field(description="open incidents with a member cluster among this family's")
 
 
 class BaselineBand(BaseModel):
@@ -156,7 +180,8 @@ class ClusterDetail(ClusterRow):
     last_baseline_low: float | None = Field(description="band low when the latest answer was scored (from the store)")
     recent_rates: list[RateWindow]
     examples: list[ClusterExample]
-    open_incidents: list[str]
+    open_incidents: list[str] = Field(description="open incidents with this cluster among their members")
+    family: FamilyRow | None = Field(None, description="the cluster's intent family with its member ids")
 
 
 class IncidentRow(_Open):
@@ -174,6 +199,16 @@ class IncidentRow(_Open):
     affected_customers: int
     outreach_required: bool
     summary: str
+    level: str = Field("cluster", description="cluster: opened by one cluster's test; family: by its intent family's")
+    clusters: list[str] = Field(description="member cluster ids in join order (cluster_id first); empty on incidents "
+                                            "stored before families existed")
+    n_clusters: int = Field(description="member clusters (1 for an incident stored without a member list)")
+    family_ids: list[str]
+    members: list[dict[str, Any]] = Field(description="per member cluster: cluster_id, cluster_label, family_id, "
+                                                      "category, joined_at, since (its blast radius starts here), "
+                                                      "joined_by (opened, family, document), below_baseline_count, "
+                                                      "affected_sessions")
+    cause: dict[str, Any] | None = Field(description="the document version the incident is correlated by, if any")
 
 
 class IncidentList(BaseModel):
@@ -539,13 +574,32 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         detail["baseline"] = None if band is None else band.__dict__
         detail["open_incidents"] = [i["incident_id"] for i in
                                     store.list_incidents(status="open", cluster_id=cluster_id)]
+        detail["family"] = family_of(store, detail)
         return detail
+
+    @app.get("/v1/families", response_model=FamilyList, dependencies=auth, tags=["clusters"], responses=csv_doc)
+    def families(request: Request, fmt: Fmt = None) -> Any:
+        """Every intent family: clusters that are one intent, monitored as one unit besides each cluster."""
+        return _table(request, fmt, store.list_families(), FAMILY_COLUMNS, "families")
+
+    @app.get("/v1/families/{family_id}", response_model=FamilyDetail, dependencies=auth, tags=["clusters"],
+             responses={404: {"description": "no such family"}})
+    def family(family_id: str) -> Any:
+        """One family with its member clusters and the open incidents that involve them."""
+        found = store.list_families(family_id=family_id)
+        if not found:
+            raise HTTPException(404, f"no family {family_id!r}")
+        members = set(found[0]["clusters"])
+        opened = [i["incident_id"] for i in store.list_incidents(status="open", limit=10_000)
+                  if members & set(i["clusters"] or [i["cluster_id"]])]
+        return {**found[0], "members": store.list_clusters(family_id=family_id), "open_incidents": opened}
 
     @app.get("/v1/incidents", response_model=IncidentList, dependencies=auth, tags=["incidents"],
              responses=csv_doc)
     def incidents(request: Request,
                   status: Literal["open", "resolved"] | None = None,
-                  cluster: Annotated[str | None, Query(description="cluster id")] = None,
+                  cluster: Annotated[str | None, Query(description="cluster id: incidents with it among their "
+                                                                     "member clusters")] = None,
                   category: str | None = None,
                   since: Annotated[str | None, Query(description="active at or after (RFC 3339 with offset)")] = None,
                   until: Annotated[str | None, Query(description="began at or before (RFC 3339 with offset)")] = None,
@@ -553,8 +607,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                   fmt: Fmt = None) -> Any:
         """Incidents (latest state of each), most recently detected first."""
         lo, hi = _range(since, until)
-        rows = store.list_incidents(status=status, cluster_id=cluster, category=category, since=lo, until=hi,
-                                    limit=limit)
+        rows = with_member_count(store.list_incidents(status=status, cluster_id=cluster, category=category, since=lo,
+                                                      until=hi, limit=limit))
         return _table(request, fmt, rows, INCIDENT_COLUMNS, "incidents")
 
     @app.get("/v1/incidents/{incident_id}", response_model=IncidentDetail, dependencies=auth, tags=["incidents"],
@@ -564,7 +618,7 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         found = store.get_incident(incident_id)
         if found is None:
             raise HTTPException(404, f"no incident {incident_id!r}")
-        return found
+        return with_member_count([found])[0]
 
     @app.get("/v1/incidents/{incident_id}/sessions", response_model=SessionList, dependencies=auth,
              tags=["incidents"], responses={**csv_doc, 404: {"description": "no such incident"}})
@@ -572,8 +626,9 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                           limit: Annotated[int | None, Query(ge=1, le=SESSION_LIMIT,
                                                              description=_SESSION_LIMIT_DOC)] = None,
                           cursor: Annotated[str | None, Query(description=_CURSOR_DOC)] = None) -> Any:
-        """The blast radius for outreach: every session with a below-baseline answer in the
-        incident's cluster since its onset, with the customer id and the worst answer.
+        """The blast radius for outreach: every session with a below-baseline answer in one of the
+        incident's member clusters (each from its own `since`) until the incident was resolved,
+        with the customer id and the worst answer.
 
         Ordered by first failing answer, then session id. JSON pages hold 1,000 rows by default
         (follow `next`); CSV holds every row unless `limit` is given."""

@@ -15,11 +15,19 @@ from services import report
 from services.settings import Settings, load_settings
 
 INCIDENT_COLUMNS = ["incident_id", "status", "severity", "category", "cluster_id", "cluster_label",
-                    "onset_at", "detected_at", "affected_sessions", "below_baseline_count",
+                    "n_clusters", "onset_at", "detected_at", "affected_sessions", "below_baseline_count",
                     "outreach_required"]
 SESSION_COLUMNS = ["session_id", "customer_id", "first_at", "last_at", "below_baseline_count",
                    "confident_wrong_count", "worst_faithfulness", "example_interaction_id",
                    "example_query", "example_response"]
+
+
+def with_member_count(rows: list[dict]) -> list[dict]:
+    """Incident rows with ``n_clusters``: their member clusters (an incident stored without a
+    member list, before families existed, has its one cluster)."""
+    for row in rows:
+        row["n_clusters"] = len(row.get("clusters") or ()) or 1
+    return rows
 
 
 def _settings(ctx: click.Context, **overrides) -> Settings:
@@ -209,15 +217,15 @@ data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, pa
 
 @incidents_group.command("list")
 @click.option("--status", type=click.Choice(["open", "resolved"]))
-@click.option("--cluster")
+@click.option("--cluster", help="incidents with this cluster among their member clusters")
 @click.option("--category")
 @format_option
 @data_dir_option
 @click.pass_context
 def incidents_list(ctx, status, cluster, category, fmt, data_dir):
-    """List incidents, newest first."""
+    """List incidents, newest first (n_clusters: how many clusters each spans)."""
     with reading_store(ctx, data_dir) as store:
-        rows = store.list_incidents(status=status, cluster_id=cluster, category=category)
+        rows = with_member_count(store.list_incidents(status=status, cluster_id=cluster, category=category))
     click.echo(report.render(rows, INCIDENT_COLUMNS, fmt))
 
 
@@ -227,11 +235,12 @@ def incidents_list(ctx, status, cluster, category, fmt, data_dir):
 @data_dir_option
 @click.pass_context
 def incidents_show(ctx, incident_id, fmt, data_dir):
-    """One incident: its latest state and events."""
+    """One incident: its latest state (member clusters and cause included) and events."""
     with reading_store(ctx, data_dir) as store:
         inc = store.get_incident(incident_id)
     if inc is None:
         raise FaithwatchError(f"no incident {incident_id}")
+    with_member_count([inc])
     click.echo(report.as_json(inc) if fmt == "json" else report.incident_text(inc))
 
 
@@ -241,7 +250,8 @@ def incidents_show(ctx, incident_id, fmt, data_dir):
 @data_dir_option
 @click.pass_context
 def incidents_sessions(ctx, incident_id, fmt, data_dir):
-    """The blast radius: every session with a below-baseline answer in the incident's cluster since onset."""
+    """The blast radius: every session with a below-baseline answer in one of the incident's member
+    clusters, each from the time it joined (its first failing answer), until resolution."""
     with reading_store(ctx, data_dir) as store:
         if store.get_incident(incident_id) is None:
             raise FaithwatchError(f"no incident {incident_id}")

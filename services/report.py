@@ -51,6 +51,16 @@ def render(rows: Sequence[dict], columns: Sequence[str], fmt: str) -> str:
     return table(rows, columns)
 
 
+# The member clusters of an incident as `incidents show` prints them.
+MEMBER_COLUMNS = ["cluster_id", "label", "joined_by", "since", "failing_answers", "sessions"]
+
+
+def members_rows(members: Sequence[dict]) -> list[dict]:
+    return [{"cluster_id": m["cluster_id"], "label": m["cluster_label"], "joined_by": m["joined_by"],
+             "since": m["since"], "failing_answers": m["below_baseline_count"], "sessions": m["affected_sessions"]}
+            for m in members]
+
+
 def incident_text(ev: dict) -> str:
     """The alert as on-call reads it."""
     lines = [
@@ -63,12 +73,26 @@ def incident_text(ev: dict) -> str:
         f"{_fmt(ev.get('baseline_low'))}; below-baseline rate {ev['baseline_below_rate']:.1%} -> "
         f"{ev['observed_below_rate']:.1%} since onset",
     ]
+    members = ev.get("members") or []
+    if members:
+        level = " (opened by the family's test)" if ev.get("level") == "family" else ""
+        lines.append(f"  clusters     {len(members)} member cluster{'' if len(members) == 1 else 's'}{level}"
+                     + (f", families {', '.join(ev['family_ids'])}" if ev.get("family_ids") else ""))
+        lines += ["    " + line for line in table(members_rows(members), MEMBER_COLUMNS, max_width=40).splitlines()]
+    # The cause (the document version the incident is correlated by) first; the other documents
+    # the failing answers share after it. An incident stored without a cause (before families
+    # existed) lists its shared documents as its causes, as it always did.
+    cause = ev.get("cause")
+    documents = [(cause, "cause")] if cause else []
     for d in ev.get("shared_documents") or []:
+        if not (cause and (d["doc_id"], d.get("doc_version")) == (cause["doc_id"], cause.get("doc_version"))):
+            documents.append((d, "documents" if cause else "cause"))
+    for d, heading in documents:
         stale = " STALE" if d["stale"] else ""
         extra = ""
         if d.get("indexed_at") and d.get("doc_updated_at"):
-            extra = f" (indexed {d['indexed_at'][:10]}, source updated {d['doc_updated_at'][:10]})"
-        lines.append(f"  cause        {d['count']} of {ev['below_baseline_count']} cite {d['doc_id']} "
+            extra = f" (indexed {str(d['indexed_at'])[:10]}, source updated {str(d['doc_updated_at'])[:10]})"
+        lines.append(f"  {heading:<12} {d['count']} of {ev['below_baseline_count']} cite {d['doc_id']} "
                      f"{d.get('doc_version') or ''}{stale}{extra}")
     lines.append(f"  confident    {ev['confident_wrong_count']} answers at or above the gate were wrong")
     g = ev.get("suggested_gate")

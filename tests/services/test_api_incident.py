@@ -102,6 +102,14 @@ def test_its_sessions_come_back_for_outreach(served):
         client.get(f"/v1/incidents/{inc['incident_id']}/sessions", headers={"Accept": "text/csv"}).text)))
     assert {(r["session_id"], r["customer_id"]) for r in table} == {(r["session_id"], r["customer_id"]) for r in rows}
 
-    since = inc["onset_at"]
-    hit = client.get("/v1/sessions", params={"cluster": inc["cluster_id"], "since": since}).json()["items"]
-    assert found <= {r["session_id"] for r in hit}
+    # The blast radius spans every member cluster, each from its own since: the sessions of each
+    # member since then hold it.
+    members = inc["members"] or [{"cluster_id": inc["cluster_id"], "since": inc["onset_at"]}]
+    assert members[0]["cluster_id"] == inc["cluster_id"] and [m["cluster_id"] for m in members] == (
+        inc["clusters"] or [inc["cluster_id"]])
+    hit = set()
+    for m in members:
+        page = client.get("/v1/sessions", params={"cluster": m["cluster_id"], "since": m["since"],
+                                                  "limit": 1_000_000}).json()
+        hit |= {r["session_id"] for r in page["items"]}
+    assert found <= hit

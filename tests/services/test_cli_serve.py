@@ -117,7 +117,11 @@ def test_clusters_list_reads_what_the_server_stored(served_and_stopped):
     clusters = json.loads(res.output)
     assert clusters and sum(c["size"] for c in clusters) <= 440
     table = CliRunner().invoke(main, ["clusters", "list", "--data-dir", str(data)])
-    assert table.exit_code == 0 and "cluster_id" in table.output and clusters[0]["label"][:20] in table.output
+    # Grouped by family: every cluster appears indented under its family (or under "(no family)").
+    assert table.exit_code == 0 and table.output.startswith("family/cluster")
+    assert clusters[0]["label"][:20] in table.output
+    indented = [line.split()[0] for line in table.output.splitlines()[2:] if line.startswith("  ")]
+    assert sorted(indented) == sorted(c["cluster_id"] for c in clusters)
     csv_out = CliRunner().invoke(main, ["clusters", "list", "--data-dir", str(data), "--format", "csv"])
     assert csv_out.output.splitlines()[0].startswith("cluster_id,label,category")
     assert len(csv_out.output.splitlines()) == len(clusters) + 1
