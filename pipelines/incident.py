@@ -30,7 +30,7 @@ from pipelines.records import ContextRef, Example, IncidentEvent, IncidentMember
 
 # A document is "shared" when at least this share of failing answers retrieved it.
 SHARED_DOCUMENT_MIN_SHARE = 0.3
-# ...and it is the pattern's cause (what correlates evidence elsewhere with it) when at least
+# ...and it is the pattern's cause (what correlates evidence elsewhere with it) when more than
 # this share did: a majority, so two causes can never both claim one set of failures.
 CAUSE_MIN_SHARE = 0.5
 
@@ -111,7 +111,7 @@ def cause_of(failures: Sequence[Failure]) -> DocKey | None:
     >>> def f(*docs):
     ...     return Failure("i", "s", "s", None, t, "q", "a", 0.1, 0.9,
     ...                    tuple(DocSeen(d, "v3", False, None, None) for d in docs), False, False)
-    >>> cause_of([f("price", "faq"), f("price"), f("faq")]), cause_of([f("a"), f("b")])
+    >>> cause_of([f("price", "faq"), f("price"), f("app")]), cause_of([f("a"), f("b")])
     (('price', 'v3'), None)
     """
     if not failures:
@@ -122,7 +122,7 @@ def cause_of(failures: Sequence[Failure]) -> DocKey | None:
     if not counts:
         return None
     key, n = min(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] or ""))
-    return key if n / len(failures) >= CAUSE_MIN_SHARE else None
+    return key if n / len(failures) > CAUSE_MIN_SHARE else None
 
 
 def shared_documents(failures: list[Failure]) -> tuple[SharedDocument, ...]:

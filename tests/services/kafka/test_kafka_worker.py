@@ -34,10 +34,11 @@ def broker() -> Iterator[Tansu]:
 
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory) -> dict:
-    """A generated stream with an incident, and what `faithwatch replay` makes of it."""
+    """A generated stream with an incident, and what `faithwatch replay` makes of it: one stale
+    pricing table behind two intents, so the incident spans clusters (issue #10)."""
     d = tmp_path_factory.mktemp("stream")
-    sc = generate(load_banking77("train"), ScenarioConfig(seed=11, days=2.0, per_day=600,
-                                                          incident=IncidentSpec(onset_day=1.0)))
+    spec = IncidentSpec(onset_day=1.0, intents=("exchange_rate", "transfer_fee_charged"))
+    sc = generate(load_banking77("train"), ScenarioConfig(seed=11, days=2.0, per_day=600, incident=spec))
     path = d / "stream.jsonl"
     path.write_text("".join(to_jsonl_lines(sc.records)), encoding="utf-8")
     alerts, scored = d / "replay-alerts.jsonl", d / "replay-scored.jsonl"
@@ -47,6 +48,8 @@ def stream(tmp_path_factory) -> dict:
     assert run.returncode == 0, run.stderr[-3000:]
     events = [json.loads(line) for line in alerts.read_text().splitlines()]
     assert any(e["event"] == "opened" for e in events)
+    # The drivers must agree on an incident that spans clusters, joined while open.
+    assert any(len(e["clusters"]) > 1 for e in events), [(e["incident_id"], e["clusters"]) for e in events]
     return {"path": path, "n": len(sc.records), "alerts": alerts,
             "scored": {r["interaction_id"]: r for r in map(json.loads, scored.read_text().splitlines())}}
 
