@@ -38,6 +38,7 @@ from benchmarks.common import write_fragment
 from benchmarks.embedding_cache import DiskCachedEmbedder
 from pipelines.clustering import OnlineClusterer, cut, unit
 from pipelines.config import ClusterConfig
+from pipelines.family import IntentFamilies
 from pipelines.scenario import ScenarioConfig, generate
 from services.datasets import load_banking77, load_clinc150, load_hwu64
 
@@ -85,6 +86,8 @@ def clustered_nmi(gold: Sequence[int], pred: Sequence[int]) -> float:
 class Replay:
     assigned: list[int]  # cluster index per query when it arrived (POOL if pooled)
     final: list[int]  # cluster index per query at the end of the stream
+    families_assigned: list[int]  # intent family index per query when it arrived (POOL if pooled)
+    families: int
     clusters: int
     pool_share_assigned: float
     pool_share_final: float
@@ -102,16 +105,27 @@ def replay(vectors: np.ndarray, queries: Sequence[str], config: ClusterConfig) -
     n0 = min(config.bootstrap_size, len(vectors))
     at = [T0 + timedelta(seconds=i) for i in range(len(vectors))]
     out = c.bootstrap(vectors[:n0], queries[:n0], at[:n0])
+    # Intent families kept as the pipeline keeps them (pipelines.engine): synced when clusters
+    # are created, re-linked every family_refresh_every queries.
+    fam = IntentFamilies(config.family_threshold)
+    fam.sync(*c.centroid_rows())
+    fams = [_label(fam.family_of(a.cluster_id)) if a.cluster_id else POOL for a in out]
     # The benchmark reads each query's attribution at the end: the clusterer keeps it on the item
     # it remembers (an item that left its recent window is never moved again, so its value holds).
     items = list(c._recent)[-n0:]
     for i in range(n0, len(vectors)):
-        out.append(c.assign(vectors[i], queries[i], at[i]))
+        a = c.assign(vectors[i], queries[i], at[i])
+        if (i - n0 + 1) % config.family_refresh_every == 0:
+            fam.relink(*c.centroid_rows())
+        elif a.created:
+            fam.sync(*c.centroid_rows())
+        out.append(a)
+        fams.append(_label(fam.family_of(a.cluster_id)) if a.cluster_id else POOL)
         items.append(c._recent[-1])
     assigned = [_label(a.cluster_id) for a in out]
     # A query still pooled at the end counts under the cluster it was reported under (attached).
     final = [_label(it.attached if it.cluster in (None, "-") else it.cluster) for it in items]
-    return Replay(assigned, final, len(c.clusters), assigned.count(POOL) / len(assigned),
+    return Replay(assigned, final, fams, len(fam.families), len(c.clusters), assigned.count(POOL) / len(assigned),
                   final.count(POOL) / len(final), time.perf_counter() - start)
 
 
@@ -183,6 +197,9 @@ def run(quick: bool) -> str:
             f"{100 * r.pool_share_assigned:.1f}% | {clustered_nmi(gold, r.assigned):.1f} |",
             f"| {name} | {len(queries)} | {k} | online, final | {final.row()} | {r.clusters} | "
             f"{100 * r.pool_share_final:.1f}% | {clustered_nmi(gold, r.final):.1f} |",
+            f"| {name} | {len(queries)} | {k} | online families, as assigned | "
+            f"{scores(gold, r.families_assigned).row()} "
+            f"| {r.families} | {100 * r.pool_share_assigned:.1f}% | {clustered_nmi(gold, r.families_assigned):.1f} |",
             f"| {name} | {len(queries)} | {k} | batch KMeans, k={k} | {km.row()} | {k} | 0% | {km.nmi:.1f} |",
         ]
         gap = km.nmi - as_assigned.nmi

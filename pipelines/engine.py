@@ -277,13 +277,7 @@ class Pipeline:
     def _refresh_labels(self, out: Output) -> None:
         current = self.clusterer.clusters
         families = self.intent_families
-        ids, centroids = self.clusterer.centroid_rows()
-        unplaced = [k for k, cid in enumerate(ids) if cid not in families]
-        if unplaced and len(unplaced) == len(ids):
-            families.relink(ids, centroids)  # the first fit
-        else:
-            for k in unplaced:
-                families.place(ids[k], centroids[k], ids, centroids)
+        families.sync(*self.clusterer.centroid_rows())
         moved = self._families_version != families.version
         changed = [cid for cid, info in current.items() if self._raw.get(cid) is not info]
         self._describe_families(current, None if moved else {families.family_of(c) for c in changed})

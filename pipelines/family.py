@@ -144,6 +144,17 @@ class IntentFamilies:
             self.version += 1
         return changed
 
+    def sync(self, cluster_ids: Sequence[str], centroids: np.ndarray) -> None:
+        """Give every cluster not yet in a family one: all by :meth:`relink` when none is (the
+        first fit), else each by :meth:`place` (the pipeline calls this whenever clusters are
+        created, and :meth:`relink` every ``family_refresh_every`` interactions)."""
+        unplaced = [k for k, cid in enumerate(cluster_ids) if cid not in self._family]
+        if unplaced and len(unplaced) == len(cluster_ids):
+            self.relink(cluster_ids, centroids)
+            return
+        for k in unplaced:
+            self.place(cluster_ids[k], centroids[k], cluster_ids, centroids)
+
     def place(self, cluster_id: str, centroid: np.ndarray, cluster_ids: Sequence[str],
               centroids: np.ndarray) -> str:
         """Put a new cluster into the family of its nearest other centroid if that is closer than
