@@ -76,6 +76,22 @@ def test_int8_agrees_and_does_not_depend_on_batch_or_threads(cache: Path, texts:
     assert np.array_equal(batched, alone.encode(texts))
 
 
+def test_int8_products_are_u8_by_u8_so_no_cpu_saturates_them(cache: Path):
+    """u8 x s8 MatMulInteger saturates in int16 on x86 CPUs without VNNI (the accuracy test above only
+    fails there): every integer product must be u8 x u8, weights shifted by 128 with zero point 128."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(onnx_model.onnx_model(cache, variant="int8")))
+    init = {i.name: i for i in model.graph.initializer}
+    mms = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert len(mms) == 36
+    for n in mms:
+        assert init[n.input[1]].data_type == TensorProto.UINT8, n.name
+        assert n.input[2] == ""  # per-token activation zero point: subtracted after the product
+        assert np.all(numpy_helper.to_array(init[n.input[3]]) == 128), n.name
+
+
 def test_unknown_backend_and_variant_are_config_errors(cache: Path):
     from pipelines.errors import ConfigError
 
