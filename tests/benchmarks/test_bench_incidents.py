@@ -69,5 +69,5 @@ def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
     stored = json.loads((tmp_path / "results" / "quick" / "incidents" / "after.json").read_text(encoding="utf-8"))
     assert stored["seeds"] == [11] and len(stored["rows"]) == 2
     for stream in bench_incidents.streams(quick=True):
-        assert f"| {stream.group} | {stream.name} | {stream.dataset} | after | 1 | " in text
+        assert f"| {stream.group} | {stream.name} | {stream.dataset} | after ({stored['commit']}) | 1 | " in text
     assert "2 separate" in text and "**after**: code " in text
