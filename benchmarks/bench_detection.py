@@ -111,6 +111,7 @@ class Run:
     cluster_of: dict[str, str]
     opened: list  # faithwatch's opened events
     final_sessions: dict[str, set[str]]  # incident id -> sessions of its last event
+    final_clusters: dict[str, tuple[str, ...]]  # incident id -> member clusters of its last event
     start: datetime
     end: datetime
     seconds: float
@@ -138,10 +139,12 @@ def run_stream(records: list[dict], settings: Settings, embedder, work: Path) ->
                                      r["interaction_id"]))
     scored.sort(key=lambda s: s.at)  # event order (the driver's order; stable for ties)
     final: dict[str, set[str]] = {}
+    members: dict[str, tuple[str, ...]] = {}
     for ev in stats.events:
         final[ev.incident_id] = set(ev.session_ids)
+        members[ev.incident_id] = ev.clusters or (ev.cluster_id,)
     opened = [ev for ev in stats.events if ev.event == "opened"]
-    return Run(scored, cluster_of, opened, final, scored[0].at, scored[-1].at, seconds)
+    return Run(scored, cluster_of, opened, final, members, scored[0].at, scored[-1].at, seconds)
 
 
 @dataclass(frozen=True)
@@ -151,11 +154,12 @@ class Found:
     at: datetime
     cluster_id: str | None
     sessions: frozenset[str]
+    clusters: tuple[str, ...] = ()  # every cluster the alert names (faithwatch: the incident's members)
 
 
 def alerts_of(run: Run, global_threshold: float) -> dict[str, list[Found]]:
-    out = {"faithwatch": [Found(ev.detected_at, ev.cluster_id, frozenset(run.final_sessions[ev.incident_id]))
-                          for ev in run.opened]}
+    out = {"faithwatch": [Found(ev.detected_at, ev.cluster_id, frozenset(run.final_sessions[ev.incident_id]),
+                                run.final_clusters[ev.incident_id]) for ev in run.opened]}
     for name, n in FIXED.items():
         out[name] = [Found(a.at, a.cluster_id, frozenset(a.sessions))
                      for a in FixedThresholdMonitor(0.7, 15, n).run(run.scored)]
@@ -193,7 +197,8 @@ def evaluate(alerts: list[Found], truth: GroundTruth, records: list[dict], run: 
     onset = truth.onset_at
     # About the incident: raised between onset and the end (plus grace) on a cluster holding incident
     # answers. An intent split over several clusters can raise one on each: counted, not false.
-    related = [a for a in alerts if onset <= a.at <= end and (a.cluster_id is None or a.cluster_id in clusters)]
+    related = [a for a in alerts if onset <= a.at <= end and (
+        a.cluster_id is None or a.cluster_id in clusters or any(c in clusters for c in a.clusters))]
     false_alerts = len(alerts) - len(related)
     if not related:
         return Outcome(False, false_alerts=false_alerts, injected_sessions=len(first_hit))

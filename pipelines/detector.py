@@ -313,13 +313,15 @@ class PatternDetector:
         if inc is not None:
             self._join(inc, by_cluster, how, at)
             return [self._event(inc, "updated", at)]
-        first = min(by_cluster, key=lambda cid: (by_cluster[cid][0].at, cid))
+        # The headline cluster holds most of the evidence (a family's excursion can start with a
+        # noise hit in a sibling cluster): most failures first, then the earliest.
+        order = sorted(by_cluster, key=lambda cid: (-len(by_cluster[cid]), by_cluster[cid][0].at, cid))
+        first = order[0]
         inc = Incident(
             incident_id=Incident.make_id(key, onset), cluster_id=first, onset=onset, detected_at=at,
             failures=[], observed=0, statistic=statistic, threshold=self.threshold,
             level=level, recovery=BernoulliCusum(self.config.resolve_threshold))
         self.incidents[inc.incident_id] = inc
-        order = sorted(by_cluster, key=lambda cid: (by_cluster[cid][0].at, cid))
         self._join(inc, {cid: by_cluster[cid] for cid in order}, "opened", at)
         inc.observed = max(observed, len(inc.failures))
         inc.added = []
