@@ -17,7 +17,8 @@ def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
     assert "`python -m benchmarks.bench_clustering --quick`" in text
     for name in ("BANKING77", "CLINC150", "HWU64"):
         rows = [line for line in text.splitlines() if line.startswith(f"| {name} | 600 |")]
-        assert len(rows) == 3  # as assigned, final, KMeans with the number of intents in the sample
-        assert "online, as assigned" in rows[0] and "online, final" in rows[1] and "batch KMeans, k=" in rows[2]
+        assert len(rows) == 4  # as assigned, final, families as assigned, KMeans with the sample's intents
+        assert "online, as assigned" in rows[0] and "online, final" in rows[1]
+        assert "online families, as assigned" in rows[2] and "batch KMeans, k=" in rows[3]
     assert "| demo (skewed) | as assigned |" in text and "| demo (skewed) | final |" in text
     assert text.count("within 2 points of KMeans") == 3 and "popular intent not split" in text
