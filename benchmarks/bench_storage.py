@@ -121,7 +121,8 @@ def fill(store: ChdbStore, start: int, stop: int, chunk: int = 1_000_000) -> Non
                 ['pricing-table', 'faq'] AS context_doc_ids,
                 ['v3', 'v12'] AS context_doc_versions,
                 [number % 50 = 0, false] AS context_stale,
-                NULL, 'pricing', 'gpt-x', NULL, NULL, '{{"channel": "web"}}'
+                NULL, concat('f', substring(cluster_id, 2)) AS family_id,
+                'pricing', 'gpt-x', NULL, NULL, '{{"channel": "web"}}'
             FROM numbers({low}, {count})""")
 
 
