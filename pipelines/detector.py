@@ -222,7 +222,8 @@ class PatternDetector:
 
         inc = self._joinable(failure) if failure is not None else None
         if inc is not None:
-            evidence = [f for f in m.excursion if self._shares_cause(f, inc)] or [failure]
+            cause = inc.cause
+            evidence = [f for f in m.excursion if cause in f.doc_keys] or [failure]
             self._join(inc, {cluster_id: evidence}, "document", at)
             events.append(self._event(inc, "updated", at))
         elif m.cusum.alarm and distinct_sessions(m.excursion) >= self.config.min_sessions:
@@ -251,11 +252,6 @@ class PatternDetector:
         return []
 
     # -- correlation -------------------------------------------------------------------------
-    @staticmethod
-    def _shares_cause(f: Failure, inc: Incident) -> bool:
-        cause = inc.cause
-        return cause is None or cause in f.doc_keys
-
     def _joinable(self, f: Failure) -> Incident | None:
         """The open incident whose cause is a stale document this failing answer also retrieved
         stale, if any. (Anything weaker joins through a test: one failing answer is noise as

@@ -204,6 +204,9 @@ class Incident:
     last_at: datetime | None = None  # the newest answer seen in any member cluster
     added: list[str] = field(default_factory=list)  # members joined since the last event
     extra: dict = field(default_factory=dict)
+    # cause_of(failures) and the failure count it was computed at (derived, not state): the
+    # detector asks for the cause on every failing answer while the incident is open.
+    _cause: tuple[int, DocKey | None] = field(default=(-1, None), repr=False, compare=False)
 
     @staticmethod
     def make_id(cluster_id: str, onset: datetime) -> str:
@@ -219,7 +222,10 @@ class Incident:
 
     @property
     def cause(self) -> DocKey | None:
-        return cause_of(self.failures)
+        # Failures are only ever added (and re-sorted), so their count says whether it is current.
+        if self._cause[0] != len(self.failures):
+            self._cause = (len(self.failures), cause_of(self.failures))
+        return self._cause[1]
 
     def add_member(self, m: Member) -> None:
         self.members[m.cluster_id] = m
