@@ -25,6 +25,15 @@ While an incident is open its member clusters' answers do not update their basel
 second CUSUM over all of them, in the other direction, resolves it once they are back at their
 baseline rates (or all have been quiet for ``resolve_quiet_hours``).
 
+An incident stays open while any member's latest answer fails (a slow member still failing holds
+it open although the busy ones recovered). A slow cluster can still prove its part of a pattern
+only after the incident resolved (a sub-cluster that gets an answer an hour), or the pattern can
+come back: a test that alarms up to ``rejoin_hours`` after a same-cause incident (same rules as
+above) resolved belongs to it. When the evidence since the resolution is not a pattern by itself
+(fewer than ``min_sessions`` sessions) the incident *grows after resolution*: an ``updated`` event
+with status ``resolved`` adds the failing answers of its window (a longer outreach list, nobody
+paged again); else it *re-opens* (``updated``, status ``open``, "Reopened").
+
 Every decision is a function of the events seen so far, in event-time order: the same stream
 gives the same incidents, whichever driver runs it.
 """
@@ -38,7 +47,7 @@ from datetime import datetime, timedelta
 
 from pipelines.baseline import Band, ClusterBaseline
 from pipelines.config import BaselineConfig, DetectConfig
-from pipelines.cusum import BernoulliCusum, threshold_for
+from pipelines.cusum import BernoulliCusum, llr, threshold_for
 from pipelines.incident import DocSeen, Failure, Incident, Member, cause_of, distinct_sessions
 from pipelines.interaction import Interaction
 from pipelines.policy import Category
@@ -120,7 +129,7 @@ def failure_of(i: Interaction, faithfulness: float, confident_wrong: bool, clust
 
 class PatternDetector:
     KIND = "pattern_detector"
-    STATE_VERSION = 2
+    STATE_VERSION = 3
 
     def __init__(self, baseline_config: BaselineConfig, detect_config: DetectConfig,
                  family_of: Callable[[str], str] | None = None,
@@ -136,6 +145,8 @@ class PatternDetector:
         self.monitors: dict[str, ClusterMonitor] = {}
         self.families: dict[str, _Test] = {}  # family id -> its test (families of 2+ clusters)
         self.incidents: dict[str, Incident] = {}  # the open ones, in opening order
+        # Resolved in the last rejoin_hours, in resolution order: late evidence can still join them.
+        self.resolved: dict[str, Incident] = {}
         # Which family a cluster is in (the pipeline's IntentFamilies); not state of this detector.
         self.family_of: Callable[[str], str] = family_of or (lambda cid: cid)
         self.family_size: Callable[[str], int] = family_size or (lambda fid: 1)
@@ -162,7 +173,7 @@ class PatternDetector:
             return ClusterBaseline(self.baseline_config).band(self.global_baseline.prior())
         return m.baseline.band(self.global_baseline.prior())
 
-    def _event(self, inc: Incident, kind: str, at: datetime) -> IncidentEvent:
+    def _event(self, inc: Incident, kind: str, at: datetime, head: str | None = None) -> IncidentEvent:
         first = self.monitors[inc.cluster_id]
         assert first.category is not None
         for cid, member in inc.members.items():  # labels and categories as they are now
@@ -172,7 +183,7 @@ class PatternDetector:
         band = first.baseline.band(self.global_baseline.prior())
         return inc.event(kind, at, label=first.label, category=first.category,
                          baseline=[self.monitors[c].baseline for c in inc.members], band=band,
-                         examples=self.config.examples)
+                         examples=self.config.examples, head=head)
 
     def _observe_baseline(self, m: ClusterMonitor, at: datetime, f: float, c: float | None,
                           below: bool) -> None:
@@ -206,7 +217,7 @@ class PatternDetector:
 
         if m.incident_id is not None:
             inc = self.incidents[m.incident_id]
-            events += self._inside(inc, below, p0, p1, at, failure)
+            events += self._inside(inc, cluster_id, below, p0, p1, at, failure)
             return Judgement(below, low, confident_wrong, inc.incident_id, tuple(events))
 
         family_id = self.family_of(cluster_id)
@@ -234,7 +245,7 @@ class PatternDetector:
                 events += self._alarm(family, family_id, "family", free, family.excursion_observed, at)
         return Judgement(below, low, confident_wrong, m.incident_id, tuple(events))
 
-    def _inside(self, inc: Incident, below: bool, p0: float, p1: float, at: datetime,
+    def _inside(self, inc: Incident, cluster_id: str, below: bool, p0: float, p1: float, at: datetime,
                 failure: Failure | None) -> list[IncidentEvent]:
         """An answer of a member cluster: evidence for the incident, or of its recovery."""
         assert inc.recovery is not None
@@ -242,14 +253,28 @@ class PatternDetector:
         inc.last_at = at
         if failure is not None:
             inc.failures.append(failure)
-        # Recovery: evidence that the rate is back at p0 rather than still at p1.
+        # Recovery: evidence that the rate is back at p0 rather than still at p1, over all members
+        # (dominated by the busiest), and from each member that still answers: a slow member that
+        # still fails holds the incident open.
         inc.recovery.update(below, p1, p0, at)
-        if inc.recovery.alarm:
+        inc.back[cluster_id] = max(0.0, inc.back.get(cluster_id, 0.0) + llr(below, p1, p0))
+        if inc.recovery.alarm and self._members_back(inc, at):
             return [self._resolve(inc, at)]
         if inc.added or len(inc.sessions) >= max(inc.reported_sessions + 1,
                                                  inc.reported_sessions * self.config.update_growth):
             return [self._event(inc, "updated", at)]
         return []
+
+    def _members_back(self, inc: Incident, at: datetime) -> bool:
+        """Every member shows its own recovery (half the incident's evidence), or has been quiet
+        for ``member_quiet_hours``."""
+        need = self.config.resolve_threshold / 2
+        quiet = timedelta(hours=self.config.member_quiet_hours)
+        for cid in inc.members:
+            last = self.monitors[cid].last_at
+            if inc.back.get(cid, 0.0) < need and last is not None and at - last < quiet:
+                return False
+        return True
 
     # -- correlation -------------------------------------------------------------------------
     def _joinable(self, f: Failure) -> Incident | None:
@@ -276,17 +301,50 @@ class PatternDetector:
                 return inc, "family"
         return None, ""
 
+    def _late(self, evidence: Sequence[Failure], families: set[str]) -> Incident | None:
+        """The incident resolved in the last ``rejoin_hours`` an alarm's evidence shares its cause
+        with (as in :meth:`_correlated`), the most recently resolved first."""
+        cause = cause_of(evidence)
+        late = list(reversed(self.resolved.values()))
+        for inc in late:
+            if cause is not None and inc.cause == cause:
+                return inc
+        for inc in late:
+            if (cause is None or inc.cause is None) and families & self._member_families(inc):
+                return inc
+        return None
+
+    def _reopen(self, inc: Incident, at: datetime) -> None:
+        """Make a resolved incident open again, with every member that is free."""
+        del self.resolved[inc.incident_id]
+        inc.resolved_at = None
+        inc.recovery = BernoulliCusum(self.config.resolve_threshold)
+        inc.last_at = at
+        self.incidents[inc.incident_id] = inc
+        for cid in inc.members:
+            m = self.monitors[cid]
+            if m.incident_id is None:
+                m.incident_id = inc.incident_id
+                m.reset()
+                inc.back[cid] = self.config.resolve_threshold / 2  # it had recovered
+
     def _join(self, inc: Incident, evidence: dict[str, list[Failure]], how: str, at: datetime) -> None:
-        """Make the clusters of ``evidence`` members of ``inc`` with their failures."""
+        """Make the clusters of ``evidence`` members of ``inc`` with their failures (a resolved
+        ``inc`` takes the failures; its clusters stay free)."""
         known = {f.interaction_id for f in inc.failures}
         for cid, failures in evidence.items():
             m = self.monitors[cid]
             since = min((f.at for f in failures), default=at)
             m.baseline.discard_since(since)
-            m.incident_id = inc.incident_id
+            if inc.resolved_at is None:
+                m.incident_id = inc.incident_id
+                inc.back[cid] = 0.0
             m.reset()
             assert m.category is not None
-            inc.add_member(Member(cid, m.label, self.family_of(cid), m.category, at, since, how))
+            if cid not in inc.members:
+                inc.add_member(Member(cid, m.label, self.family_of(cid), m.category, at, since, how))
+            elif inc.members[cid].since > since:
+                inc.members[cid].since = since
             inc.failures += [f for f in failures if f.interaction_id not in known]
             inc.observed += max(len(failures), 1)
         inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
@@ -309,6 +367,22 @@ class PatternDetector:
         if inc is not None:
             self._join(inc, by_cluster, how, at)
             return [self._event(inc, "updated", at)]
+        inc = self._late(evidence, families) if self.config.rejoin_hours > 0 else None
+        if inc is not None:
+            assert inc.resolved_at is not None
+            how = "document" if inc.cause is not None and inc.cause == cause_of(evidence) else "family"
+            after = [f for f in evidence if f.at > inc.resolved_at]
+            if distinct_sessions(after) >= self.config.min_sessions:
+                self._reopen(inc, at)
+                self._join(inc, by_cluster, how, at)
+                return [self._event(inc, "updated", at, head="Reopened")]
+            # What it adds lies in the incident's window: a longer outreach list, no new page.
+            within = {cid: kept for cid, fs in by_cluster.items()
+                      if (kept := [f for f in fs if f.at <= inc.resolved_at])}
+            if not within:
+                return []
+            self._join(inc, within, how, at)
+            return [self._event(inc, "updated", at, head="Found after it resolved")]
         # The headline cluster holds most of the evidence (a family's excursion can start with a
         # noise hit in a sibling cluster): most failures first, then the earliest.
         order = sorted(by_cluster, key=lambda cid: (-len(by_cluster[cid]), by_cluster[cid][0].at, cid))
@@ -327,6 +401,7 @@ class PatternDetector:
         inc.resolved_at = at
         ev = self._event(inc, "resolved", at)
         del self.incidents[inc.incident_id]
+        self.resolved[inc.incident_id] = inc
         for cid in inc.members:
             m = self.monitors[cid]
             m.incident_id = None
@@ -336,8 +411,13 @@ class PatternDetector:
     def advance(self, now: datetime) -> list[IncidentEvent]:
         """Resolve incidents whose clusters have all been quiet for ``resolve_quiet_hours``."""
         quiet = timedelta(hours=self.config.resolve_quiet_hours)
-        return [self._resolve(inc, now) for inc in list(self.incidents.values())
-                if inc.last_at is not None and now - inc.last_at >= quiet]
+        events = [self._resolve(inc, now) for inc in list(self.incidents.values())
+                  if inc.last_at is not None and now - inc.last_at >= quiet]
+        keep = timedelta(hours=self.config.rejoin_hours)
+        for iid, inc in list(self.resolved.items()):
+            if inc.resolved_at is None or now - inc.resolved_at > keep:
+                del self.resolved[iid]
+        return events
 
     @property
     def open_incidents(self) -> dict[str, Incident]:
@@ -356,7 +436,8 @@ class PatternDetector:
             }
         payload = {"global": self.global_baseline.to_state(), "monitors": monitors,
                    "families": {fid: t.to_state() for fid, t in sorted(self.families.items())},
-                   "incidents": [inc.to_state() for inc in self.incidents.values()]}
+                   "incidents": [inc.to_state() for inc in self.incidents.values()],
+                   "resolved": [inc.to_state() for inc in self.resolved.values()]}
         return envelope(self.KIND, self.STATE_VERSION,
                         {"baseline": self.baseline_config.model_dump(mode="json"),
                          "detect": self.config.model_dump(mode="json")}, payload)
@@ -386,4 +467,7 @@ class PatternDetector:
         for s in p["incidents"]:
             inc = Incident.from_state(s, detect_config.resolve_threshold)
             d.incidents[inc.incident_id] = inc
+        for s in p["resolved"]:
+            inc = Incident.from_state(s, detect_config.resolve_threshold)
+            d.resolved[inc.incident_id] = inc
         return d

@@ -203,6 +203,7 @@ class Incident:
     recovery: BernoulliCusum | None = None
     last_at: datetime | None = None  # the newest answer seen in any member cluster
     added: list[str] = field(default_factory=list)  # members joined since the last event
+    back: dict[str, float] = field(default_factory=dict)  # per member: its own recovery statistic
     extra: dict = field(default_factory=dict)
     # cause_of(failures) and the failure count it was computed at (derived, not state): the
     # detector asks for the cause on every failing answer while the incident is open.
@@ -233,11 +234,12 @@ class Incident:
 
     def event(self, kind: str, at: datetime, *, label: str, category: Category,
               baseline: ClusterBaseline | Sequence[ClusterBaseline], band: Band, examples: int,
-              gate_target: float = 0.9) -> IncidentEvent:
+              gate_target: float = 0.9, head: str | None = None) -> IncidentEvent:
         """The event of ``kind``. ``label``, ``category`` and ``band``: the first member's; the
         severity, outreach and gate come from the strictest category over all members (and
         ``category`` for an incident without members), the gate's cost from all members'
-        ``baseline`` s."""
+        ``baseline`` s. ``head``: the summary's first words, if not the kind's. The status is
+        ``resolved`` once the incident resolved, also for an update after that (late evidence)."""
         self.sequence += 1
         self.last_event_at = at
         sessions = self.sessions
@@ -273,7 +275,7 @@ class Incident:
             cluster_label=label,
             category=rule.name,
             severity=severity,
-            status="resolved" if kind == "resolved" else "open",
+            status="resolved" if self.resolved_at is not None else "open",
             onset_at=self.onset,
             detected_at=self.detected_at,
             event_at=at,
@@ -304,7 +306,7 @@ class Incident:
             members=members,
             cause=next((d for d in docs if (d.doc_id, d.doc_version) == cause), None),
         )
-        return ev.model_copy(update={"summary": summarise(ev)})
+        return ev.model_copy(update={"summary": summarise(ev, head)})
 
     def to_state(self) -> dict:
         return {
@@ -313,10 +315,12 @@ class Incident:
             "failures": [f.to_state() for f in self.failures], "observed": self.observed,
             "sequence": self.sequence, "reported_sessions": self.reported_sessions,
             "last_event_at": self.last_event_at.isoformat() if self.last_event_at else None,
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
             "statistic": self.statistic, "threshold": self.threshold, "level": self.level,
             "members": [m.to_state() for m in self.members.values()],
             "recovery": self.recovery.to_state() if self.recovery else None,
             "last_at": self.last_at.isoformat() if self.last_at else None, "added": list(self.added),
+            "back": dict(sorted(self.back.items())),
         }
 
     @classmethod
@@ -329,10 +333,11 @@ class Incident:
             detected_at=datetime.fromisoformat(s["detected_at"]),
             failures=[Failure.from_state(f) for f in s["failures"]], observed=s["observed"],
             sequence=s["sequence"], reported_sessions=s["reported_sessions"],
-            last_event_at=dt(s["last_event_at"]), statistic=s["statistic"], threshold=s["threshold"],
+            last_event_at=dt(s["last_event_at"]), resolved_at=dt(s["resolved_at"]),
+            statistic=s["statistic"], threshold=s["threshold"],
             level=s["level"], members={m.cluster_id: m for m in members},
             recovery=BernoulliCusum.from_state(s["recovery"], resolve_threshold) if s["recovery"] else None,
-            last_at=dt(s["last_at"]), added=list(s["added"]))
+            last_at=dt(s["last_at"]), added=list(s["added"]), back=dict(s["back"]))
 
 
 def _example(f: Failure) -> Example:
@@ -348,11 +353,12 @@ def _days(a: datetime, b: datetime) -> str:
     return f"{d:.0f} days" if d >= 1.5 else f"{d * 24:.0f} hours"
 
 
-def summarise(ev: IncidentEvent) -> str:
-    """One paragraph an on-call engineer can act on without opening anything else."""
+def summarise(ev: IncidentEvent, head: str | None = None) -> str:
+    """One paragraph an on-call engineer can act on without opening anything else (``head``:
+    its first words, if not the event kind's)."""
     when = ev.onset_at.strftime("%Y-%m-%d %H:%M UTC")
-    head = {"opened": "Pattern of below-baseline answers", "updated": "Still growing",
-            "resolved": "Resolved"}[ev.event]
+    head = head or {"opened": "Pattern of below-baseline answers", "updated": "Still growing",
+                    "resolved": "Resolved"}[ev.event]
     where = f"{ev.category} cluster {ev.cluster_id} \"{ev.cluster_label}\""
     if len(ev.members) > 1:
         others = ", ".join(f"{m.cluster_id} \"{m.cluster_label}\"" for m in ev.members[1:4])

@@ -198,3 +198,101 @@ def test_an_incident_resolves_once_all_members_are_back_and_frees_them():
     # Freed members are tested again: a new pattern there is a new incident.
     _, later, _ = run(stream(n=14_000, patterns=((("c2",), 11_000, 400, None, False),), seed=5)[6000:], d)
     assert any(e.event == "opened" and "c2" in e.clusters for e in later)
+
+
+def slow_stream(c3_fail, n=6000, seed=3):
+    """c1 (every other answer) fails from answer 3000 to 3200 (then the index is fixed); c3, one
+    answer in ten and in c1's family, fails at the answers in ``c3_fail``; c5 is another intent."""
+    rng = random.Random(seed)
+    out, t = [], T0
+    for k in range(n):
+        t += timedelta(seconds=30)
+        cid = "c3" if k % 10 == 0 else ("c1" if k % 2 else "c5")
+        failing = (cid == "c1" and 3000 <= k < 3200 and rng.random() < 0.9) or (cid == "c3" and k in c3_fail)
+        wrong = failing or rng.random() < 0.02
+        f = rng.uniform(0.1, 0.4) if wrong else min(1.0, max(0.0, rng.gauss(0.85, 0.05)))
+        i = Interaction(interaction_id=f"i{k}", session_id=f"s{k}", customer_id=f"u{k // 90}",
+                        timestamp=t, query="q", response="a", confidence=0.84 if wrong else 0.9,
+                        contexts=(ctx("doc-f5" if cid == "c5" else "doc-f1"),))
+        out.append((i, cid, f, 0 if failing else None))
+    return out
+
+
+def timeline(events):
+    """Opened, resolved, and the updates that add clusters or change the status."""
+    out, status = [], None
+    for e in events:
+        if e.event != "updated" or e.clusters_added or e.status != status:
+            out.append((e.event, e.status, e.clusters_added))
+        status = e.status
+    return out
+
+
+def test_a_slow_member_still_failing_holds_the_incident_open():
+    # c3 joins while c1's pattern runs and keeps failing after c1 is back: the pooled recovery
+    # (dominated by busy c1) alone would resolve, and c3 would open a second incident.
+    data = slow_stream(set(range(3180, 3400, 10)))
+    _, events, _ = run(data)
+    assert len({e.incident_id for e in events}) == 1
+    assert [e.event for e in events if e.event != "updated"] == ["opened", "resolved"]
+    resolved = events[-1]
+    assert resolved.clusters == ("c1", "c3")
+    last_c3_failure = max(i.timestamp for i, cid, _, p in data if p == 0 and cid == "c3")
+    assert resolved.event_at > last_c3_failure
+    assert sessions_of(data, 0) <= set(resolved.session_ids)
+
+
+def test_late_evidence_from_the_incidents_window_grows_it_after_resolution_without_reopening():
+    # c3 fails from answer 3200 to 3260 and proves its pattern only after c1's incident resolved.
+    data = slow_stream(set(range(3200, 3260, 10)))
+    _, events, _ = run(data)
+    assert len({e.incident_id for e in events}) == 1
+    assert timeline(events) == [("opened", "open", ("c1",)), ("resolved", "resolved", ()),
+                                ("updated", "resolved", ("c3",))]
+    late = events[-1]
+    assert late.summary.startswith("Found after it resolved")
+    assert late.resolved_at == events[-2].resolved_at
+    assert late.clusters == ("c1", "c3")
+    # Its sessions are the failing answers of c3 up to the resolution (none after it).
+    c3 = {i.session_id for i, cid, _, p in data if p == 0 and cid == "c3" and i.timestamp <= late.resolved_at}
+    assert c3 and c3 <= set(late.session_ids)
+    assert late.affected_sessions > events[-2].affected_sessions
+
+
+def test_a_pattern_that_goes_on_after_resolution_reopens_the_incident():
+    data = slow_stream(set(range(3220, 3400, 10)))
+    _, events, _ = run(data)
+    assert len({e.incident_id for e in events}) == 1
+    assert timeline(events) == [("opened", "open", ("c1",)), ("resolved", "resolved", ()),
+                                ("updated", "open", ("c3",)), ("resolved", "resolved", ())]
+    reopened = next(e for e in events if e.event == "updated" and e.clusters_added == ("c3",))
+    assert reopened.summary.startswith("Reopened") and reopened.resolved_at is None
+    assert [e.sequence for e in events] == list(range(len(events)))
+
+
+def test_without_rejoining_the_slow_cluster_opens_a_second_incident():
+    # The same stream with rejoin_hours = 0: what the rule above prevents.
+    sizes = {"f1": 4, "f5": 2}
+    d = PatternDetector(BaselineConfig(), DetectConfig(rejoin_hours=0),
+                        family_of=lambda c: FAMILY.get(c, c), family_size=lambda f: sizes.get(f, 1))
+    _, events, _ = run(slow_stream(set(range(3220, 3400, 10))), d)
+    assert [e.event for e in events if e.event != "updated"] == ["opened", "resolved", "opened", "resolved"]
+
+
+def test_a_resolved_incident_rejoins_only_for_rejoin_hours():
+    data = slow_stream(set(range(3220, 3400, 10)))
+    d, first, _ = run(data[:3240])
+    assert [e.event for e in first if e.event != "updated"] == ["opened", "resolved"]
+    assert list(d.resolved) == [first[0].incident_id]
+    # State round trip with a resolved incident still joinable: the same future.
+    state = json.loads(json.dumps(d.to_state()))
+    sizes = {"f1": 4, "f5": 2}
+    d2 = PatternDetector.from_state(state, BaselineConfig(), DetectConfig(),
+                                    family_of=lambda c: FAMILY.get(c, c), family_size=lambda f: sizes.get(f, 1))
+    _, rest1, _ = run(data[3240:], d)
+    _, rest2, _ = run(data[3240:], d2)
+    assert [e.to_json_dict() for e in rest1] == [e.to_json_dict() for e in rest2]
+    assert rest1 and all(e.incident_id == first[0].incident_id for e in rest1)
+    # Twelve hours (rejoin_hours) after its last resolution it is forgotten.
+    d.advance(rest1[-1].event_at + timedelta(hours=12, seconds=1))
+    assert d.resolved == {}
