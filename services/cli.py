@@ -166,12 +166,13 @@ def demo_cmd(ctx, data_dir, seed, days, per_day, progress):
             click.echo(f"  -> raised after {len(hit)} of the {len(truth.incident_session_ids)} "
                        f"injected sessions had been hit")
     click.echo("\nIncident timeline:")
-    click.echo(report.table([{"event": e.event, "at": e.event_at.strftime("%Y-%m-%d %H:%M"),
+    click.echo(report.table([{"event": e.event, "status": e.status, "at": e.event_at.strftime("%Y-%m-%d %H:%M"),
+                              "clusters": len(e.clusters), "added": " ".join(e.clusters_added),
                               "failing_answers": e.below_baseline_count, "sessions": e.affected_sessions,
                               "customers": e.affected_customers,
                               "gate": e.suggested_gate.threshold if e.suggested_gate else None}
-                             for e in stats.events], ["event", "at", "failing_answers", "sessions",
-                                                      "customers", "gate"]))
+                             for e in stats.events], ["event", "status", "at", "clusters", "added",
+                                                      "failing_answers", "sessions", "customers", "gate"]))
     latest = {e.incident_id: e for e in stats.events}
     with open_store(settings) as store:
         for inc_id, ev in latest.items():
