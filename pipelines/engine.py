@@ -52,7 +52,7 @@ _BLAS: ThreadpoolController | None = None
 def _reported(info: ClusterInfo) -> tuple:
     """What a change of makes a cluster's description worth writing again."""
     return (info.label, info.category, info.centroid_version, info.representative_query,
-            info.family_id, info.family_label, info.family_category)
+            info.family_id, info.family_label, info.family_category, info.family_aliases)
 
 
 def one_blas_thread():
@@ -286,7 +286,8 @@ class Pipeline:
             fam = self._family_info.get(fid)
             info = current[cid]
             info = info.model_copy(update={"family_id": fid, "family_label": fam.label if fam else info.label,
-                                           "family_category": fam.category if fam else info.category})
+                                           "family_category": fam.category if fam else info.category,
+                                           "family_aliases": families.aliases(fid)})
             old = self._labels.get(cid)
             if old is None or _reported(old) != _reported(info):
                 out.clusters.append(info)

@@ -67,6 +67,7 @@ class ClusterInfo(_Row):
     family_id: str | None = Field(None, description="the intent family this cluster belongs to (see pipelines.family)")
     family_label: str | None = Field(None, description="the family's readable label (its largest member's label)")
     family_category: str | None = Field(None, description="the family's one category (the strictest of its members')")
+    family_aliases: tuple[str, ...] = Field((), description="family ids merged into this cluster's family earlier (interactions scored before keep them)")
 
 
 class FamilyInfo(_Row):

@@ -125,6 +125,7 @@ class FamilyRow(_Open):
     label: str | None = Field(description="the family's readable label, as its most recently stored member says")
     category: str | None = Field(description="the family's one category (the strictest of its members')")
     clusters: list[str] = Field(description="member cluster ids, oldest first")
+    aliases: list[str] = Field([], description="family ids merged into this one (interactions scored before keep them)")
     n_clusters: int
     size: int = Field(description="queries assigned to its members")
     first_seen: datetime | None
@@ -585,14 +586,15 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
     @app.get("/v1/families/{family_id}", response_model=FamilyDetail, dependencies=auth, tags=["clusters"],
              responses={404: {"description": "no such family"}})
     def family(family_id: str) -> Any:
-        """One family with its member clusters and the open incidents that involve them."""
+        """One family with its member clusters and the open incidents that involve them. An id the
+        family merged in (an alias: interactions scored before the merge carry it) finds the family."""
         found = store.list_families(family_id=family_id)
         if not found:
             raise HTTPException(404, f"no family {family_id!r}")
         members = set(found[0]["clusters"])
         opened = [i["incident_id"] for i in store.list_incidents(status="open", limit=10_000)
                   if members & set(i["clusters"] or [i["cluster_id"]])]
-        return {**found[0], "members": store.list_clusters(family_id=family_id), "open_incidents": opened}
+        return {**found[0], "members": store.list_clusters(family_id=found[0]["family_id"]), "open_incidents": opened}
 
     @app.get("/v1/incidents", response_model=IncidentList, dependencies=auth, tags=["incidents"],
              responses=csv_doc)

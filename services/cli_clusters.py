@@ -10,7 +10,8 @@ from services.cli import data_dir_option, format_option, main, reading_store
 
 CLUSTER_COLUMNS = ["cluster_id", "label", "category", "size", "centroid_version", "first_seen", "last_seen",
                    "representative_query", "family_id", "family_label", "family_category"]
-FAMILY_COLUMNS = ["family_id", "label", "category", "n_clusters", "size", "first_seen", "last_seen", "clusters"]
+FAMILY_COLUMNS = ["family_id", "label", "category", "n_clusters", "size", "first_seen", "last_seen", "clusters",
+                  "aliases"]
 # The grouped table of `clusters list`: a family's row, then its member clusters indented under it.
 GROUPED_COLUMNS = ["family/cluster", "label", "category", "size", "centroid_version", "first_seen", "last_seen",
                    "representative_query"]

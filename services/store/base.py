@@ -545,16 +545,19 @@ class Store(abc.ABC):
         """One row per intent family, from the clusters' latest rows (a cluster stored without a
         family is in none): ``family_id``, ``label`` and ``category`` (as the most recently
         written member says), ``clusters`` (member ids, oldest first: c2 before c10),
-        ``n_clusters``, ``size`` (queries assigned to its members) and first/last seen."""
+        ``n_clusters``, ``size`` (queries assigned to its members), first/last seen and
+        ``aliases`` (family ids merged into it: ``family_id`` may name one of them)."""
         params: dict[str, Any] = {}
         where = "family_id IS NOT NULL"
+        having = ""
         if family_id is not None:
-            where += " AND family_id = {family_id:String}"
+            having = "HAVING family_id = {family_id:String} OR has(aliases, {family_id:String})"
             params["family_id"] = family_id
         return self.query(f"""
             SELECT family_id,
                    argMax(family_label, updated_at) AS label,
                    argMax(family_category, updated_at) AS category,
+                   arraySort(x -> (length(x), x), groupUniqArrayArray(family_aliases)) AS aliases,
                    arraySort(x -> (length(x), x), groupArray(cluster_id)) AS clusters,
                    count() AS n_clusters,
                    sum(size) AS size,
@@ -562,6 +565,7 @@ class Store(abc.ABC):
                    max(last_seen) AS last_seen
             FROM (SELECT * FROM clusters FINAL WHERE {where})
             GROUP BY family_id
+            {having}
             ORDER BY length(family_id), family_id""", params)
 
     def counts(self) -> dict[str, int]:

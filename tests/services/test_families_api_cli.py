@@ -96,10 +96,12 @@ MEMBERS = (member("c001", 0, "opened", "f001"), member("c010", 20, "family", "f0
 
 
 def seed(store) -> None:
-    """f001 = {c001, c010}, f002 = {c002}, c003 without a family. inc-fam: a family-level
+    """f001 = {c001, c010} (f009 merged into it: an alias), f002 = {c002}, c003 without a family. inc-fam: a family-level
     incident over c001 (since 0), c010 (since 20) and c002 (since 50), open; inc-one: a
     single-cluster incident of c003 stored without members, resolved."""
-    store.upsert_clusters([cluster("c001", "f001", 10), cluster("c010", "f001", 4), cluster("c002", "f002", 6),
+    store.upsert_clusters([cluster("c001", "f001", 10),
+                           cluster("c010", "f001", 4).model_copy(update={"family_aliases": ("f009",)}),
+                           cluster("c002", "f002", 6),
                            cluster("c003", None, 3)])
     store.insert_interactions([
         answer("a1", "c001", 1, "s1"), answer("a2", "c010", 10, "s2"), answer("a3", "c010", 25, "s2"),
@@ -164,6 +166,10 @@ def test_families_list_and_detail(api):
     assert [m["cluster_id"] for m in f001["members"]] == ["c001", "c010"]
     assert f001["members"][1]["label"] == "c010 label" and f001["open_incidents"] == ["inc-fam"]
     assert api.client.get("/v1/families/f002").json()["open_incidents"] == ["inc-fam"]  # c002 joined by document
+    # f009 merged into f001: its old id (interactions scored before carry it) finds f001.
+    assert [f["aliases"] for f in families] == [["f009"], []]
+    merged = api.client.get("/v1/families/f009").json()
+    assert merged["family_id"] == "f001" and [m["cluster_id"] for m in merged["members"]] == ["c001", "c010"]
     for family_id in ("nope", quote("' OR 1=1 --", safe=""), quote("{family_id:String}", safe="")):
         res = api.client.get(f"/v1/families/{family_id}")
         assert res.status_code == 404 and "no family" in res.json()["detail"]

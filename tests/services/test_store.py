@@ -512,16 +512,32 @@ def test_clusters_carry_their_family_and_families_are_built_from_them(store: Sto
         cluster_in("f002", "c010", size=7, first_seen=at(-90), last_seen=at(8))]
     assert [row["cluster_id"] for row in store.list_clusters(family_id="f002")] == ["c002", "c003", "c010"]
     assert store.list_families() == [
-        {"family_id": "f001", "label": "f001 label", "category": "policy", "clusters": ["c001"], "n_clusters": 1,
-         "size": 30, "first_seen": at(-60), "last_seen": None},
-        {"family_id": "f002", "label": "f002 label", "category": "pricing", "clusters": ["c002", "c003", "c010"],
-         "n_clusters": 3, "size": 13, "first_seen": at(-90), "last_seen": at(8)}]
+        {"family_id": "f001", "label": "f001 label", "category": "policy", "aliases": [], "clusters": ["c001"],
+         "n_clusters": 1, "size": 30, "first_seen": at(-60), "last_seen": None},
+        {"family_id": "f002", "label": "f002 label", "category": "pricing", "aliases": [],
+         "clusters": ["c002", "c003", "c010"], "n_clusters": 3, "size": 13, "first_seen": at(-90), "last_seen": at(8)}]
     # A refit moves c003 into f001 and relabels the family: the clusters' latest rows decide.
     store.upsert_clusters([cluster_in("f001", "c003", size=2, family_label="f001 relabelled")])
     assert [(f["family_id"], f["label"], f["clusters"], f["size"]) for f in store.list_families()] == [
         ("f001", "f001 relabelled", ["c001", "c003"], 32), ("f002", "f002 label", ["c002", "c010"], 12)]
     assert [f["family_id"] for f in store.list_families(family_id="f002")] == ["f002"]
     assert store.list_families(family_id="f999") == [] and store.list_clusters(family_id="f999") == []
+
+
+def test_a_merged_familys_old_id_finds_the_family_it_merged_into(store: Store):
+    # f010 merged into f002 (migration 0005): the surviving family lists it as an alias, and a
+    # lookup by the old id (interactions scored before the merge carry it) finds f002.
+    store.upsert_clusters([cluster_in("f002", "c002", size=5), cluster_in("f010", "c010", size=3)])
+    assert [f["aliases"] for f in store.list_families()] == [[], []]
+    store.upsert_clusters([cluster_in("f002", "c010", size=4, family_aliases=("f010",))])
+    [merged] = store.list_families()
+    assert (merged["family_id"], merged["clusters"], merged["aliases"]) == ("f002", ["c002", "c010"], ["f010"])
+    assert [f["family_id"] for f in store.list_families(family_id="f010")] == ["f002"]
+    assert [f["family_id"] for f in store.list_families(family_id="f002")] == ["f002"]
+    assert store.list_clusters(family_id="f010") == []
+    store.upsert_clusters([cluster_in("f001", "c001", size=1, family_aliases=("f011", "f007"))])
+    assert {f["family_id"]: f["aliases"] for f in store.list_families()} == {"f001": ["f007", "f011"],
+                                                                           "f002": ["f010"]}
 
 
 def test_a_store_from_before_0004_reads_back_with_defaults(make_store):
@@ -847,8 +863,12 @@ ADDED_IN_0004 = {"interactions": {"family_id"},
                                      "member_clusters", "member_since"}}
 
 
+ADDED_IN_0005 = {"clusters": {"family_aliases"}}
+
+
 def before_0004(table: str, columns: dict[str, Any]) -> dict[str, Any]:
-    return {name: values for name, values in columns.items() if name not in ADDED_IN_0004[table]}
+    added = ADDED_IN_0004[table] | ADDED_IN_0005.get(table, set())
+    return {name: values for name, values in columns.items() if name not in added}
 
 
 def insert_directly(store: Store, rows: list[ScoredInteraction]) -> None:

@@ -12,6 +12,7 @@ CREATE TABLE clusters
     `family_id` Nullable(String),
     `family_label` Nullable(String),
     `family_category` LowCardinality(Nullable(String)),
+    `family_aliases` Array(String),
     `updated_at` DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree(updated_at)
