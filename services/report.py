@@ -63,8 +63,11 @@ def members_rows(members: Sequence[dict]) -> list[dict]:
 
 def incident_text(ev: dict) -> str:
     """The alert as on-call reads it."""
+    kind = ev["event"].upper()
+    if ev["event"] == "updated" and ev.get("status") == "resolved":
+        kind = "UPDATED AFTER RESOLUTION"  # late evidence from its window: not a new page
     lines = [
-        f"[{ev['severity'].upper()}] {ev['event'].upper()} {ev['incident_id']}",
+        f"[{ev['severity'].upper()}] {kind} {ev['incident_id']}",
         f"  cluster      {ev['cluster_id']} \"{ev['cluster_label']}\" (category {ev['category']})",
         f"  since        {ev['onset_at']} (detected {ev['detected_at']})",
         f"  blast radius {ev['below_baseline_count']} failing answers, {ev['affected_sessions']} sessions, "

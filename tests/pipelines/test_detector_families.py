@@ -10,6 +10,7 @@ from pipelines.config import BaselineConfig, DetectConfig
 from pipelines.detector import PatternDetector
 from pipelines.interaction import Context, Interaction
 from pipelines.policy import Category
+from services.report import incident_text
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 PRICING = Category(name="pricing", tolerance=0.08, gate=0.8, severity="critical", outreach=True)
@@ -251,6 +252,7 @@ def test_late_evidence_from_the_incidents_window_grows_it_after_resolution_witho
                                 ("updated", "resolved", ("c3",))]
     late = events[-1]
     assert late.summary.startswith("Found after it resolved")
+    assert incident_text(late.to_json_dict()).startswith(f"[CRITICAL] UPDATED AFTER RESOLUTION {late.incident_id}")
     assert late.resolved_at == events[-2].resolved_at
     assert late.clusters == ("c1", "c3")
     # Its sessions are the failing answers of c3 up to the resolution (none after it).
@@ -267,6 +269,7 @@ def test_a_pattern_that_goes_on_after_resolution_reopens_the_incident():
                                 ("updated", "open", ("c3",)), ("resolved", "resolved", ())]
     reopened = next(e for e in events if e.event == "updated" and e.clusters_added == ("c3",))
     assert reopened.summary.startswith("Reopened") and reopened.resolved_at is None
+    assert incident_text(reopened.to_json_dict()).startswith(f"[CRITICAL] UPDATED {reopened.incident_id}")
     assert [e.sequence for e in events] == list(range(len(events)))
 
 

@@ -96,9 +96,9 @@ MEMBERS = (member("c001", 0, "opened", "f001"), member("c010", 20, "family", "f0
 
 
 def seed(store) -> None:
-    """f001 = {c001, c010} (f009 merged into it: an alias), f002 = {c002}, c003 without a family. inc-fam: a family-level
-    incident over c001 (since 0), c010 (since 20) and c002 (since 50), open; inc-one: a
-    single-cluster incident of c003 stored without members, resolved."""
+    """f001 = {c001, c010} (f009 merged into it: an alias), f002 = {c002}, c003 without a family.
+    inc-fam: a family-level incident over c001 (since 0), c010 (since 20) and c002 (since 50),
+    open; inc-one: a single-cluster incident of c003 stored without members, resolved."""
     store.upsert_clusters([cluster("c001", "f001", 10),
                            cluster("c010", "f001", 4).model_copy(update={"family_aliases": ("f009",)}),
                            cluster("c002", "f002", 6),
