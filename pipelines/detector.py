@@ -25,14 +25,15 @@ While an incident is open its member clusters' answers do not update their basel
 second CUSUM over all of them, in the other direction, resolves it once they are back at their
 baseline rates (or all have been quiet for ``resolve_quiet_hours``).
 
-An incident stays open while any member's latest answer fails (a slow member still failing holds
-it open although the busy ones recovered). A slow cluster can still prove its part of a pattern
-only after the incident resolved (a sub-cluster that gets an answer an hour), or the pattern can
-come back: a test that alarms up to ``rejoin_hours`` after a same-cause incident (same rules as
-above) resolved belongs to it. When the evidence since the resolution is not a pattern by itself
-(fewer than ``min_sessions`` sessions) the incident *grows after resolution*: an ``updated`` event
-with status ``resolved`` adds the failing answers of its window (a longer outreach list, nobody
-paged again); else it *re-opens* (``updated``, status ``open``, "Reopened").
+An incident stays open while a member is still failing (2 of its latest 5 answers, since the
+pooled recovery began: a slow member still failing holds it open although the busy ones recovered). A
+slow cluster can still prove its part of a pattern only after the incident resolved (a
+sub-cluster that gets an answer an hour), or the pattern can come back: a test that alarms up to
+``rejoin_hours`` after a same-cause incident (same rules as above) resolved belongs to it. When
+the evidence since the resolution is not a pattern by itself (fewer than ``min_sessions``
+sessions) the incident *grows after resolution*: an ``updated`` event with status ``resolved``
+adds the failing answers of its window (a longer outreach list, nobody paged again); else it
+*re-opens* (``updated``, status ``open``, "Reopened").
 
 Every decision is a function of the events seen so far, in event-time order: the same stream
 gives the same incidents, whichever driver runs it.
@@ -47,7 +48,7 @@ from datetime import datetime, timedelta
 
 from pipelines.baseline import Band, ClusterBaseline
 from pipelines.config import BaselineConfig, DetectConfig
-from pipelines.cusum import BernoulliCusum, llr, threshold_for
+from pipelines.cusum import BernoulliCusum, threshold_for
 from pipelines.incident import DocSeen, Failure, Incident, Member, cause_of, distinct_sessions
 from pipelines.interaction import Interaction
 from pipelines.policy import Category
@@ -57,6 +58,9 @@ from pipelines.state import check_envelope, envelope
 # Failures kept for one CUSUM excursion before an incident opens; beyond it the oldest go
 # (an excursion that long without alarming is noise by construction).
 _EXCURSION_CAPACITY = 5_000
+# A member is still failing (and holds its incident open) while this many of its latest answers
+# failed since the incident's recovery began.
+_RECENT, _STILL_FAILING = 5, 2
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ class ClusterMonitor(_Test):
         self.last_at: datetime | None = None
         self.label = cluster_id
         self.category: Category | None = None
+        self.recent: deque[tuple[datetime, bool]] = deque(maxlen=_RECENT)  # its latest answers: when, below
 
 
 def failure_of(i: Interaction, faithfulness: float, confident_wrong: bool, cluster_id: str = "") -> Failure:
@@ -209,6 +214,7 @@ class PatternDetector:
             return Judgement(False, None if band.count == 0 and band.low == float("-inf") else band.low,
                              False, m.incident_id, tuple(events))
         below = band.is_below(faithfulness)
+        m.recent.append((at, below))
         conf = interaction.confidence
         confident_wrong = below and conf is not None and conf >= category.gate
         p0, p1 = self._rates(band)
@@ -254,27 +260,31 @@ class PatternDetector:
         if failure is not None:
             inc.failures.append(failure)
         # Recovery: evidence that the rate is back at p0 rather than still at p1, over all members
-        # (dominated by the busiest), and from each member that still answers: a slow member that
-        # still fails holds the incident open.
+        # (dominated by the busiest), and no member still failing: a slow member whose latest
+        # answers keep failing holds the incident open.
         inc.recovery.update(below, p1, p0, at)
-        inc.back[cluster_id] = max(0.0, inc.back.get(cluster_id, 0.0) + llr(below, p1, p0))
-        if inc.recovery.alarm and self._members_back(inc, at):
+        if inc.recovery.alarm and not self._still_failing(inc, at):
             return [self._resolve(inc, at)]
         if inc.added or len(inc.sessions) >= max(inc.reported_sessions + 1,
                                                  inc.reported_sessions * self.config.update_growth):
             return [self._event(inc, "updated", at)]
         return []
 
-    def _members_back(self, inc: Incident, at: datetime) -> bool:
-        """Every member shows its own recovery (half the incident's evidence), or has been quiet
-        for ``member_quiet_hours``."""
-        need = self.config.resolve_threshold / 2
+    def _still_failing(self, inc: Incident, at: datetime) -> bool:
+        """Whether a member that still answers is still failing although the pooled test says the
+        incident's answers are back: ``_STILL_FAILING`` of its latest ``_RECENT`` answers failed,
+        since the recovery began (noise at a 3 % baseline rate does that about once in 100
+        windows; a slow member still failing half its answers, four times in five). A member
+        without answers for ``member_quiet_hours`` does not count."""
+        assert inc.recovery is not None
+        since = inc.recovery.onset or at
         quiet = timedelta(hours=self.config.member_quiet_hours)
         for cid in inc.members:
-            last = self.monitors[cid].last_at
-            if inc.back.get(cid, 0.0) < need and last is not None and at - last < quiet:
-                return False
-        return True
+            m = self.monitors[cid]
+            if m.last_at is not None and at - m.last_at < quiet and \
+                    sum(1 for t, below in m.recent if below and t >= since) >= _STILL_FAILING:
+                return True
+        return False
 
     # -- correlation -------------------------------------------------------------------------
     def _joinable(self, f: Failure) -> Incident | None:
@@ -326,7 +336,6 @@ class PatternDetector:
             if m.incident_id is None:
                 m.incident_id = inc.incident_id
                 m.reset()
-                inc.back[cid] = self.config.resolve_threshold / 2  # it had recovered
 
     def _join(self, inc: Incident, evidence: dict[str, list[Failure]], how: str, at: datetime) -> None:
         """Make the clusters of ``evidence`` members of ``inc`` with their failures (a resolved
@@ -338,7 +347,6 @@ class PatternDetector:
             m.baseline.discard_since(since)
             if inc.resolved_at is None:
                 m.incident_id = inc.incident_id
-                inc.back[cid] = 0.0
             m.reset()
             assert m.category is not None
             if cid not in inc.members:
@@ -431,7 +439,7 @@ class PatternDetector:
                 "baseline": m.baseline.to_state(), **m.to_state(),
                 "incident_id": m.incident_id,
                 "last_at": m.last_at.isoformat() if m.last_at else None,
-                "label": m.label,
+                "label": m.label, "recent": [[t.isoformat(), below] for t, below in m.recent],
                 "category": m.category.model_dump(mode="json") if m.category else None,
             }
         payload = {"global": self.global_baseline.to_state(), "monitors": monitors,
@@ -458,6 +466,7 @@ class PatternDetector:
             m.incident_id = s["incident_id"]
             m.last_at = datetime.fromisoformat(s["last_at"]) if s["last_at"] else None
             m.label = s["label"]
+            m.recent.extend((datetime.fromisoformat(t), below) for t, below in s["recent"])
             m.category = Category.model_validate(s["category"]) if s["category"] else None
             d.monitors[cid] = m
         for fid, s in p["families"].items():

@@ -203,7 +203,6 @@ class Incident:
     recovery: BernoulliCusum | None = None
     last_at: datetime | None = None  # the newest answer seen in any member cluster
     added: list[str] = field(default_factory=list)  # members joined since the last event
-    back: dict[str, float] = field(default_factory=dict)  # per member: its own recovery statistic
     extra: dict = field(default_factory=dict)
     # cause_of(failures) and the failure count it was computed at (derived, not state): the
     # detector asks for the cause on every failing answer while the incident is open.
@@ -320,7 +319,6 @@ class Incident:
             "members": [m.to_state() for m in self.members.values()],
             "recovery": self.recovery.to_state() if self.recovery else None,
             "last_at": self.last_at.isoformat() if self.last_at else None, "added": list(self.added),
-            "back": dict(sorted(self.back.items())),
         }
 
     @classmethod
@@ -337,7 +335,7 @@ class Incident:
             statistic=s["statistic"], threshold=s["threshold"],
             level=s["level"], members={m.cluster_id: m for m in members},
             recovery=BernoulliCusum.from_state(s["recovery"], resolve_threshold) if s["recovery"] else None,
-            last_at=dt(s["last_at"]), added=list(s["added"]), back=dict(s["back"]))
+            last_at=dt(s["last_at"]), added=list(s["added"]))
 
 
 def _example(f: Failure) -> Example:
