@@ -26,9 +26,9 @@ second CUSUM over all of them, in the other direction, resolves it once they are
 baseline rates (or all have been quiet for ``resolve_quiet_hours``).
 
 An incident stays open while a member is still failing (2 of its latest 5 answers, since the
-pooled recovery began: a slow member still failing holds it open although the busy ones recovered). A
-slow cluster can still prove its part of a pattern only after the incident resolved (a
-sub-cluster that gets an answer an hour), or the pattern can come back: a test that alarms up to
+pooled recovery began: a slow member still failing holds it open although the busy ones
+recovered). A slow cluster can still prove its part of a pattern only after the incident resolved
+(a sub-cluster that gets an answer an hour), or the pattern can come back: a test that alarms up to
 ``rejoin_hours`` after a same-cause incident (same rules as above) resolved belongs to it. When
 the evidence since the resolution is not a pattern by itself (fewer than ``min_sessions``
 sessions) the incident *grows after resolution*: an ``updated`` event with status ``resolved``
@@ -223,7 +223,7 @@ class PatternDetector:
 
         if m.incident_id is not None:
             inc = self.incidents[m.incident_id]
-            events += self._inside(inc, cluster_id, below, p0, p1, at, failure)
+            events += self._inside(inc, below, p0, p1, at, failure)
             return Judgement(below, low, confident_wrong, inc.incident_id, tuple(events))
 
         family_id = self.family_of(cluster_id)
@@ -251,7 +251,7 @@ class PatternDetector:
                 events += self._alarm(family, family_id, "family", free, family.excursion_observed, at)
         return Judgement(below, low, confident_wrong, m.incident_id, tuple(events))
 
-    def _inside(self, inc: Incident, cluster_id: str, below: bool, p0: float, p1: float, at: datetime,
+    def _inside(self, inc: Incident, below: bool, p0: float, p1: float, at: datetime,
                 failure: Failure | None) -> list[IncidentEvent]:
         """An answer of a member cluster: evidence for the incident, or of its recovery."""
         assert inc.recovery is not None
