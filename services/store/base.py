@@ -53,7 +53,7 @@ _INCIDENT_JSON_COLUMNS = ("suggested_gate", "shared_documents", "examples", "mem
 # Columns of incident_events that only SQL reads (derived from members, see incident_event_row);
 # rows read back leave them out, so a row is exactly the IncidentEvent it was stored from.
 _INCIDENT_SQL_COLUMNS = ("member_clusters", "member_since")
-_TABLES = ("interactions", "clusters", "incident_events", "incidents", "dead_letters",
+_TABLES = ("interactions", "clusters", "incident_events", "incidents", "dead_letters", "deliveries",
            "schema_migrations")
 
 # One row per session: the worst answer (lowest faithfulness, then earliest) is the example.
@@ -424,7 +424,42 @@ class Store(abc.ABC):
         if rows:
             self._insert("dead_letters", rows_to_columns([dead_letter_row(row) for row in rows]))
 
+    def insert_deliveries(self, rows: Sequence[Row]) -> None:
+        """Write delivery states (rows of ``deliveries``, migration 0005): the highest version of
+        each (incident_id, sequence, channel) is its state."""
+        if rows:
+            self._insert("deliveries", rows_to_columns(rows))
+
     # ---- reads --------------------------------------------------------------------------
+
+    def delivery_keys(self, incident_ids: Sequence[str]) -> set[tuple[str, int, str]]:
+        """``(incident_id, sequence, channel)`` of every delivery stored for ``incident_ids``."""
+        if not incident_ids:
+            return set()
+        rows = self.query("SELECT DISTINCT incident_id, sequence, channel FROM deliveries "
+                          "WHERE has(JSONExtract({ids:String}, 'Array(String)'), incident_id)",
+                          {"ids": json.dumps(sorted(set(incident_ids)))})
+        return {(row["incident_id"], row["sequence"], row["channel"]) for row in rows}
+
+    def list_deliveries(self, status: str | None = None, channel: str | None = None,
+                        limit: int = 1000) -> list[Row]:
+        """Latest state of each delivery, most recently changed first (``pending_deliveries``
+        reads the ones a notifier still has to send)."""
+        where, params = [], {"limit": limit}
+        if status is not None:
+            where.append("status = {status:String}")
+            params["status"] = status
+        if channel is not None:
+            where.append("channel = {channel:String}")
+            params["channel"] = channel
+        return self.query("SELECT * FROM deliveries FINAL" + (" WHERE " + " AND ".join(where) if where else "")
+                          + " ORDER BY updated_at DESC, incident_id, sequence, channel LIMIT {limit:UInt64}", params)
+
+    def pending_deliveries(self, channel: str) -> list[Row]:
+        """Every delivery of ``channel`` still pending, in (incident_id, sequence) order."""
+        return self.query("SELECT * FROM deliveries FINAL WHERE channel = {channel:String} AND status = 'pending' "
+                          "ORDER BY incident_id, sequence", {"channel": channel})
+
 
     def list_incidents(self, status: str | None = None, cluster_id: str | None = None,
                        category: str | None = None, since: datetime | None = None,

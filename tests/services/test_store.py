@@ -253,8 +253,9 @@ def test_empty_inserts_do_nothing(store: Store):
     store.upsert_clusters([])
     store.insert_incident_events([])
     store.insert_dead_letters([])
+    store.insert_deliveries([])
     assert store.counts() == {"interactions": 0, "clusters": 0, "incident_events": 0,
-                              "incidents": 0, "dead_letters": 0,
+                              "incidents": 0, "dead_letters": 0, "deliveries": 0,
                               "schema_migrations": len(MIGRATION_NAMES)}
 
 
