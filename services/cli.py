@@ -200,8 +200,14 @@ def config_group():
 @config_group.command("show")
 @click.pass_context
 def config_show(ctx):
-    """Print the effective settings (secrets masked)."""
-    click.echo(json.dumps(_settings(ctx.find_root()).masked(), indent=2, sort_keys=True))
+    """Print the effective settings (secrets masked), and the notify file's channels and routes if one is set."""
+    settings = _settings(ctx.find_root())
+    shown = settings.masked()
+    if settings.notify_file is not None:
+        from services.notify.notify_file import load_notify_file
+
+        shown["notify_channels"] = load_notify_file(settings.notify_file).masked()
+    click.echo(json.dumps(shown, indent=2, sort_keys=True))
 
 
 @main.group("incidents")
