@@ -172,3 +172,13 @@ class Notifier:
         self.metrics.delivery_attempts.labels(channel=name, outcome=attempt.outcome).inc()
         self.metrics.delivery_latency.labels(channel=name).observe(attempt.seconds)
         return outbox.after(row, attempt, self.clock(), self.backoff, self._rng)
+
+
+def deliveries_summary(store: Store, events: Sequence[IncidentEvent]) -> str:
+    """How the deliveries of ``events`` ended, e.g. ``3 sent, 1 skipped`` (``none`` without any)."""
+    keys = {(ev.incident_id, ev.sequence) for ev in events}
+    counts: dict[str, int] = {}
+    for row in store.list_deliveries(limit=1_000_000):
+        if (row["incident_id"], row["sequence"]) in keys:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return ", ".join(f"{counts[s]} {s}" for s in outbox.STATUSES if s in counts) or "none"
