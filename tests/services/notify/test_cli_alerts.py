@@ -137,3 +137,15 @@ def test_alerts_test_sends_a_sample_incident_to_one_channel(tmp_path, receivers)
 
     res = CliRunner().invoke(main, ["alerts", "test", "nope", "--notify-file", str(path)])
     assert res.exit_code == 2 and "no channel 'nope'" in res.output
+
+
+def test_the_demo_delivers_its_incident(tmp_path, receivers):
+    data = tmp_path / "data"
+    res = CliRunner().invoke(main, ["demo", "--data-dir", str(data), "--no-progress",
+                                    "--notify-file", str(notify_file(tmp_path, receivers))])
+    assert res.exit_code == 0, res.output
+    events = [json.loads(line) for line in (data / "demo" / "alerts.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "opened" and events[0]["category"] == "pricing"
+    assert [r.headers["webhook-id"] for r in receivers["hook"].requests] == [
+        f"{e['incident_id']}:{e['sequence']}" for e in events]
+    assert f"alert deliveries: {3 * len(events)} sent" in res.stderr
