@@ -95,6 +95,7 @@ class NotifySettings(_Section):
     backoff_seconds: float = Field(1.0, gt=0, description="wait after the first failed attempt; doubled after each further one (with jitter)")
     backoff_max_seconds: float = Field(300.0, gt=0, description="longest wait between two attempts (a longer Retry-After is honoured)")
     give_up_seconds: float = Field(3600.0, gt=0, description="a delivery still failing this long after it was queued is given up (and recorded as such)")
+    alertmanager_refresh_seconds: float = Field(60.0, ge=0, description="open incidents are sent to Alertmanager again this often, below its resolve_timeout (5 min by default), so their alerts stay firing (0: never)")
 
 
 class Settings(BaseSettings):

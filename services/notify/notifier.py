@@ -123,15 +123,40 @@ class Notifier:
 
     # -- the channel side ----------------------------------------------------------------------
     def _run(self, name: str) -> None:
+        refresh = self.settings.alertmanager_refresh_seconds
+        if self.notify_file.channels[name].type != "alertmanager":
+            refresh = 0.0
+        refreshed = time.monotonic()
         with httpx.Client(timeout=self.settings.timeout_seconds) as client:
             while not self._stop.is_set():
                 try:
                     wait = self._step(name, client)
+                    if refresh:
+                        if time.monotonic() - refreshed >= refresh:
+                            self._refresh(name, client)
+                            refreshed = time.monotonic()
+                        wait = min(wait, max(0.0, refreshed + refresh - time.monotonic()))
                 except Exception:  # a store hiccup must not end the worker; the rows stay pending
                     log.exception("notify worker %s failed; retrying", name)
                     wait = 1.0
                 self._wake[name].wait(wait)
                 self._wake[name].clear()
+
+    def _refresh(self, name: str, client: httpx.Client) -> None:
+        """Send each open incident's latest delivered event to ``name`` again: Alertmanager ends a
+        firing alert it has not heard of for its resolve_timeout. Best effort, not recorded: a
+        failed refresh is retried at the next one."""
+        channel = self.notify_file.channels[name]
+        for row in self.store.latest_deliveries(name):
+            if row["latest_status"] != "sent":
+                continue  # pending: its delivery is on the way; failed, given up or skipped: not ours to repeat
+            ev = IncidentEvent.model_validate_json(row["latest_payload"])
+            if ev.status != "open" or self._stop.is_set():
+                continue
+            request = render(ev, channel, self.links, self.clock())
+            if request is not None:
+                attempt = send(client, request, self.clock())
+                self.metrics.delivery_attempts.labels(channel=name, outcome=f"refresh_{attempt.outcome}").inc()
 
     def _step(self, name: str, client: httpx.Client) -> float:
         """Send what is due on ``name``; the seconds until the next delivery is due."""

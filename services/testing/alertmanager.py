@@ -47,9 +47,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def config(receiver_url: str) -> str:
-    """Every alert to ``receiver_url``, grouped per incident, notified within about a second."""
-    return f"""route:
+def config(receiver_url: str, resolve_timeout: str = "5m") -> str:
+    """Every alert to ``receiver_url``, grouped per incident, notified within about a second; an alert
+    not sent again for ``resolve_timeout`` ends."""
+    return f"""global:
+  resolve_timeout: {resolve_timeout}
+route:
   receiver: hook
   group_by: [incident_id]
   group_wait: 1s
@@ -69,10 +72,11 @@ class AlertmanagerProcess:
     process: subprocess.Popen
 
     @classmethod
-    def start(cls, workdir: Path, receiver_url: str, timeout: float = 30.0) -> AlertmanagerProcess:
+    def start(cls, workdir: Path, receiver_url: str, timeout: float = 30.0,
+              resolve_timeout: str = "5m") -> AlertmanagerProcess:
         binary = ensure_installed()
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "alertmanager.yml").write_text(config(receiver_url))
+        (workdir / "alertmanager.yml").write_text(config(receiver_url, resolve_timeout))
         port = free_port()
         log = (workdir / "alertmanager.log").open("w")
         process = subprocess.Popen(
