@@ -10,6 +10,7 @@ anything else that stops it from starting is a RuntimeError that says why.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -32,8 +33,8 @@ def ensure_installed() -> str:
     if shutil.which("apt-get") is None:
         raise RuntimeError(f"{BINARY} is missing and there is no apt-get to install {PACKAGE}")
     for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", PACKAGE]):
-        done = subprocess.run(command, capture_output=True, text=True, env={"DEBIAN_FRONTEND": "noninteractive",
-                                                                             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        done = subprocess.run(command, capture_output=True, text=True,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-1000:]}")
     if not Path(BINARY).is_file():
