@@ -10,8 +10,8 @@ ones (an incident's events in sequence order: a later event of an incident waits
 earlier one is sent or given up, so a resolve never overtakes its trigger) and writes each
 outcome back. A dead channel holds up only its own thread. Because the work list is the table,
 a new notifier on the same store (a restart, or after SIGKILL) sends what was pending.
-
->>> # see tests/services/notify/test_notifier.py for a notifier against local HTTP receivers
+Alertmanager channels also re-send open incidents every ``alertmanager_refresh_seconds``.
+tests/services/notify/test_notifier.py runs notifiers against local HTTP receivers.
 """
 
 from __future__ import annotations
