@@ -85,19 +85,42 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
 
 def run_replay(settings: Settings, file: Path, alerts_out: Path | None, scored_out: Path | None,
                progress: bool | None = None):
+    """Replay ``file``; with a notify file, deliver its incident events and return only once every
+    delivery was sent, refused or given up."""
     from services.embedded import DeadLetterFile, replay
+    from services.notify.notifier import Notifier, deliveries_summary
+    from services.notify.notify_file import load_notify_file
     from services.wiring import build_pipeline
 
     if not file.is_file():
         raise FaithwatchError(f"{file}: no such file")
+    # Before the model loads: a bad notify file should fail fast.
+    notify = load_notify_file(settings.notify_file) if settings.notify_file else None
     pipeline = build_pipeline(settings)
     with open_store(settings) as store:
         store.migrate()
-        stats = replay(pipeline, file, store=store,
-                       dead_letters=DeadLetterFile(settings.data_dir / "dead_letters.jsonl"),
-                       alerts_out=alerts_out, scored_out=scored_out,
-                       batch_size=settings.replay.batch_size, progress=progress)
+        notifier = Notifier(store, notify, settings.notify).start() if notify else None
+        try:
+            stats = replay(pipeline, file, store=store,
+                           dead_letters=DeadLetterFile(settings.data_dir / "dead_letters.jsonl"),
+                           alerts_out=alerts_out, scored_out=scored_out,
+                           batch_size=settings.replay.batch_size, progress=progress, notifier=notifier)
+            if notifier is not None:
+                waiting = notifier.pending()
+                if waiting:
+                    click.echo(f"faithwatch: waiting for {waiting} alert deliveries (each is given up "
+                               f"{settings.notify.give_up_seconds:g} s after it was queued)", err=True)
+                notifier.drain()
+                click.echo(f"faithwatch: alert deliveries: {deliveries_summary(store, stats.events)}", err=True)
+        finally:
+            if notifier is not None:
+                notifier.close()
     return stats, pipeline
+
+
+notify_file_option = click.option(
+    "--notify-file", type=click.Path(dir_okay=False, path_type=Path),
+    help="alert channels and routes (docs/alerts.md; default FAITHWATCH_NOTIFY_FILE)")
 
 
 @main.command("replay")
@@ -111,10 +134,14 @@ def run_replay(settings: Settings, file: Path, alerts_out: Path | None, scored_o
 @click.option("--seed-file", type=click.Path(dir_okay=False, path_type=Path),
               help="example queries (.txt, .jsonl or .csv) to fit the first clusters on")
 @click.option("--progress/--no-progress", default=None, help="progress bar (default: on a terminal)")
+@notify_file_option
 @click.pass_context
-def replay_cmd(ctx, file, alerts_out, scored_out, data_dir, seed_file, progress):
-    """Stream a JSON Lines FILE of interactions through every stage in event-time order."""
-    settings = _settings(ctx, data_dir=data_dir, seed_file=seed_file)
+def replay_cmd(ctx, file, alerts_out, scored_out, data_dir, seed_file, progress, notify_file):
+    """Stream a JSON Lines FILE of interactions through every stage in event-time order.
+
+    With a notify file (--notify-file or FAITHWATCH_NOTIFY_FILE) every incident event is delivered
+    to its channels; replay exits once each delivery was sent, refused or given up."""
+    settings = _settings(ctx, data_dir=data_dir, seed_file=seed_file, notify_file=notify_file)
     stats, _ = run_replay(settings, file, alerts_out, scored_out, progress)
     click.echo(json.dumps(stats.as_dict(), sort_keys=True))
     for ev in stats.events:
@@ -129,13 +156,15 @@ def replay_cmd(ctx, file, alerts_out, scored_out, data_dir, seed_file, progress)
 @click.option("--days", default=4.0, show_default=True)
 @click.option("--per-day", default=1500, show_default=True)
 @click.option("--progress/--no-progress", default=None)
+@notify_file_option
 @click.pass_context
-def demo_cmd(ctx, data_dir, seed, days, per_day, progress):
-    """Generate a realistic stream from BANKING77 with the stale-pricing incident and replay it."""
+def demo_cmd(ctx, data_dir, seed, days, per_day, progress, notify_file):
+    """Generate a realistic stream from BANKING77 with the stale-pricing incident and replay it
+    (with --notify-file its incident is delivered to those channels)."""
     from pipelines.scenario import ScenarioConfig, generate, to_jsonl_lines
     from services.datasets import load_banking77
 
-    settings = _settings(ctx, data_dir=data_dir)
+    settings = _settings(ctx, data_dir=data_dir, notify_file=notify_file)
     out_dir = settings.data_dir / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
     scenario = generate(load_banking77("train"), ScenarioConfig(seed=seed, days=days, per_day=per_day))
@@ -201,8 +230,14 @@ def config_group():
 @config_group.command("show")
 @click.pass_context
 def config_show(ctx):
-    """Print the effective settings (secrets masked)."""
-    click.echo(json.dumps(_settings(ctx.find_root()).masked(), indent=2, sort_keys=True))
+    """Print the effective settings (secrets masked), and the notify file's channels and routes if one is set."""
+    settings = _settings(ctx.find_root())
+    shown = settings.masked()
+    if settings.notify_file is not None:
+        from services.notify.notify_file import load_notify_file
+
+        shown["notify_channels"] = load_notify_file(settings.notify_file).masked()
+    click.echo(json.dumps(shown, indent=2, sort_keys=True))
 
 
 @main.group("incidents")
@@ -268,6 +303,7 @@ from services import cli_generate  # noqa: E402,F401,I001
 from services import cli_serve  # noqa: E402,F401,I001
 from services import cli_store  # noqa: E402,F401,I001
 from services import cli_kafka  # noqa: E402,F401,I001
+from services import cli_alerts  # noqa: E402,F401,I001
 # -- end of command modules --
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.errors import FaithwatchError
+from pipelines.errors import ConfigError, FaithwatchError
 from services.cli import _settings, data_dir_option, main, open_store
 from services.settings import Settings
 
@@ -30,6 +30,10 @@ def worker_cmd(ctx, alerts_out, data_dir):
     from services.wiring import build_embedder, build_pipeline
 
     settings = _settings(ctx.find_root(), data_dir=data_dir)
+    if settings.notify_file is not None:
+        # Not silently ignored: several workers polling one outbox would need delivery leases first.
+        raise ConfigError("faithwatch worker does not deliver alerts yet (replay, demo and serve do); "
+                          "unset notify_file (FAITHWATCH_NOTIFY_FILE) for the worker")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = build_embedder(settings)
     store = open_store(settings)

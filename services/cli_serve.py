@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from pipelines.errors import ConfigError
-from services.cli import _settings, main, open_store
+from services.cli import _settings, main, notify_file_option, open_store
 from services.settings import Settings
 
 log = logging.getLogger("faithwatch.serve")
@@ -26,6 +26,8 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
     from services.checkpoint import Checkpoint
     from services.ingest import EmbeddedIngestor
     from services.metrics import Metrics
+    from services.notify.notifier import Notifier
+    from services.notify.notify_file import load_notify_file
     from services.wiring import build_pipeline
 
     check_auth(settings.api)  # before the model loads: a refused start should be quick
@@ -37,6 +39,10 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
     elif settings.store.backend != "chdb":
         raise ConfigError("faithwatch serve runs the embedded pipeline on the embedded chdb store; "
                           "store.backend must be chdb (or set api.ingest=kafka to publish to the stream workers)")
+    if settings.notify_file is not None and api.ingest == "kafka":
+        raise ConfigError("api.ingest=kafka: the stream workers raise the incidents, and they do not deliver "
+                          "alerts yet; unset notify_file (FAITHWATCH_NOTIFY_FILE) for this server")
+    notify = load_notify_file(settings.notify_file) if settings.notify_file is not None else None
     with open_store(settings) as store:
         store.migrate()
         metrics = Metrics()
@@ -58,11 +64,17 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
             click.echo(f"faithwatch: continuing from {checkpoint.path} ({pipeline.processed} interactions, "
                        f"{len(pipeline.clusters)} clusters, {len(pipeline.detector.open_incidents)} open incidents)",
                        err=True)
+        notifier = Notifier(store, notify, settings.notify, metrics).start() if notify else None
         ingestor = EmbeddedIngestor(pipeline, store, metrics, batch_size=settings.replay.batch_size,
                                     max_queue=api.queue_max_records,
                                     cluster_refresh_seconds=api.cluster_refresh_seconds,
-                                    checkpoint=checkpoint.save, checkpoint_seconds=api.checkpoint_seconds)
-        return _serve(settings, store, ingestor, metrics)
+                                    checkpoint=checkpoint.save, checkpoint_seconds=api.checkpoint_seconds,
+                                    notifier=notifier)
+        try:
+            return _serve(settings, store, ingestor, metrics)
+        finally:
+            if notifier is not None:
+                notifier.close()  # what is still pending goes out after the next start
 
 
 def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
@@ -114,16 +126,20 @@ def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
               help="serve without authentication when no token is configured (FAITHWATCH_API__INSECURE)")
 @click.option("--reset-state", is_flag=True,
               help="discard the saved pipeline state (clusters, baselines, open incidents) and start fresh")
+@notify_file_option
 @click.pass_context
-def serve_cmd(ctx, host, port, data_dir, seed_file, insecure, reset_state):
+def serve_cmd(ctx, host, port, data_dir, seed_file, insecure, reset_state, notify_file):
     """Serve the HTTP API: ingest interactions, read clusters, incidents and sessions.
 
     Tokens come from FAITHWATCH_API__TOKENS (a JSON list) or api.tokens in the config file; every
     route but /healthz needs one. Stop with Ctrl-C or SIGTERM: accepted interactions are processed
     and stored before the process exits, and the pipeline's state (clusters, baselines, open
     incidents) is saved under DATA_DIR/state; the next start continues from it.
+
+    With a notify file (--notify-file or FAITHWATCH_NOTIFY_FILE) every incident event is delivered to
+    its channels (docs/alerts.md); deliveries still pending at shutdown go out after the next start.
     """
-    settings = _settings(ctx, data_dir=data_dir, seed_file=seed_file)
+    settings = _settings(ctx, data_dir=data_dir, seed_file=seed_file, notify_file=notify_file)
     updates = {k: v for k, v in {"host": host, "port": port, "insecure": insecure}.items() if v is not None}
     if updates:
         settings = settings.model_copy(update={"api": settings.api.model_copy(update=updates)})

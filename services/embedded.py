@@ -118,7 +118,10 @@ def process_batches(pipeline: Pipeline, batches: Iterable[Sequence[Interaction]]
 
 def replay(pipeline: Pipeline, path: Path, *, store: Store | None, dead_letters: DeadLetterFile,
            alerts_out: Path | None = None, scored_out: Path | None = None, batch_size: int = 256,
-           progress: bool | None = None, clock=lambda: datetime.now(UTC)) -> ReplayStats:
+           progress: bool | None = None, clock=lambda: datetime.now(UTC), notifier=None) -> ReplayStats:
+    """Replay ``path``; with a ``notifier`` (:class:`~services.notify.notifier.Notifier`) each
+    incident event is also queued for delivery once it is stored (sending happens on the notifier's
+    threads, never here)."""
     stats = ReplayStats()
     dead: list[DeadLetter] = []
     interactions = load_ordered(path, clock, dead)
@@ -145,6 +148,8 @@ def replay(pipeline: Pipeline, path: Path, *, store: Store | None, dead_letters:
                     store.insert_interactions(out.scored)
                 if out.events:
                     store.insert_incident_events(out.events)
+            if notifier is not None and out.events:
+                notifier.submit(out.events)
 
         # progress None: a bar only when stderr is a terminal.
         bar = tqdm(total=len(interactions), unit="interactions", desc="replay",

@@ -144,9 +144,11 @@ class EmbeddedIngestor(Ingestor):
     def __init__(self, pipeline: Pipeline, store: Store, metrics: Metrics | None = None, *,
                  batch_size: int = 256, max_queue: int = 100_000, cluster_refresh_seconds: float = 5.0,
                  checkpoint: Callable[[dict], None] | None = None, checkpoint_seconds: float = 30.0,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, notifier=None):
         self.pipeline = pipeline
         self.store = store
+        # A Notifier (services.notify.notifier): incident events are queued for delivery once stored.
+        self.notifier = notifier
         self.metrics = metrics or Metrics()
         self.batch_size = batch_size
         self.max_queue = max_queue
@@ -322,6 +324,8 @@ class EmbeddedIngestor(Ingestor):
         self.store.upsert_clusters(list(clusters.values()))
         self.store.insert_interactions(out.scored)
         self.store.insert_incident_events(out.events)
+        if self.notifier is not None and out.events:
+            self.notifier.submit(out.events)
         below = sum(1 for s in out.scored if s.below_baseline)
         with self._cond:
             t = self._totals

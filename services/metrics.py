@@ -42,6 +42,16 @@ class Metrics:
         self.request_latency = Histogram("faithwatch_http_request_duration_seconds",
                                          "HTTP request latency by route template", ["method", "route", "status"],
                                          registry=r)
+        self.deliveries = Counter("faithwatch_notify_deliveries",
+                                  "incident deliveries finished, by channel and outcome "
+                                  "(sent, failed, given_up, skipped)",
+                                  ["channel", "outcome"], registry=r)
+        self.delivery_attempts = Counter("faithwatch_notify_attempts",
+                                         "delivery attempts, by channel and outcome (sent, retry, failed)",
+                                         ["channel", "outcome"], registry=r)
+        self.delivery_latency = Histogram("faithwatch_notify_attempt_duration_seconds",
+                                          "time of one delivery attempt (HTTP request to answer or error)", ["channel"],
+                                          registry=r)
         for kind in ("opened", "updated", "resolved"):
             self.incident_events.labels(kind=kind)
 

@@ -61,6 +61,33 @@ def members_rows(members: Sequence[dict]) -> list[dict]:
             for m in members]
 
 
+def document_lines(ev: dict) -> list[tuple[str, str]]:
+    """``(heading, text)`` per document the failing answers share: the cause (the document version
+    the incident is correlated by) first, the others after it. An incident stored without a cause
+    (before families existed) lists its shared documents as its causes, as it always did."""
+    cause = ev.get("cause")
+    documents = [(cause, "cause")] if cause else []
+    for d in ev.get("shared_documents") or []:
+        if not (cause and (d["doc_id"], d.get("doc_version")) == (cause["doc_id"], cause.get("doc_version"))):
+            documents.append((d, "documents" if cause else "cause"))
+    lines = []
+    for d, heading in documents:
+        stale = " STALE" if d["stale"] else ""
+        extra = ""
+        if d.get("indexed_at") and d.get("doc_updated_at"):
+            extra = f" (indexed {str(d['indexed_at'])[:10]}, source updated {str(d['doc_updated_at'])[:10]})"
+        lines.append((heading, f"{d['count']} of {ev['below_baseline_count']} cite {d['doc_id']} "
+                               f"{d.get('doc_version') or ''}{stale}{extra}"))
+    return lines
+
+
+def gate_text(g: dict) -> str:
+    """The suggested gate and its cost, in one line."""
+    return (f"raise {g['current_gate']:.2f} -> {g['threshold']:.2f}: holds back {g['failing_held_back']} of "
+            f"{g['failing_total']} failing answers and {g['faithful_held_back_share']:.0%} of faithful ones "
+            f"({g.get('faithful_held_back', 0)} of {g.get('faithful_total', 0)} in the baseline window)")
+
+
 def incident_text(ev: dict) -> str:
     """The alert as on-call reads it."""
     kind = ev["event"].upper()
@@ -82,28 +109,10 @@ def incident_text(ev: dict) -> str:
         lines.append(f"  clusters     {len(members)} member cluster{'' if len(members) == 1 else 's'}{level}"
                      + (f", families {', '.join(ev['family_ids'])}" if ev.get("family_ids") else ""))
         lines += ["    " + line for line in table(members_rows(members), MEMBER_COLUMNS, max_width=40).splitlines()]
-    # The cause (the document version the incident is correlated by) first; the other documents
-    # the failing answers share after it. An incident stored without a cause (before families
-    # existed) lists its shared documents as its causes, as it always did.
-    cause = ev.get("cause")
-    documents = [(cause, "cause")] if cause else []
-    for d in ev.get("shared_documents") or []:
-        if not (cause and (d["doc_id"], d.get("doc_version")) == (cause["doc_id"], cause.get("doc_version"))):
-            documents.append((d, "documents" if cause else "cause"))
-    for d, heading in documents:
-        stale = " STALE" if d["stale"] else ""
-        extra = ""
-        if d.get("indexed_at") and d.get("doc_updated_at"):
-            extra = f" (indexed {str(d['indexed_at'])[:10]}, source updated {str(d['doc_updated_at'])[:10]})"
-        lines.append(f"  {heading:<12} {d['count']} of {ev['below_baseline_count']} cite {d['doc_id']} "
-                     f"{d.get('doc_version') or ''}{stale}{extra}")
+    lines += [f"  {heading:<12} {text}" for heading, text in document_lines(ev)]
     lines.append(f"  confident    {ev['confident_wrong_count']} answers at or above the gate were wrong")
-    g = ev.get("suggested_gate")
-    if g:
-        lines.append(f"  gate         raise {g['current_gate']:.2f} -> {g['threshold']:.2f}: holds back "
-                     f"{g['failing_held_back']} of {g['failing_total']} failing answers and "
-                     f"{g['faithful_held_back_share']:.0%} of faithful ones "
-                     f"({g.get('faithful_held_back', 0)} of {g.get('faithful_total', 0)} in the baseline window)")
+    if ev.get("suggested_gate"):
+        lines.append(f"  gate         {gate_text(ev['suggested_gate'])}")
     lines.append(f"  outreach     {'REQUIRED' if ev['outreach_required'] else 'not required'}")
     if ev.get("irreversible_actions"):
         lines.append(f"  actions      {ev['irreversible_actions']} irreversible")

@@ -88,6 +88,16 @@ class ReplaySettings(_Section):
     seen_capacity: int = Field(2_000_000, ge=1, description="interaction ids remembered to drop duplicates")
 
 
+class NotifySettings(_Section):
+    grafana_url: str | None = Field(None, description="Grafana base URL, e.g. https://grafana.example.com: alerts link to its incident dashboard (uid faithwatch-incident, variable incident_id)")
+    api_url: str | None = Field(None, description="base URL of the faithwatch HTTP API, e.g. https://faithwatch.example.com: alerts link to GET /v1/incidents/{id}")
+    timeout_seconds: float = Field(10.0, gt=0, description="one delivery attempt's HTTP timeout")
+    backoff_seconds: float = Field(1.0, gt=0, description="wait after the first failed attempt; doubled after each further one (with jitter)")
+    backoff_max_seconds: float = Field(300.0, gt=0, description="longest wait between two attempts (a longer Retry-After is honoured)")
+    give_up_seconds: float = Field(3600.0, gt=0, description="a delivery still failing this long after it was queued is given up (and recorded as such)")
+    alertmanager_refresh_seconds: float = Field(60.0, ge=0, description="open incidents are sent to Alertmanager again this often, below its resolve_timeout (5 min by default), so their alerts stay firing (0: never)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FAITHWATCH_", env_nested_delimiter="__",
                                       extra="forbid", validate_default=True)
@@ -104,6 +114,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
     replay: ReplaySettings = ReplaySettings()
+    notify_file: Path | None = Field(None, description="alert channels and routes (docs/alerts.md); none: incidents go nowhere but the store and --alerts-out")
+    notify: NotifySettings = NotifySettings()
 
     def masked(self) -> dict:
         """The effective settings as JSON-safe data, secrets masked."""

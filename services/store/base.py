@@ -53,7 +53,7 @@ _INCIDENT_JSON_COLUMNS = ("suggested_gate", "shared_documents", "examples", "mem
 # Columns of incident_events that only SQL reads (derived from members, see incident_event_row);
 # rows read back leave them out, so a row is exactly the IncidentEvent it was stored from.
 _INCIDENT_SQL_COLUMNS = ("member_clusters", "member_since")
-_TABLES = ("interactions", "clusters", "incident_events", "incidents", "dead_letters",
+_TABLES = ("interactions", "clusters", "incident_events", "incidents", "dead_letters", "deliveries",
            "schema_migrations")
 
 # One row per session: the worst answer (lowest faithfulness, then earliest) is the example.
@@ -281,6 +281,21 @@ def _session_from_row(row: Row) -> Row:
     return row
 
 
+def _equal(params: dict[str, Any], **columns: str | None) -> list[str]:
+    """``column = {column:String}`` for each of ``columns`` given (not None), its value bound in ``params``.
+
+    >>> params = {}
+    >>> _equal(params, status="open", category=None), params
+    (['status = {status:String}'], {'status': 'open'})
+    """
+    where = []
+    for name, value in columns.items():
+        if value is not None:
+            where.append(f"{name} = {{{name}:String}}")
+            params[name] = value
+    return where
+
+
 SessionKey = tuple[datetime, str | None]
 
 
@@ -424,7 +439,44 @@ class Store(abc.ABC):
         if rows:
             self._insert("dead_letters", rows_to_columns([dead_letter_row(row) for row in rows]))
 
+    def insert_deliveries(self, rows: Sequence[Row]) -> None:
+        """Write delivery states (rows of ``deliveries``, migration 0006): the highest version of
+        each (incident_id, sequence, channel) is its state."""
+        if rows:
+            self._insert("deliveries", rows_to_columns(rows))
+
     # ---- reads --------------------------------------------------------------------------
+
+    def delivery_keys(self, incident_ids: Sequence[str]) -> set[tuple[str, int, str]]:
+        """``(incident_id, sequence, channel)`` of every delivery stored for ``incident_ids``."""
+        if not incident_ids:
+            return set()
+        rows = self.query("SELECT DISTINCT incident_id, sequence, channel FROM deliveries "
+                          "WHERE incident_id IN (SELECT arrayJoin(JSONExtract({ids:String}, 'Array(String)')))",
+                          {"ids": json.dumps(sorted(set(incident_ids)))})
+        return {(row["incident_id"], row["sequence"], row["channel"]) for row in rows}
+
+    def list_deliveries(self, status: str | None = None, channel: str | None = None,
+                        limit: int = 1000) -> list[Row]:
+        """Latest state of each delivery, most recently changed first (``pending_deliveries``
+        reads the ones a notifier still has to send)."""
+        params: dict[str, Any] = {"limit": limit}
+        where = _equal(params, status=status, channel=channel)
+        return self.query("SELECT * FROM deliveries FINAL" + (" WHERE " + " AND ".join(where) if where else "")
+                          + " ORDER BY updated_at DESC, incident_id, sequence, channel LIMIT {limit:UInt64}", params)
+
+    def latest_deliveries(self, channel: str) -> list[Row]:
+        """Per incident, its latest delivery to ``channel`` (the highest sequence): ``incident_id``,
+        ``latest_status`` and ``latest_payload`` (the event)."""
+        return self.query("SELECT incident_id, argMax(status, sequence) AS latest_status, "
+                          "argMax(payload, sequence) AS latest_payload FROM deliveries FINAL "
+                          "WHERE channel = {channel:String} GROUP BY incident_id ORDER BY incident_id",
+                          {"channel": channel})
+
+    def pending_deliveries(self, channel: str) -> list[Row]:
+        """Every delivery of ``channel`` still pending, in (incident_id, sequence) order."""
+        return self.query("SELECT * FROM deliveries FINAL WHERE channel = {channel:String} AND status = 'pending' "
+                          "ORDER BY incident_id, sequence", {"channel": channel})
 
     def list_incidents(self, status: str | None = None, cluster_id: str | None = None,
                        category: str | None = None, since: datetime | None = None,
@@ -437,18 +489,13 @@ class Store(abc.ABC):
         """
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        where = []
         params: dict[str, Any] = {"limit": limit}
-        if status is not None:
-            where.append("status = {status:String}")
-            params["status"] = status
+        where = _equal(params, status=status)
         if cluster_id is not None:
             # Any member cluster (an older row has no member list: its one cluster_id).
             where.append("(cluster_id = {cluster_id:String} OR has(clusters, {cluster_id:String}))")
             params["cluster_id"] = cluster_id
-        if category is not None:
-            where.append("category = {category:String}")
-            params["category"] = category
+        where += _equal(params, category=category)
         if since is not None:
             where.append("(resolved_at IS NULL OR resolved_at >= {since:DateTime64(3, 'UTC')})")
             params["since"] = utc(since)

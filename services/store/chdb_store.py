@@ -107,7 +107,7 @@ class ChdbStore(Store):
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp, ChdbStore(Path(tmp)) as store:
     ...     store.migrate()[-1], store.migrate(), store.counts()["interactions"]
-    ('0004_families_and_multi_cluster_incidents', [], 0)
+    ('0006_notification_outbox', [], 0)
     """
 
     def __init__(self, path: Path, database: str = "faithwatch"):

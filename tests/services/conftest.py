@@ -1,4 +1,5 @@
-"""Fixtures shared by the storage tests: the ClickHouse HTTP test server, in its own process.
+"""Fixtures shared by the storage tests: the ClickHouse HTTP test server, in its own process, and
+``store`` / ``make_store``: a test's store on each backend (a test that takes one runs twice).
 
 chDB opens one data path per process, and the tests open their own chDB stores, so the server
 (services.testing.clickhouse_http, chDB behind the ClickHouse HTTP interface) runs as a
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from services.store.chdb_store import ChdbStore
 from services.testing.clickhouse_http import ServerProcess
 
 SERVER_PASSWORD = "s3cret-for-tests"
@@ -33,3 +36,29 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clic
         pytest.fail(str(exc))
     with server:
         yield server
+
+
+@pytest.fixture(params=["chdb", "clickhouse"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest):
+    """Opens this test's store (the same one each call): chDB under tmp_path, or a fresh
+    database on the test server, dropped when the test ends."""
+    if backend == "chdb":
+        yield lambda: ChdbStore(tmp_path / "store", database="fw_test")
+        return
+    server = request.getfixturevalue("clickhouse_server")
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    yield lambda: server.store(database)
+    with server.store(database) as cleanup:
+        cleanup.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+@pytest.fixture
+def store(make_store):
+    with make_store() as opened:
+        opened.migrate()
+        yield opened

@@ -115,32 +115,6 @@ MIGRATION_NAMES = [name for _, name, _ in migrations()]
 ROLLUP_TIERS = ("rollup_minutes", "rollup_hours", "rollup_days")
 
 
-@pytest.fixture(params=["chdb", "clickhouse"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture
-def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest):
-    """Opens this test's store (the same one each call): chDB under tmp_path, or a fresh
-    database on the test server, dropped when the test ends."""
-    if backend == "chdb":
-        yield lambda: ChdbStore(tmp_path / "store", database="fw_test")
-        return
-    server = request.getfixturevalue("clickhouse_server")
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    yield lambda: server.store(database)
-    with server.store(database) as cleanup:
-        cleanup.command(f"DROP DATABASE IF EXISTS {database}")
-
-
-@pytest.fixture
-def store(make_store):
-    with make_store() as opened:
-        opened.migrate()
-        yield opened
-
-
 def schema_ddl(store: Store) -> str:
     tables = store.query("SELECT name FROM system.tables WHERE database = currentDatabase() "
                          "ORDER BY name")
@@ -253,8 +227,9 @@ def test_empty_inserts_do_nothing(store: Store):
     store.upsert_clusters([])
     store.insert_incident_events([])
     store.insert_dead_letters([])
+    store.insert_deliveries([])
     assert store.counts() == {"interactions": 0, "clusters": 0, "incident_events": 0,
-                              "incidents": 0, "dead_letters": 0,
+                              "incidents": 0, "dead_letters": 0, "deliveries": 0,
                               "schema_migrations": len(MIGRATION_NAMES)}
 
 

@@ -33,6 +33,27 @@ ENGINE = ReplacingMergeTree
 ORDER BY (source, position, received_at)
 SETTINGS index_granularity = 8192;
 
+CREATE TABLE deliveries
+(
+    `incident_id` String,
+    `sequence` UInt32,
+    `channel` String,
+    `version` UInt32,
+    `channel_type` LowCardinality(String),
+    `event` LowCardinality(String),
+    `status` LowCardinality(String),
+    `attempts` UInt32,
+    `queued_at` DateTime64(3, 'UTC'),
+    `next_attempt_at` DateTime64(3, 'UTC'),
+    `updated_at` DateTime64(3, 'UTC'),
+    `http_status` Nullable(UInt16),
+    `error` String,
+    `payload` String
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (incident_id, sequence, channel)
+SETTINGS index_granularity = 8192;
+
 CREATE TABLE incident_events
 (
     `event` LowCardinality(String),
