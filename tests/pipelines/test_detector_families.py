@@ -29,12 +29,24 @@ CLUSTERS = tuple(f"c{k}" for k in range(1, 10))
 DOC_OF = {c: f"doc-{FAMILY.get(c, c)}" for c in CLUSTERS}  # each intent retrieves its own document
 
 
-def detector(family=FAMILY) -> PatternDetector:
+def _sizes(family) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for f in family.values():
         sizes[f] = sizes.get(f, 0) + 1
-    return PatternDetector(BaselineConfig(), DetectConfig(),
+    return sizes
+
+
+def detector(family=FAMILY, config: DetectConfig | None = None) -> PatternDetector:
+    sizes = _sizes(family)
+    return PatternDetector(BaselineConfig(), config or DetectConfig(),
                            family_of=lambda c: family.get(c, c), family_size=lambda f: sizes.get(f, 1))
+
+
+def restored(d: PatternDetector, family=FAMILY) -> PatternDetector:
+    """``d`` through its state as JSON, in a new detector."""
+    sizes = _sizes(family)
+    return PatternDetector.from_state(json.loads(json.dumps(d.to_state())), BaselineConfig(), d.config,
+                                      family_of=lambda c: family.get(c, c), family_size=lambda f: sizes.get(f, 1))
 
 
 def stream(n=9000, patterns=(), noise=0.03, seed=1, step=timedelta(seconds=30)):
@@ -179,10 +191,7 @@ def test_state_round_trip_mid_multi_cluster_incident_gives_the_same_future():
     d1, first, _ = run(data[:3900])
     assert any(e.event == "opened" for e in first)
     assert any(len(inc.members) > 1 for inc in d1.incidents.values())
-    state = json.loads(json.dumps(d1.to_state()))
-    sizes = {"f1": 4, "f5": 2}
-    d2 = PatternDetector.from_state(state, BaselineConfig(), DetectConfig(),
-                                    family_of=lambda c: FAMILY.get(c, c), family_size=lambda f: sizes.get(f, 1))
+    d2 = restored(d1)
     _, rest1, j1 = run(data[3900:], d1)
     _, rest2, j2 = run(data[3900:], d2)
     assert [e.to_json_dict() for e in rest1] == [e.to_json_dict() for e in rest2]
@@ -275,9 +284,7 @@ def test_a_pattern_that_goes_on_after_resolution_reopens_the_incident():
 
 def test_without_rejoining_the_slow_cluster_opens_a_second_incident():
     # The same stream with rejoin_hours = 0: what the rule above prevents.
-    sizes = {"f1": 4, "f5": 2}
-    d = PatternDetector(BaselineConfig(), DetectConfig(rejoin_hours=0),
-                        family_of=lambda c: FAMILY.get(c, c), family_size=lambda f: sizes.get(f, 1))
+    d = detector(config=DetectConfig(rejoin_hours=0))
     _, events, _ = run(slow_stream(set(range(3220, 3400, 10))), d)
     assert [e.event for e in events if e.event != "updated"] == ["opened", "resolved", "opened", "resolved"]
 
@@ -288,10 +295,7 @@ def test_a_resolved_incident_rejoins_only_for_rejoin_hours():
     assert [e.event for e in first if e.event != "updated"] == ["opened", "resolved"]
     assert list(d.resolved) == [first[0].incident_id]
     # State round trip with a resolved incident still joinable: the same future.
-    state = json.loads(json.dumps(d.to_state()))
-    sizes = {"f1": 4, "f5": 2}
-    d2 = PatternDetector.from_state(state, BaselineConfig(), DetectConfig(),
-                                    family_of=lambda c: FAMILY.get(c, c), family_size=lambda f: sizes.get(f, 1))
+    d2 = restored(d)
     _, rest1, _ = run(data[3240:], d)
     _, rest2, _ = run(data[3240:], d2)
     assert [e.to_json_dict() for e in rest1] == [e.to_json_dict() for e in rest2]
