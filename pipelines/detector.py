@@ -49,7 +49,7 @@ from datetime import datetime, timedelta
 from pipelines.baseline import Band, ClusterBaseline
 from pipelines.config import BaselineConfig, DetectConfig
 from pipelines.cusum import BernoulliCusum, threshold_for
-from pipelines.incident import DocSeen, Failure, Incident, Member, cause_of, distinct_sessions
+from pipelines.incident import DocKey, DocSeen, Failure, Incident, Member, cause_of, distinct_sessions
 from pipelines.interaction import Interaction
 from pipelines.policy import Category
 from pipelines.records import IncidentEvent
@@ -297,32 +297,17 @@ class PatternDetector:
                 return inc
         return None
 
-    def _correlated(self, evidence: Sequence[Failure], families: set[str]) -> tuple[Incident | None, str]:
-        """The open incident an alarm's evidence shares its cause with: the same cause document,
-        or no conflicting cause and a shared family."""
-        cause = cause_of(evidence)
-        for inc in self.incidents.values():
-            theirs = inc.cause
-            if cause is not None and theirs == cause:
+    def _correlated(self, cause: DocKey | None, families: set[str],
+                    incidents: Sequence[Incident]) -> tuple[Incident | None, str]:
+        """The first of ``incidents`` an alarm's evidence (its ``cause`` and ``families``) shares
+        its cause with: the same cause document, or no conflicting cause and a shared family."""
+        for inc in incidents:
+            if cause is not None and inc.cause == cause:
                 return inc, "document"
-        for inc in self.incidents.values():
-            theirs = inc.cause
-            if (cause is None or theirs is None) and families & self._member_families(inc):
+        for inc in incidents:
+            if (cause is None or inc.cause is None) and families & self._member_families(inc):
                 return inc, "family"
         return None, ""
-
-    def _late(self, evidence: Sequence[Failure], families: set[str]) -> Incident | None:
-        """The incident resolved in the last ``rejoin_hours`` an alarm's evidence shares its cause
-        with (as in :meth:`_correlated`), the most recently resolved first."""
-        cause = cause_of(evidence)
-        late = list(reversed(self.resolved.values()))
-        for inc in late:
-            if cause is not None and inc.cause == cause:
-                return inc
-        for inc in late:
-            if (cause is None or inc.cause is None) and families & self._member_families(inc):
-                return inc
-        return None
 
     def _reopen(self, inc: Incident, at: datetime) -> None:
         """Make a resolved incident open again, with every member that is free."""
@@ -369,16 +354,17 @@ class PatternDetector:
         for f in evidence:
             by_cluster.setdefault(f.cluster_id, []).append(f)
         families = {self.family_of(cid) for cid in by_cluster}
-        inc, how = self._correlated(evidence, families)
+        cause = cause_of(evidence)
+        inc, how = self._correlated(cause, families, list(self.incidents.values()))
         onset, statistic = test.cusum.onset or at, test.cusum.statistic
         test.reset()
         if inc is not None:
             self._join(inc, by_cluster, how, at)
             return [self._event(inc, "updated", at)]
-        inc = self._late(evidence, families) if self.config.rejoin_hours > 0 else None
+        if self.config.rejoin_hours > 0:  # resolved in the last rejoin_hours, the latest first
+            inc, how = self._correlated(cause, families, list(reversed(self.resolved.values())))
         if inc is not None:
             assert inc.resolved_at is not None
-            how = "document" if inc.cause is not None and inc.cause == cause_of(evidence) else "family"
             after = [f for f in evidence if f.at > inc.resolved_at]
             if distinct_sessions(after) >= self.config.min_sessions:
                 self._reopen(inc, at)
