@@ -17,8 +17,9 @@ Pure, deterministic, and its state is plain JSON.
 >>> import numpy as np
 >>> fam = IntentFamilies(threshold=0.3)
 >>> x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
->>> fam.relink(["c001", "c002", "c003"], x)
-True
+>>> change = fam.relink(["c001", "c002", "c003"], x)
+>>> sorted(change.families), bool(change)
+(['f001', 'f003'], True)
 >>> fam.family_of("c002"), fam.family_of("c003"), fam.members("f001")
 ('f001', 'f003', ('c001', 'c002'))
 >>> fam.place("c004", np.array([0.1, 0.95]), ["c001", "c002", "c003"], x)
@@ -27,7 +28,9 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -43,7 +46,7 @@ def family_id_of(cluster_id: str) -> str:
     return "f" + cluster_id[1:] if cluster_id[:1] == "c" else f"f-{cluster_id}"
 
 
-def _age(cluster_id: str) -> tuple[int, str]:
+def cluster_age(cluster_id: str) -> tuple[int, str]:
     """Creation order of cluster ids ``c001``, ..., ``c999``, ``c1000`` (longer is younger)."""
     return len(cluster_id), cluster_id
 
@@ -81,6 +84,33 @@ def link(vectors: np.ndarray, threshold: float) -> list[list[int]]:
     return groups
 
 
+@dataclass(frozen=True)
+class FamilyChange:
+    """What an update of the families changed: the clusters whose family is new to them (placed
+    for the first time, moved, or gone) and the families whose members or aliases changed
+    (including families that no longer exist). False when nothing changed.
+
+    The pipeline describes again only these (and the families their clusters' new descriptions
+    touch), instead of every cluster and family whenever anything moved.
+    """
+
+    clusters: frozenset[str] = frozenset()
+    families: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.clusters or self.families)
+
+    def __or__(self, other: FamilyChange) -> FamilyChange:
+        return FamilyChange(self.clusters | other.clusters, self.families | other.families)
+
+    @classmethod
+    def of(cls, clusters: Iterable[str] = (), families: Iterable[str] = ()) -> FamilyChange:
+        return cls(frozenset(clusters), frozenset(families))
+
+
+NO_CHANGE = FamilyChange()
+
+
 class IntentFamilies:
     """Which family each cluster belongs to (see the module docstring)."""
 
@@ -116,17 +146,17 @@ class IntentFamilies:
     @property
     def families(self) -> dict[str, tuple[str, ...]]:
         """Family id -> member cluster ids, families in order of their oldest member."""
-        return dict(sorted(self._members.items(), key=lambda kv: _age(kv[1][0])))
+        return dict(sorted(self._members.items(), key=lambda kv: cluster_age(kv[1][0])))
 
     # -- updating ----------------------------------------------------------------------------
-    def relink(self, cluster_ids: Sequence[str], centroids: np.ndarray) -> bool:
-        """Re-form every family from the centroids (rows in ``cluster_ids`` order); True if any
-        membership changed."""
-        old = dict(self._family)
+    def relink(self, cluster_ids: Sequence[str], centroids: np.ndarray) -> FamilyChange:
+        """Re-form every family from the centroids (rows in ``cluster_ids`` order); what changed
+        (false if no membership did)."""
+        old, old_members, old_aliases = self._family, self._members, dict(self._aliases)
         members: dict[str, tuple[str, ...]] = {}
         family: dict[str, str] = {}
         for group in link(centroids, self.threshold):
-            ids = tuple(sorted((cluster_ids[k] for k in group), key=_age))
+            ids = tuple(sorted((cluster_ids[k] for k in group), key=cluster_age))
             fid = family_id_of(ids[0])
             members[fid] = ids
             for cid in ids:
@@ -135,25 +165,31 @@ class IntentFamilies:
             # A family id that no longer names a family lives on as an alias of the family that
             # now holds its founder.
             merged = {old[c] for c in ids if c in old} - {fid}
-            gone = sorted((m for m in merged if m not in members), key=lambda f: _age("c" + f[1:]))
+            gone = sorted((m for m in merged if m not in members), key=lambda f: cluster_age("c" + f[1:]))
             if gone:
                 self._aliases[fid] = tuple(dict.fromkeys((*self._aliases.get(fid, ()), *gone)))
-        changed = family != old
         self._family, self._members = family, members
-        if changed:
-            self.version += 1
-        return changed
+        if family == old:
+            return NO_CHANGE
+        self.version += 1
+        return FamilyChange.of(
+            (c for c in family.keys() | old.keys() if family.get(c) != old.get(c)),
+            (f for f in members.keys() | old_members.keys() | self._aliases.keys()
+             if members.get(f) != old_members.get(f) or self._aliases.get(f) != old_aliases.get(f)))
 
-    def sync(self, cluster_ids: Sequence[str], centroids: np.ndarray) -> None:
+    def sync(self, cluster_ids: Sequence[str], centroids: np.ndarray) -> FamilyChange:
         """Give every cluster not yet in a family one: all by :meth:`relink` when none is (the
         first fit), else each by :meth:`place` (the pipeline calls this whenever clusters are
-        created, and :meth:`relink` every ``family_refresh_every`` interactions)."""
+        created, and :meth:`relink` every ``family_refresh_every`` interactions); what changed."""
+        if len(cluster_ids) == len(self._family) and (not cluster_ids or cluster_ids[-1] in self._family):
+            return NO_CHANGE  # all placed: the clusterer only adds clusters, newest last
         unplaced = [k for k, cid in enumerate(cluster_ids) if cid not in self._family]
         if unplaced and len(unplaced) == len(cluster_ids):
-            self.relink(cluster_ids, centroids)
-            return
-        for k in unplaced:
-            self.place(cluster_ids[k], centroids[k], cluster_ids, centroids)
+            return self.relink(cluster_ids, centroids)
+        if not unplaced:
+            return NO_CHANGE
+        placed = {cluster_ids[k]: self.place(cluster_ids[k], centroids[k], cluster_ids, centroids) for k in unplaced}
+        return FamilyChange.of(placed, placed.values())
 
     def place(self, cluster_id: str, centroid: np.ndarray, cluster_ids: Sequence[str],
               centroids: np.ndarray) -> str:
@@ -166,16 +202,16 @@ class IntentFamilies:
             x = np.asarray(centroids, dtype=np.float64)
             c = np.asarray(centroid, dtype=np.float64)
             sims = (x @ c) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(c), 1e-300)
-            for k in np.argsort(-sims, kind="stable").tolist():
-                if cluster_ids[k] != cluster_id:
-                    best = k
-                    break
+            with contextlib.suppress(ValueError):  # the cluster itself, if among the rows
+                sims[cluster_ids.index(cluster_id)] = -np.inf
+            if np.isfinite(sims).any():
+                best = int(np.argmax(sims))  # ties: the first
         if best is not None and 1.0 - float(sims[best]) < self.threshold:
             fid = self.family_of(cluster_ids[best])
         else:
             fid = family_id_of(cluster_id)
         self._family[cluster_id] = fid
-        self._members[fid] = tuple(sorted((*self._members.get(fid, ()), cluster_id), key=_age))
+        self._members[fid] = tuple(sorted((*self._members.get(fid, ()), cluster_id), key=cluster_age))
         self.version += 1
         return fid
 
