@@ -7,7 +7,8 @@
 - ``sequence`` (the single partition of ``prepared``: one worker at a time): the
   :class:`~services.kafka.sequencer.Sequencer` puts records back in event-time order and runs the
   stateful half of the pipeline; scored interactions, incident events and changed clusters go to
-  their topics (and incident events to ``--alerts-out``). Its state is checkpointed into a table
+  their topics (and incident events to ``--alerts-out`` and, with a notify file, into the outbox
+  of the notifier this worker runs while it holds the partition). Its state is checkpointed into a table
   (changelog-backed); its messages are acknowledged only once a checkpoint includes them, so the
   committed offset never runs ahead of the state. A worker that is assigned the partition
   restores the checkpoint and skips what it already holds.
@@ -41,6 +42,8 @@ from pipelines.interaction import DeadLetter, parse_record
 from pipelines.records import IncidentEvent
 from services.kafka import messages
 from services.kafka.sequencer import MANIFEST_KEY, Sequencer, checkpoint_entries, read_checkpoint
+from services.notify.notifier import Notifier
+from services.notify.notify_file import NotifyFile
 from services.settings import Settings
 from services.store.base import Store
 
@@ -102,13 +105,17 @@ class Runtime:
 
     def __init__(self, settings: Settings, embedder: Embedder,
                  build_pipeline: Callable[[dict | None], Pipeline], store: Store | None,
-                 alerts_out: Path | None, monotonic: Callable[[], float] = time.monotonic):
+                 alerts_out: Path | None, monotonic: Callable[[], float] = time.monotonic,
+                 notify_file: NotifyFile | None = None):
         self.settings = settings
         self.embedder = embedder
         self.build_pipeline = build_pipeline
         self.store = store
         self.alerts = AlertsOut(alerts_out) if alerts_out else None
         self.monotonic = monotonic
+        self.notify_file = notify_file
+        # Runs only while this worker holds the sequence stage (see start_notifier).
+        self.notifier: Notifier | None = None
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-cpu")
         # The sequence half on its own thread: it runs while the next batches are embedded (onnxruntime
         # releases the GIL). It never calls the embedder (not thread-safe behind its cache).
@@ -126,7 +133,7 @@ class Runtime:
         self.since_checkpoint = 0
         self.counts = {"read": 0, "dead_letters": 0, "prepared": 0, "scored": 0, "incident_events": 0,
                        "duplicates": 0, "checkpoints": 0, "stored_interactions": 0, "idle_releases": 0,
-                       "late": 0}
+                       "late": 0, "deliveries_queued": 0}
 
     async def on_cpu(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.cpu, partial(fn, *args))
@@ -142,6 +149,33 @@ class Runtime:
         if self._preparer is None:
             self._preparer = self.build_pipeline(None)
         return self._preparer
+
+    def start_notifier(self) -> None:
+        """Deliver from this worker: called when it is assigned the sequence stage's partition.
+
+        The outbox is shared by every worker (it is in the store), so exactly one of them may
+        send from it: the one holding the single ``prepared`` partition, which is also the only
+        one that emits incident events. It starts sending what is pending (a dead owner's
+        deliveries included) and re-sends open incidents to Alertmanager.
+        """
+        if self.notify_file is not None and self.store is not None and self.notifier is None:
+            self.notifier = Notifier(self.store, self.notify_file, self.settings.notify).start()
+            log.warning("notify: this worker delivers alerts (it holds the sequence stage)")
+
+    def stop_notifier(self) -> None:
+        """Stop delivering (the partition was revoked, or the worker stops): an attempt in flight
+        ends first, so the next owner never sends a delivery this one is still sending."""
+        notifier, self.notifier = self.notifier, None
+        if notifier is not None:
+            notifier.close(timeout=self.settings.notify.timeout_seconds + 5)
+
+    def submit(self, events: list[IncidentEvent]) -> None:
+        """Queue ``events`` in the outbox (skipping those already there: a re-emitted event after
+        a restart pages nobody again). Runs on :attr:`io`, before the checkpoint that acknowledges
+        the input these events came from, so none is lost."""
+        notifier = self.notifier
+        if notifier is not None and events:
+            self.counts["deliveries_queued"] += notifier.submit(events)
 
     def prepare(self, batch: list) -> list:
         """``Pipeline.prepare`` on the preparing pipeline (built on first use): run it on :attr:`cpu`."""
@@ -236,6 +270,8 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         await send_unconfirmed(scored, [(s.cluster_id.encode(), messages.row(s)) for s in out.scored])
         await send_unconfirmed(incidents, [(e.incident_id.encode(), messages.row(e)) for e in out.events])
         await send_unconfirmed(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in out.clusters])
+        if rt.notifier is not None and out.events:
+            await rt.on_io(rt.submit, out.events)
         if rt.alerts is not None and out.events:
             rt.alerts.write(out.events)
         rt.counts["scored"] += len(out.scored)
@@ -316,6 +352,8 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
             rt.seq = None
             rt.pending = []
             rt.in_flight = []
+            # Before the group is re-formed, so two workers never send from the outbox at once.
+            await asyncio.get_running_loop().run_in_executor(None, rt.stop_notifier)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app_, assigned, **kwargs) -> None:
@@ -323,6 +361,7 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         # table's recovery). A tick makes sure one arrives, so a checkpoint whose reorder buffer
         # still holds the tail of the stream is released even when nothing else comes.
         if any(tp.topic == k.prepared_topic for tp in assigned):
+            rt.start_notifier()
             await prepared.send(value=messages.tick())
 
     # -- sinks ------------------------------------------------------------------------------
