@@ -56,7 +56,8 @@ def worker_cmd(ctx, alerts_out, data_dir, notify_file):
         except SystemExit as exc:
             code = exc.code or 0
         runtime.stop_notifier()  # what is still pending goes out from the next owner
-        click.echo(json.dumps(runtime.counts, sort_keys=True))
+        runtime.outputs.close()
+        click.echo(json.dumps(runtime.report(), sort_keys=True))
         if code:
             raise SystemExit(code)
     finally:

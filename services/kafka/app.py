@@ -39,7 +39,7 @@ from pipelines.embedding import Embedder
 from pipelines.engine import Output, Pipeline
 from pipelines.errors import InvalidRecord
 from pipelines.interaction import DeadLetter, parse_record
-from pipelines.records import IncidentEvent
+from services.flow import JsonLines, Outputs, Tally, event_key
 from services.kafka import messages
 from services.kafka.sequencer import MANIFEST_KEY, Sequencer, checkpoint_entries, read_checkpoint
 from services.notify.notifier import Notifier
@@ -68,38 +68,6 @@ def faust_brokers(brokers: str) -> str:
     return ";".join(f"kafka://{h}" for h in broker_hosts(brokers))
 
 
-class AlertsOut:
-    """Incident events appended as JSON Lines, in the format of ``faithwatch replay --alerts-out``.
-
-    An event whose (incident_id, sequence) the file already holds is not written again, so a
-    restarted worker that re-emits events (at-least-once) leaves the file as it was.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.seen: set[tuple[str, int]] = set()
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    d = json.loads(line)
-                    self.seen.add((d["incident_id"], int(d["sequence"])))
-                except (ValueError, KeyError, TypeError):
-                    continue
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, events: list[IncidentEvent]) -> int:
-        lines = []
-        for ev in events:
-            key = (ev.incident_id, ev.sequence)
-            if key not in self.seen:
-                self.seen.add(key)
-                lines.append(json.dumps(ev.to_json_dict(), sort_keys=True) + "\n")
-        if lines:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.writelines(lines)
-        return len(lines)
-
-
 class Runtime:
     """What the agents share in one worker process."""
 
@@ -111,11 +79,12 @@ class Runtime:
         self.embedder = embedder
         self.build_pipeline = build_pipeline
         self.store = store
-        self.alerts = AlertsOut(alerts_out) if alerts_out else None
+        # The sequence stage's sinks (the store is written by the topics' sinks, on every worker).
+        # --alerts-out keeps its lines across restarts and skips an event it holds (re-emitted).
+        self.outputs = Outputs(alerts=JsonLines(alerts_out, append=True, key=event_key) if alerts_out else None,
+                               tally=Tally())
         self.monotonic = monotonic
         self.notify_file = notify_file
-        # Runs only while this worker holds the sequence stage (see start_notifier).
-        self.notifier: Notifier | None = None
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-cpu")
         # The sequence half on its own thread: it runs while the next batches are embedded (onnxruntime
         # releases the GIL). It never calls the embedder (not thread-safe behind its cache).
@@ -131,9 +100,14 @@ class Runtime:
         self.last_message = monotonic()
         self.last_checkpoint = monotonic()
         self.since_checkpoint = 0
-        self.counts = {"read": 0, "dead_letters": 0, "prepared": 0, "scored": 0, "incident_events": 0,
-                       "duplicates": 0, "checkpoints": 0, "stored_interactions": 0, "idle_releases": 0,
-                       "late": 0, "deliveries_queued": 0}
+        self.counts = {"read": 0, "dead_letters": 0, "prepared": 0, "checkpoints": 0, "stored_interactions": 0,
+                       "idle_releases": 0, "late": 0}
+
+    def report(self) -> dict:
+        """The stage counters and the tally of the sequence stage's outputs (what the worker prints)."""
+        t = self.outputs.tally
+        return {**self.counts, "scored": t.scored, "incident_events": t.events, "duplicates": t.duplicates,
+                "deliveries_queued": self.outputs.queued}
 
     async def on_cpu(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.cpu, partial(fn, *args))
@@ -158,24 +132,16 @@ class Runtime:
         one that emits incident events. It starts sending what is pending (a dead owner's
         deliveries included) and re-sends open incidents to Alertmanager.
         """
-        if self.notify_file is not None and self.store is not None and self.notifier is None:
-            self.notifier = Notifier(self.store, self.notify_file, self.settings.notify).start()
+        if self.notify_file is not None and self.store is not None and self.outputs.notifier is None:
+            self.outputs.notifier = Notifier(self.store, self.notify_file, self.settings.notify).start()
             log.warning("notify: this worker delivers alerts (it holds the sequence stage)")
 
     def stop_notifier(self) -> None:
         """Stop delivering (the partition was revoked, or the worker stops): an attempt in flight
         ends first, so the next owner never sends a delivery this one is still sending."""
-        notifier, self.notifier = self.notifier, None
+        notifier, self.outputs.notifier = self.outputs.notifier, None
         if notifier is not None:
             notifier.close(timeout=self.settings.notify.timeout_seconds + 5)
-
-    def submit(self, events: list[IncidentEvent]) -> None:
-        """Queue ``events`` in the outbox (skipping those already there: a re-emitted event after
-        a restart pages nobody again). Runs on :attr:`io`, before the checkpoint that acknowledges
-        the input these events came from, so none is lost."""
-        notifier = self.notifier
-        if notifier is not None and events:
-            self.counts["deliveries_queued"] += notifier.submit(events)
 
     def prepare(self, batch: list) -> list:
         """``Pipeline.prepare`` on the preparing pipeline (built on first use): run it on :attr:`cpu`."""
@@ -270,13 +236,13 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         await send_unconfirmed(scored, [(s.cluster_id.encode(), messages.row(s)) for s in out.scored])
         await send_unconfirmed(incidents, [(e.incident_id.encode(), messages.row(e)) for e in out.events])
         await send_unconfirmed(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in out.clusters])
-        if rt.notifier is not None and out.events:
-            await rt.on_io(rt.submit, out.events)
-        if rt.alerts is not None and out.events:
-            rt.alerts.write(out.events)
-        rt.counts["scored"] += len(out.scored)
-        rt.counts["incident_events"] += len(out.events)
-        rt.counts["duplicates"] += out.duplicates
+        # Queueing deliveries is a store round trip: off the loop. It happens before the checkpoint
+        # that acknowledges the input these events came from, so none is lost; a re-emitted event
+        # is already in the outbox and pages nobody again.
+        if out.events and rt.outputs.notifier is not None:
+            await rt.on_io(rt.outputs.write, out)
+        else:
+            rt.outputs.write(out)
 
     async def checkpoint(seq: Sequencer) -> None:
         state = await rt.on_seq(seq.to_state)
@@ -389,6 +355,6 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
 
     @app.timer(interval=10.0)
     async def report_counts():
-        log.info("counts %s", json.dumps(rt.counts, sort_keys=True))
+        log.info("counts %s", json.dumps(rt.report(), sort_keys=True))
 
     return app
