@@ -39,8 +39,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipelines.errors import ConfigError, InvalidRecord, StoreError
 from pipelines.interaction import DeadLetter, Interaction, parse_record
 from services import report
-from services.cli import INCIDENT_COLUMNS, SESSION_COLUMNS, with_member_count
-from services.cli_clusters import CLUSTER_COLUMNS, FAMILY_COLUMNS, family_of
+from services.columns import (
+    CLUSTER_COLUMNS,
+    FAMILY_COLUMNS,
+    INCIDENT_COLUMNS,
+    SESSION_COLUMNS,
+    family_of,
+    with_member_count,
+)
 from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import CONTENT_TYPE, Metrics
 from services.settings import ApiSettings

@@ -12,22 +12,9 @@ import click
 
 from pipelines.errors import FaithwatchError
 from services import report
+from services.columns import INCIDENT_COLUMNS, SESSION_COLUMNS, with_member_count
 from services.settings import Settings, load_settings
-
-INCIDENT_COLUMNS = ["incident_id", "status", "severity", "category", "cluster_id", "cluster_label",
-                    "n_clusters", "onset_at", "detected_at", "affected_sessions", "below_baseline_count",
-                    "outreach_required"]
-SESSION_COLUMNS = ["session_id", "customer_id", "first_at", "last_at", "below_baseline_count",
-                   "confident_wrong_count", "worst_faithfulness", "example_interaction_id",
-                   "example_query", "example_response"]
-
-
-def with_member_count(rows: list[dict]) -> list[dict]:
-    """Incident rows with ``n_clusters``: their member clusters (an incident stored without a
-    member list, before families existed, has its one cluster)."""
-    for row in rows:
-        row["n_clusters"] = len(row.get("clusters") or ()) or 1
-    return rows
+from services.store import open_store
 
 
 def _settings(ctx: click.Context, **overrides) -> Settings:
@@ -41,24 +28,6 @@ def reading_store(ctx: click.Context, data_dir: Path | None):
     with open_store(_settings(ctx.find_root(), data_dir=data_dir)) as store:
         store.migrate()
         yield store
-
-
-def open_store(settings: Settings):
-    if settings.store.backend == "chdb":
-        from services.store.chdb_store import ChdbStore
-
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return ChdbStore(settings.data_dir / "chdb", database=settings.store.database)
-    from services.store.clickhouse_store import ClickHouseStore
-
-    store = settings.store
-    if not store.url:
-        raise FaithwatchError("store.backend=clickhouse needs store.url (FAITHWATCH_STORE__URL), "
-                              "e.g. http://clickhouse:8123")
-    return ClickHouseStore(store.url, user=store.user, password=store.password, database=store.database,
-                           secure=store.secure, verify=store.verify, ca_cert=store.ca_cert,
-                           client_cert=store.client_cert, client_cert_key=store.client_cert_key,
-                           connect_timeout=store.connect_timeout)
 
 
 class _Main(click.Group):

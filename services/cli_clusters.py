@@ -7,23 +7,12 @@ import click
 from pipelines.errors import FaithwatchError
 from services import report
 from services.cli import data_dir_option, format_option, main, reading_store
+from services.columns import CLUSTER_COLUMNS, family_of
 
-CLUSTER_COLUMNS = ["cluster_id", "label", "category", "size", "centroid_version", "first_seen", "last_seen",
-                   "representative_query", "family_id", "family_label", "family_category"]
-FAMILY_COLUMNS = ["family_id", "label", "category", "n_clusters", "size", "first_seen", "last_seen", "clusters",
-                  "aliases"]
 # The grouped table of `clusters list`: a family's row, then its member clusters indented under it.
 GROUPED_COLUMNS = ["family/cluster", "label", "category", "size", "centroid_version", "first_seen", "last_seen",
                    "representative_query"]
 NO_FAMILY = "(no family)"
-
-
-def family_of(store, cluster: dict) -> dict | None:
-    """The family row of ``cluster`` (with its member ids), or None when it has none stored."""
-    if cluster.get("family_id") is None:
-        return None
-    found = store.list_families(family_id=cluster["family_id"])
-    return found[0] if found else None
 
 
 def _clusters(n: int) -> str:

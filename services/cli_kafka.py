@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
-from pipelines.errors import ConfigError, FaithwatchError
-from services.cli import _settings, data_dir_option, main, open_store
+from pipelines.errors import FaithwatchError
+from services.cli import _settings, data_dir_option, main, notify_file_option
 from services.settings import Settings
+from services.store import open_store
 
 
 @main.command("worker")
@@ -21,26 +22,30 @@ from services.settings import Settings
               help="append every incident event this worker emits, one JSON object per line "
                    "(the format of `replay --alerts-out`; events already in the file are not repeated)")
 @data_dir_option
+@notify_file_option
 @click.pass_context
-def worker_cmd(ctx, alerts_out, data_dir):
-    """Run the Kafka stream worker (score, sequence, sinks) until SIGTERM or Ctrl-C."""
+def worker_cmd(ctx, alerts_out, data_dir, notify_file):
+    """Run the Kafka stream worker (score, sequence, sinks) until SIGTERM or Ctrl-C.
+
+    With a notify file (--notify-file or FAITHWATCH_NOTIFY_FILE; give every worker the same one)
+    each incident event is delivered once to its channels, by whichever worker holds the sequence
+    stage (docs/alerts.md, docs/kafka.md)."""
     import faust
 
     from services.kafka.app import Runtime, create_app
+    from services.notify.notify_file import load_notify_file
     from services.wiring import build_embedder, build_pipeline
 
-    settings = _settings(ctx.find_root(), data_dir=data_dir)
-    if settings.notify_file is not None:
-        # Not silently ignored: several workers polling one outbox would need delivery leases first.
-        raise ConfigError("faithwatch worker does not deliver alerts yet (replay, demo and serve do); "
-                          "unset notify_file (FAITHWATCH_NOTIFY_FILE) for the worker")
+    settings = _settings(ctx.find_root(), data_dir=data_dir, notify_file=notify_file)
+    # Before the model loads: a bad notify file should fail fast.
+    notify = load_notify_file(settings.notify_file) if settings.notify_file is not None else None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = build_embedder(settings)
     store = open_store(settings)
     try:
         store.migrate()
         runtime = Runtime(settings, embedder, lambda state: build_pipeline(settings, embedder, state=state),
-                          store, alerts_out)
+                          store, alerts_out, notify_file=notify)
         app = create_app(settings, runtime)
         verbose = ctx.find_root().params.get("verbose")
         worker = faust.Worker(app, loglevel="INFO" if verbose else "WARNING", quiet=True,
@@ -50,7 +55,9 @@ def worker_cmd(ctx, alerts_out, data_dir):
             worker.execute_from_commandline()
         except SystemExit as exc:
             code = exc.code or 0
-        click.echo(json.dumps(runtime.counts, sort_keys=True))
+        runtime.stop_notifier()  # what is still pending goes out from the next owner
+        runtime.outputs.close()
+        click.echo(json.dumps(runtime.report(), sort_keys=True))
         if code:
             raise SystemExit(code)
     finally:

@@ -8,7 +8,8 @@ import click
 
 from pipelines.errors import FaithwatchError
 from services import report
-from services.cli import _settings, data_dir_option, format_option, main, open_store
+from services.cli import _settings, data_dir_option, format_option, main
+from services.store import open_store
 from services.store.base import recipe_names, recipe_parameters, recipe_sql
 
 

@@ -1,28 +1,31 @@
 """The embedded driver: one process, no broker. Reads JSON Lines, runs the pipeline, writes out.
 
 ``replay`` streams a file through every stage in event-time order (records are ordered by their
-``timestamp``; ties keep file order), writes each incident event to ``alerts_out`` as one JSON
-object per line, each scored interaction to ``scored_out``, and everything to the store. Invalid
-lines go to the dead-letter file and table with their reason; the stream goes on.
+``timestamp``, ties by ``interaction_id``: :func:`services.flow.event_order`, as every driver),
+and hands each output to :class:`services.flow.Outputs`: each incident event to ``alerts_out`` as
+one JSON object per line, each scored interaction to ``scored_out``, everything to the store, and
+incident events to the notifier. Invalid lines go to the dead-letter file and table with their
+reason; the stream goes on.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from tqdm import tqdm
 
 from pipelines.engine import Output, Pipeline
 from pipelines.errors import InvalidRecord
 from pipelines.interaction import DeadLetter, Interaction, parse_record
+from services.flow import DeadLetterFile, JsonLines, Outputs, Tally, event_order
 from services.store.base import Store
+
+__all__ = ["DeadLetterFile", "ReplayStats", "load_ordered", "process_batches", "read_lines", "replay"]
 
 log = logging.getLogger("faithwatch.replay")
 
@@ -32,30 +35,14 @@ class ReplayStats:
     read: int = 0
     valid: int = 0
     invalid: int = 0
-    duplicates: int = 0
-    scored: int = 0
-    below_baseline: int = 0
+    tally: Tally = field(default_factory=Tally)
     events: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
+        t = self.tally
         return {"read": self.read, "valid": self.valid, "invalid": self.invalid,
-                "duplicates": self.duplicates, "scored": self.scored,
-                "below_baseline": self.below_baseline, "incident_events": len(self.events)}
-
-
-class DeadLetterFile:
-    """Dead letters as JSON Lines under the data dir (the store keeps them too)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def write(self, letters: list[DeadLetter]) -> None:
-        if not letters:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            for d in letters:
-                fh.write(json.dumps(d.model_dump(mode="json"), sort_keys=True) + "\n")
+                "duplicates": t.duplicates, "scored": t.scored,
+                "below_baseline": t.below_baseline, "incident_events": len(self.events)}
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -66,7 +53,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def load_ordered(path: Path, clock, dead: list[DeadLetter]) -> list[Interaction]:
-    """Parse every line; invalid ones become dead letters; valid ones sorted by event time."""
+    """Parse every line; invalid ones become dead letters; valid ones in :func:`~services.flow.event_order`."""
     valid: list[tuple[int, Interaction]] = []
     for n, raw in read_lines(path):
         try:
@@ -75,15 +62,8 @@ def load_ordered(path: Path, clock, dead: list[DeadLetter]) -> list[Interaction]
             log.warning("line %d: %s", n, exc)
             dead.append(DeadLetter.of(exc, raw, received_at=clock(), source=str(path),
                                       position=f"line {n}"))
-    valid.sort(key=lambda t: (t[1].timestamp, t[0]))
+    valid.sort(key=lambda t: event_order(t[1]))  # stable: a repeated id keeps its file order
     return [i for _, i in valid]
-
-
-def _jsonl(fh: IO[str] | None, rows) -> None:
-    if fh is None:
-        return
-    for r in rows:
-        fh.write(json.dumps(r.to_json_dict(), sort_keys=True) + "\n")
 
 
 def process_batches(pipeline: Pipeline, batches: Iterable[Sequence[Interaction]], *,
@@ -128,41 +108,22 @@ def replay(pipeline: Pipeline, path: Path, *, store: Store | None, dead_letters:
     stats.invalid = len(dead)
     stats.valid = len(interactions)
     stats.read = stats.valid + stats.invalid
-    dead_letters.write(dead)
-    if store is not None and dead:
-        store.insert_dead_letters(dead)
-    alerts_fh = alerts_out.open("w", encoding="utf-8") if alerts_out else None
-    scored_fh = scored_out.open("w", encoding="utf-8") if scored_out else None
+    outputs = Outputs(store=store, notifier=notifier, tally=stats.tally, dead_letter_file=dead_letters,
+                      alerts=JsonLines(alerts_out) if alerts_out else None,
+                      scored=JsonLines(scored_out) if scored_out else None)
     try:
-        def emit(out: Output) -> None:
-            stats.duplicates += out.duplicates
-            stats.scored += len(out.scored)
-            stats.below_baseline += sum(1 for s in out.scored if s.below_baseline)
-            stats.events += out.events
-            _jsonl(alerts_fh, out.events)
-            _jsonl(scored_fh, out.scored)
-            if store is not None:
-                if out.clusters:
-                    store.upsert_clusters(out.clusters)
-                if out.scored:
-                    store.insert_interactions(out.scored)
-                if out.events:
-                    store.insert_incident_events(out.events)
-            if notifier is not None and out.events:
-                notifier.submit(out.events)
-
+        outputs.dead_letters(dead)
         # progress None: a bar only when stderr is a terminal.
         bar = tqdm(total=len(interactions), unit="interactions", desc="replay",
                    disable=None if progress is None else not progress)
         batches = [interactions[start:start + batch_size] for start in range(0, len(interactions), batch_size)]
         for k, out in enumerate(process_batches(pipeline, batches)):
-            emit(out)
+            outputs.write(out)
+            stats.events += out.events
             bar.update(len(batches[k]) if k < len(batches) else 0)
         if store is not None:
             store.upsert_clusters(list(pipeline.clusters.values()))
         bar.close()
     finally:
-        for fh in (alerts_fh, scored_fh):
-            if fh:
-                fh.close()
+        outputs.close()
     return stats

@@ -6,11 +6,11 @@ a live :class:`~pipelines.engine.Pipeline` on one background thread; a Kafka one
 would publish to the interactions topic instead, with the pipeline in the stream workers.
 
 :class:`EmbeddedIngestor` keeps a queue of submissions. Its thread takes whole submissions until
-it has about ``batch_size`` interactions, orders them by event time (ties keep arrival order, as
-``replay`` does), runs the pipeline over them in batches of ``batch_size`` and writes the scored
-interactions, changed clusters and incident events to the store. Every submission gets a ticket;
-:meth:`Ingestor.wait` returns once the worker has written everything up to that ticket, which is
-what ``POST /v1/interactions?wait=true`` and ``POST /v1/flush`` wait for.
+it has about ``batch_size`` interactions, orders them as every driver does
+(:func:`services.flow.event_order`), runs the pipeline over them in batches of ``batch_size`` and
+hands the output to :class:`services.flow.Outputs` (store, notifier, metrics). Every submission
+gets a ticket; :meth:`Ingestor.wait` returns once the worker has written everything up to that
+ticket, which is what ``POST /v1/interactions?wait=true`` and ``POST /v1/flush`` wait for.
 
 Until the clusters are first fitted (``cluster.bootstrap_size`` interactions, or a seed file) the
 pipeline holds interactions back; :meth:`Ingestor.request_flush` fits on whatever waits, like the
@@ -33,7 +33,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -41,6 +41,7 @@ from pipelines.engine import Output, Pipeline
 from pipelines.errors import FaithwatchError
 from pipelines.interaction import Interaction
 from pipelines.records import ClusterInfo
+from services.flow import Outputs, Tally, event_order
 from services.metrics import Metrics
 from services.store.base import Store
 
@@ -72,14 +73,10 @@ class WaitResult:
 
 
 @dataclass
-class Totals:
+class Totals(Tally):
     """What the pipeline did since this process started."""
 
     received: int = 0
-    scored: int = 0
-    duplicates: int = 0
-    below_baseline: int = 0
-    incident_events: dict[str, int] = field(default_factory=lambda: {"opened": 0, "updated": 0, "resolved": 0})
 
     def as_dict(self) -> dict:
         return {"received": self.received, "scored": self.scored, "duplicates": self.duplicates,
@@ -147,9 +144,9 @@ class EmbeddedIngestor(Ingestor):
                  monotonic: Callable[[], float] = time.monotonic, notifier=None):
         self.pipeline = pipeline
         self.store = store
-        # A Notifier (services.notify.notifier): incident events are queued for delivery once stored.
-        self.notifier = notifier
         self.metrics = metrics or Metrics()
+        # With a Notifier (services.notify.notifier) incident events are queued for delivery once stored.
+        self.outputs = Outputs(store=store, notifier=notifier, metrics=self.metrics)
         self.batch_size = batch_size
         self.max_queue = max_queue
         self.cluster_refresh_seconds = cluster_refresh_seconds
@@ -305,8 +302,7 @@ class EmbeddedIngestor(Ingestor):
 
     def _process(self, items: list[_Item]) -> None:
         flush = items[0].records is None and items[0].flush
-        # Event-time order, ties in arrival order (sorted() is stable), as replay orders a file.
-        records = sorted((r for item in items for r in item.records or ()), key=lambda r: r.timestamp)
+        records = sorted((r for item in items for r in item.records or ()), key=event_order)
         out = Output()
         for start in range(0, len(records), self.batch_size):
             with self._pipeline_lock:
@@ -321,22 +317,7 @@ class EmbeddedIngestor(Ingestor):
                 clusters.update(self.pipeline.clusters)
         if refresh:
             self._last_refresh = self._monotonic()
-        self.store.upsert_clusters(list(clusters.values()))
-        self.store.insert_interactions(out.scored)
-        self.store.insert_incident_events(out.events)
-        if self.notifier is not None and out.events:
-            self.notifier.submit(out.events)
-        below = sum(1 for s in out.scored if s.below_baseline)
+        self.outputs.write(out, list(clusters.values()))
         with self._cond:
-            t = self._totals
-            t.received += len(records)
-            t.scored += len(out.scored)
-            t.duplicates += out.duplicates
-            t.below_baseline += below
-            for ev in out.events:
-                t.incident_events[ev.event] = t.incident_events.get(ev.event, 0) + 1
-        self.metrics.scored.inc(len(out.scored))
-        self.metrics.duplicates.inc(out.duplicates)
-        self.metrics.below_baseline.inc(below)
-        for ev in out.events:
-            self.metrics.incident_events.labels(kind=ev.event).inc()
+            self._totals.received += len(records)
+            self._totals.add(out)

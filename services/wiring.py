@@ -68,3 +68,4 @@ def build_pipeline(settings: Settings, embedder: Embedder | None = None, state: 
     if settings.seed_file is not None:
         pipeline.seed(load_seed_queries(settings.seed_file))
     return pipeline
+

@@ -49,3 +49,15 @@ def test_nothing_reads_the_shared_folder_at_run_time():
             if path == Path(__file__).resolve():
                 continue
             assert "/work/shared" not in path.read_text() and "../shared" not in path.read_text(), path
+
+
+def test_only_the_command_line_imports_the_command_line():
+    """The HTTP API, the drivers and the store share what the CLI also uses (services.columns,
+    services.store.open_store) instead of importing it from the CLI."""
+    for path in (ROOT / "services").rglob("*.py"):
+        if path.name == "cli.py" or path.name.startswith("cli_"):
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not any(m == "services.cli" or m.startswith("services.cli_") for m in modules), path

@@ -96,3 +96,37 @@ def test_stack_wiring_matches_the_settings():
     assert "grafana-clickhouse-datasource" in env["grafana"]["GF_INSTALL_PLUGINS"]
     am = yaml.safe_load((ROOT / "alerts/alertmanager.yml").read_text())
     assert am["route"]["receiver"] in {r["name"] for r in am["receivers"]}
+
+
+def test_alert_delivery_is_wired_from_the_workers_to_alertmanager():
+    """The workers (and the API, which checks it) read the stack's notify file; it names the
+    Alertmanager service; Alertmanager routes faithwatch's alerts per incident and keeps them
+    firing longer than the workers take to re-send them; amtool accepts its config."""
+    import subprocess
+
+    from services.notify.alertmanager import ALERTNAME
+    from services.notify.notify_file import load_notify_file
+    from services.settings import NotifySettings
+    from services.testing.alertmanager import ensure_installed
+
+    services = compose()["services"]
+    for name in ("worker", "api"):
+        env, volumes = services[name]["environment"], services[name].get("volumes", [])
+        mounted = {v.split(":")[1]: v.split(":")[0] for v in volumes}
+        target = env["FAITHWATCH_NOTIFY_FILE"]
+        assert mounted.get(target) == "./alerts/notify.yml", f"{name} does not mount the notify file at {target}"
+    assert "alertmanager" in services["worker"]["depends_on"]
+    notify = load_notify_file(ROOT / "alerts/notify.yml", environ={})
+    am_port = services["alertmanager"]["ports"][0].split(":")[-1]
+    assert {c.type: c.url for c in notify.channels.values()} == {"alertmanager": f"http://alertmanager:{am_port}"}
+    assert notify.route({"category": "pricing", "severity": "critical"}), "no route takes an incident"
+    am = yaml.safe_load((ROOT / "alerts/alertmanager.yml").read_text())
+    [ours] = [r for r in am["route"]["routes"] if f'alertname="{ALERTNAME}"' in r["matchers"]]
+    assert ours["receiver"] in {r["name"] for r in am["receivers"]} and ours["group_by"] == ["incident_id"]
+    refresh = float(services["worker"]["environment"]["FAITHWATCH_NOTIFY__ALERTMANAGER_REFRESH_SECONDS"])
+    assert 0 < refresh < int(am["global"]["resolve_timeout"].removesuffix("m")) * 60
+    assert refresh == NotifySettings().alertmanager_refresh_seconds  # the documented default
+    amtool = Path(ensure_installed()).with_name("amtool")
+    check = subprocess.run([str(amtool), "check-config", str(ROOT / "alerts/alertmanager.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

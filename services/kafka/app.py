@@ -7,7 +7,8 @@
 - ``sequence`` (the single partition of ``prepared``: one worker at a time): the
   :class:`~services.kafka.sequencer.Sequencer` puts records back in event-time order and runs the
   stateful half of the pipeline; scored interactions, incident events and changed clusters go to
-  their topics (and incident events to ``--alerts-out``). Its state is checkpointed into a table
+  their topics (and incident events to ``--alerts-out`` and, with a notify file, into the outbox
+  of the notifier this worker runs while it holds the partition). Its state is checkpointed into a table
   (changelog-backed); its messages are acknowledged only once a checkpoint includes them, so the
   committed offset never runs ahead of the state. A worker that is assigned the partition
   restores the checkpoint and skips what it already holds.
@@ -38,9 +39,11 @@ from pipelines.embedding import Embedder
 from pipelines.engine import Output, Pipeline
 from pipelines.errors import InvalidRecord
 from pipelines.interaction import DeadLetter, parse_record
-from pipelines.records import IncidentEvent
+from services.flow import JsonLines, Outputs, Tally, event_key
 from services.kafka import messages
 from services.kafka.sequencer import MANIFEST_KEY, Sequencer, checkpoint_entries, read_checkpoint
+from services.notify.notifier import Notifier
+from services.notify.notify_file import NotifyFile
 from services.settings import Settings
 from services.store.base import Store
 
@@ -65,50 +68,23 @@ def faust_brokers(brokers: str) -> str:
     return ";".join(f"kafka://{h}" for h in broker_hosts(brokers))
 
 
-class AlertsOut:
-    """Incident events appended as JSON Lines, in the format of ``faithwatch replay --alerts-out``.
-
-    An event whose (incident_id, sequence) the file already holds is not written again, so a
-    restarted worker that re-emits events (at-least-once) leaves the file as it was.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.seen: set[tuple[str, int]] = set()
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    d = json.loads(line)
-                    self.seen.add((d["incident_id"], int(d["sequence"])))
-                except (ValueError, KeyError, TypeError):
-                    continue
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, events: list[IncidentEvent]) -> int:
-        lines = []
-        for ev in events:
-            key = (ev.incident_id, ev.sequence)
-            if key not in self.seen:
-                self.seen.add(key)
-                lines.append(json.dumps(ev.to_json_dict(), sort_keys=True) + "\n")
-        if lines:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.writelines(lines)
-        return len(lines)
-
-
 class Runtime:
     """What the agents share in one worker process."""
 
     def __init__(self, settings: Settings, embedder: Embedder,
                  build_pipeline: Callable[[dict | None], Pipeline], store: Store | None,
-                 alerts_out: Path | None, monotonic: Callable[[], float] = time.monotonic):
+                 alerts_out: Path | None, monotonic: Callable[[], float] = time.monotonic,
+                 notify_file: NotifyFile | None = None):
         self.settings = settings
         self.embedder = embedder
         self.build_pipeline = build_pipeline
         self.store = store
-        self.alerts = AlertsOut(alerts_out) if alerts_out else None
+        # The sequence stage's sinks (the store is written by the topics' sinks, on every worker).
+        # --alerts-out keeps its lines across restarts and skips an event it holds (re-emitted).
+        self.outputs = Outputs(alerts=JsonLines(alerts_out, append=True, key=event_key) if alerts_out else None,
+                               tally=Tally())
         self.monotonic = monotonic
+        self.notify_file = notify_file
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-cpu")
         # The sequence half on its own thread: it runs while the next batches are embedded (onnxruntime
         # releases the GIL). It never calls the embedder (not thread-safe behind its cache).
@@ -124,9 +100,14 @@ class Runtime:
         self.last_message = monotonic()
         self.last_checkpoint = monotonic()
         self.since_checkpoint = 0
-        self.counts = {"read": 0, "dead_letters": 0, "prepared": 0, "scored": 0, "incident_events": 0,
-                       "duplicates": 0, "checkpoints": 0, "stored_interactions": 0, "idle_releases": 0,
-                       "late": 0}
+        self.counts = {"read": 0, "dead_letters": 0, "prepared": 0, "checkpoints": 0, "stored_interactions": 0,
+                       "idle_releases": 0, "late": 0}
+
+    def report(self) -> dict:
+        """The stage counters and the tally of the sequence stage's outputs (what the worker prints)."""
+        t = self.outputs.tally
+        return {**self.counts, "scored": t.scored, "incident_events": t.events, "duplicates": t.duplicates,
+                "deliveries_queued": self.outputs.queued}
 
     async def on_cpu(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.cpu, partial(fn, *args))
@@ -142,6 +123,25 @@ class Runtime:
         if self._preparer is None:
             self._preparer = self.build_pipeline(None)
         return self._preparer
+
+    def start_notifier(self) -> None:
+        """Deliver from this worker: called when it is assigned the sequence stage's partition.
+
+        The outbox is shared by every worker (it is in the store), so exactly one of them may
+        send from it: the one holding the single ``prepared`` partition, which is also the only
+        one that emits incident events. It starts sending what is pending (a dead owner's
+        deliveries included) and re-sends open incidents to Alertmanager.
+        """
+        if self.notify_file is not None and self.store is not None and self.outputs.notifier is None:
+            self.outputs.notifier = Notifier(self.store, self.notify_file, self.settings.notify).start()
+            log.warning("notify: this worker delivers alerts (it holds the sequence stage)")
+
+    def stop_notifier(self) -> None:
+        """Stop delivering (the partition was revoked, or the worker stops): an attempt in flight
+        ends first, so the next owner never sends a delivery this one is still sending."""
+        notifier, self.outputs.notifier = self.outputs.notifier, None
+        if notifier is not None:
+            notifier.close(timeout=self.settings.notify.timeout_seconds + 5)
 
     def prepare(self, batch: list) -> list:
         """``Pipeline.prepare`` on the preparing pipeline (built on first use): run it on :attr:`cpu`."""
@@ -236,11 +236,13 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         await send_unconfirmed(scored, [(s.cluster_id.encode(), messages.row(s)) for s in out.scored])
         await send_unconfirmed(incidents, [(e.incident_id.encode(), messages.row(e)) for e in out.events])
         await send_unconfirmed(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in out.clusters])
-        if rt.alerts is not None and out.events:
-            rt.alerts.write(out.events)
-        rt.counts["scored"] += len(out.scored)
-        rt.counts["incident_events"] += len(out.events)
-        rt.counts["duplicates"] += out.duplicates
+        # Queueing deliveries is a store round trip: off the loop. It happens before the checkpoint
+        # that acknowledges the input these events came from, so none is lost; a re-emitted event
+        # is already in the outbox and pages nobody again.
+        if out.events and rt.outputs.notifier is not None:
+            await rt.on_io(rt.outputs.write, out)
+        else:
+            rt.outputs.write(out)
 
     async def checkpoint(seq: Sequencer) -> None:
         state = await rt.on_seq(seq.to_state)
@@ -316,6 +318,8 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
             rt.seq = None
             rt.pending = []
             rt.in_flight = []
+            # Before the group is re-formed, so two workers never send from the outbox at once.
+            await asyncio.get_running_loop().run_in_executor(None, rt.stop_notifier)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app_, assigned, **kwargs) -> None:
@@ -323,6 +327,7 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         # table's recovery). A tick makes sure one arrives, so a checkpoint whose reorder buffer
         # still holds the tail of the stream is released even when nothing else comes.
         if any(tp.topic == k.prepared_topic for tp in assigned):
+            rt.start_notifier()
             await prepared.send(value=messages.tick())
 
     # -- sinks ------------------------------------------------------------------------------
@@ -350,6 +355,6 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
 
     @app.timer(interval=10.0)
     async def report_counts():
-        log.info("counts %s", json.dumps(rt.counts, sort_keys=True))
+        log.info("counts %s", json.dumps(rt.report(), sort_keys=True))
 
     return app

@@ -59,7 +59,7 @@ class ReorderBuffer:
 
     def add(self, msg: dict) -> None:
         i = msg["interaction"]
-        key = (datetime.fromisoformat(i["timestamp"]), i["interaction_id"])
+        key = (datetime.fromisoformat(i["timestamp"]), i["interaction_id"])  # services.flow.event_order, undecoded
         if self.released is not None and key < self.released:
             self.late += 1
         self._n += 1

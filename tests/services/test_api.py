@@ -23,10 +23,10 @@ import pytest
 from pipelines.errors import ConfigError
 from pipelines.records import Example, IncidentEvent, ScoredInteraction, SharedDocument, SuggestedGate
 from services.api import create_app, serve_in_thread
-from services.cli import open_store
 from services.ingest import EmbeddedIngestor
 from services.metrics import Metrics
 from services.settings import load_settings
+from services.store import open_store
 from services.wiring import build_pipeline
 
 TOKEN, OTHER_TOKEN = "t0ken-for-tests", "another-t0ken"

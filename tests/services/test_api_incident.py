@@ -17,11 +17,11 @@ import pytest
 
 from pipelines.scenario import ScenarioConfig, generate, to_jsonl_lines
 from services.api import create_app, serve_in_thread
-from services.cli import open_store
 from services.datasets import load_banking77
 from services.ingest import EmbeddedIngestor
 from services.metrics import Metrics
 from services.settings import load_settings
+from services.store import open_store
 from services.wiring import build_pipeline
 
 TOKEN = "incident-t0ken"

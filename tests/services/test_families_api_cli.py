@@ -31,10 +31,11 @@ from pipelines.records import (
     SuggestedGate,
 )
 from services.api import create_app, serve_in_thread
-from services.cli import main, open_store
+from services.cli import main
 from services.ingest import EmbeddedIngestor
 from services.metrics import Metrics
 from services.settings import load_settings
+from services.store import open_store
 from services.wiring import build_pipeline
 
 TOKEN = "families-t0ken"

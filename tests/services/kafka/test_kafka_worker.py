@@ -2,7 +2,9 @@
 
 The store is the ClickHouse HTTP test server (tests/services/conftest.py), which worker processes
 and this test process reach at the same time; every test uses its own topics, consumer group and
-database. The reference is ``faithwatch replay`` of the same file.
+database. The reference is ``faithwatch replay`` of the same file. Alert delivery (a notify file
+naming a signed webhook and an Alertmanager, both local recording receivers) rides along in the
+two-worker, SIGKILL and restart tests rather than in tests of its own: worker runs are the slow part.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 
 from pipelines.scenario import IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
 from services.datasets import load_banking77
+from services.testing.receiver import Receiver
 from services.testing.tansu import Tansu
 
 REPO = Path(__file__).resolve().parents[3]
@@ -57,9 +60,47 @@ def stream(tmp_path_factory) -> dict:
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAITHWATCH_")}
     env.update({"FAITHWATCH_EMBEDDING__BACKEND": "hashing", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
-    for k, v in extra.items():
-        env[f"FAITHWATCH_{k.upper()}"] = str(v)
+    env.update(_env_vars(extra))
     return env
+
+
+def _env_vars(settings: dict) -> dict:
+    return {f"FAITHWATCH_{k.upper()}": str(v) for k, v in settings.items()}
+
+
+class Channels:
+    """A notify file routing every incident to a signed webhook and an Alertmanager (re-sent every
+    second while open), both local recording receivers."""
+
+    def __init__(self, tmp: Path):
+        self.hook, self.am = Receiver(), Receiver()
+        self.file = tmp / "notify.yaml"
+        self.file.write_text(
+            "channels:\n"
+            f"  hook: {{type: webhook, url: '{self.hook.url}', secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}}\n"
+            f"  am: {{type: alertmanager, url: 'http://127.0.0.1:{self.am.port}'}}\n"
+            "routes:\n  - channels: [hook, am]\n")
+
+    def hook_ids(self) -> list[str]:
+        """``webhook-id`` (incident_id:sequence) of every request the webhook received, in order."""
+        return [r.headers["webhook-id"] for r in list(self.hook.requests)]
+
+    def close(self) -> None:
+        self.hook.close()
+        self.am.close()
+
+
+@pytest.fixture
+def channels(tmp_path) -> Iterator[Channels]:
+    c = Channels(tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def event_ids(alerts: Path) -> list[str]:
+    return [f"{e['incident_id']}:{e['sequence']}" for e in map(json.loads, alerts.read_text().splitlines())]
 
 
 class Setup:
@@ -76,7 +117,8 @@ class Setup:
             kafka__scored_topic=f"{tag}.scored", kafka__incidents_topic=f"{tag}.incidents",
             kafka__dead_letter_topic=f"{tag}.dead-letter", kafka__cluster_model_topic=f"{tag}.cluster-model",
             kafka__reorder_idle_seconds=2, kafka__checkpoint_seconds=1, kafka__batch_seconds=0.3,
-            kafka__session_timeout_seconds=6, store__backend="clickhouse", store__url=server.url,
+            kafka__session_timeout_seconds=6, notify__alertmanager_refresh_seconds=1, notify__backoff_seconds=0.2,
+            store__backend="clickhouse", store__url=server.url,
             store__password=server.password.get_secret_value(), store__database=self.database,
             data_dir=tmp / "data")
         self.workers: list[subprocess.Popen] = []
@@ -88,10 +130,12 @@ class Setup:
         assert run.returncode == 0, run.stderr[-3000:]
         return json.loads(run.stdout.strip().splitlines()[-1])
 
-    def worker(self, alerts: Path, name: str = "w") -> subprocess.Popen:
+    def worker(self, alerts: Path, name: str = "w", notify: Path | None = None, **env) -> subprocess.Popen:
         log = (self.tmp / f"{name}-{len(self.workers)}.log").open("w")
-        p = subprocess.Popen([sys.executable, "-m", "services.cli", "-v", "worker", "--alerts-out", str(alerts)],
-                             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        extra = ["--notify-file", str(notify)] if notify else []
+        p = subprocess.Popen([sys.executable, "-m", "services.cli", "-v", "worker", "--alerts-out", str(alerts),
+                              *extra], cwd=REPO, env={**self.env, **_env_vars(env)}, stdout=log,
+                             stderr=subprocess.STDOUT)
         self.workers.append(p)
         return p
 
@@ -196,19 +240,25 @@ def test_poison_messages_go_to_dead_letters_and_the_stream_goes_on(setup, stream
     assert all(d["source"].startswith("kafka:") and "offset" in d["position"] for d in dead)
 
 
-def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(setup, stream):
+def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(setup, stream, channels):
     setup.produce(stream["path"])
     alerts = setup.tmp / "alerts.jsonl"
-    first = setup.worker(alerts, "first")
+    first = setup.worker(alerts, "first", channels.file)
     wait_for(lambda: stored(setup, "interactions") >= stream["n"] // 3, setup, "a third of the stream")
     setup.stop(first, signal.SIGKILL)
     assert stored(setup, "interactions") < stream["n"], "the worker finished before it was killed"
-    second = setup.worker(alerts, "second")
+    second = setup.worker(alerts, "second", channels.file)
     expected = lines(stream["alerts"])
+    ids = event_ids(stream["alerts"])
     wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) >= expected
-             and stored(setup, "incident_events") == expected, setup, "the rest of the stream")
+             and stored(setup, "incident_events") == expected and set(channels.hook_ids()) >= set(ids), setup,
+             "the rest of the stream, delivered")
     assert setup.stop(second) == 0
     assert alerts.read_text() == stream["alerts"].read_text()
+    # Every event reached the webhook after the kill; a request in flight at the kill may be sent
+    # again (at-least-once over HTTP, docs/alerts.md), nothing else is.
+    got = channels.hook_ids()
+    assert set(got) == set(ids) and len(got) - len(set(got)) <= 1, got
     assert "restored checkpoint" in setup.logs()
     with setup.store() as st:
         counts = st.counts()
@@ -218,16 +268,16 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(setup, str
         k: (v["cluster_id"], v["below_baseline"]) for k, v in stream["scored"].items()}
 
 
-def test_a_second_worker_joining_changes_nothing(setup, stream):
+def test_a_second_worker_joining_changes_nothing_and_each_event_is_delivered_once(setup, stream, channels):
     all_lines = stream["path"].read_text().splitlines(keepends=True)
     first, second = setup.tmp / "first.jsonl", setup.tmp / "second.jsonl"
     first.write_text("".join(all_lines[:len(all_lines) // 2]))
     second.write_text("".join(all_lines[len(all_lines) // 2:]))
     setup.produce(first)
     a_alerts, b_alerts = setup.tmp / "alerts-a.jsonl", setup.tmp / "alerts-b.jsonl"
-    setup.worker(a_alerts, "a")
+    setup.worker(a_alerts, "a", channels.file)
     wait_for(lambda: stored(setup, "interactions") >= len(all_lines) // 4, setup, "a quarter of the stream")
-    setup.worker(b_alerts, "b")
+    setup.worker(b_alerts, "b", channels.file)
     log_b = setup.tmp / "b-1.log"
     wait_for(lambda: log_b.read_text().count("Worker]: Ready") >= 1, setup, "the second worker in the group")
     setup.produce(second)
@@ -237,7 +287,8 @@ def test_a_second_worker_joining_changes_nothing(setup, stream):
         emitted = set(a_alerts.read_text().splitlines() if a_alerts.exists() else [])
         emitted |= set(b_alerts.read_text().splitlines() if b_alerts.exists() else [])
         return (stored(setup, "interactions") == stream["n"] and emitted >= set(expected)
-                and stored(setup, "incident_events") == len(expected))
+                and stored(setup, "incident_events") == len(expected)
+                and set(channels.hook_ids()) >= set(event_ids(stream["alerts"])))
 
     wait_for(done, setup, "the whole stream with two workers", timeout=180)
     for p in list(setup.workers):
@@ -247,10 +298,52 @@ def test_a_second_worker_joining_changes_nothing(setup, stream):
     # Whichever worker held the sequence stage emitted each event; together exactly the replay's.
     emitted = a_alerts.read_text().splitlines() + (b_alerts.read_text().splitlines() if b_alerts.exists() else [])
     assert set(emitted) == set(expected)
+    # Both workers had the notify file; the one holding the sequence stage delivered: once each.
+    assert sorted(channels.hook_ids()) == sorted(event_ids(stream["alerts"]))
+    # Alertmanager got the incident while open, and its end.
+    am = [r.json()[0] for r in channels.am.requests]
+    assert am and am[-1]["labels"]["incident_id"] == json.loads(expected[-1])["incident_id"] and "endsAt" in am[-1]
+    assert all(r.path == "/api/v2/alerts" for r in channels.am.requests)
     with setup.store() as st:
         rows = st.query("SELECT interaction_id, cluster_id, below_baseline FROM interactions")
     assert {r["interaction_id"]: (r["cluster_id"], r["below_baseline"]) for r in rows} == {
         k: (v["cluster_id"], v["below_baseline"]) for k, v in stream["scored"].items()}
+
+
+def test_a_worker_replaying_the_stream_pages_nobody_again_and_alertmanager_stays_firing(setup, stream, channels):
+    """A stream that ends with its incident open: the worker delivers each event and keeps re-sending
+    the open incident to Alertmanager. A second worker in a new consumer group, without the first
+    one's checkpoint, replays the whole stream and emits every event again: the outbox sends none
+    of them again, and that worker takes over the Alertmanager re-sends."""
+    all_lines = stream["path"].read_text().splitlines(keepends=True)
+    prefix = setup.tmp / "prefix.jsonl"
+    prefix.write_text("".join(all_lines[:len(all_lines) * 3 // 5]))  # stops before the incident resolves
+    n = len(all_lines) * 3 // 5
+    setup.produce(prefix)
+    first_alerts, second_alerts = setup.tmp / "alerts-first.jsonl", setup.tmp / "alerts-second.jsonl"
+    first = setup.worker(first_alerts, "first", channels.file)
+    wait_for(lambda: stored(setup, "interactions") == n and lines(first_alerts) >= 2
+             and set(channels.hook_ids()) >= set(event_ids(first_alerts)), setup, "the prefix, delivered")
+    events = [json.loads(e) for e in first_alerts.read_text().splitlines()]
+    assert events[-1]["status"] == "open"
+    # Every event went to Alertmanager once, then the open incident is re-sent every second.
+    channels.am.wait_for(len(events) + 2, timeout=30)
+    assert setup.stop(first) == 0
+    delivered = channels.hook_ids()
+    assert sorted(delivered) == sorted(event_ids(first_alerts))
+    resent = len(channels.am.requests)
+    env = setup.env
+    again = setup.worker(second_alerts, "again", channels.file, kafka__app_id=env["FAITHWATCH_KAFKA__APP_ID"] + "-2",
+                         kafka__prepared_topic=env["FAITHWATCH_KAFKA__PREPARED_TOPIC"] + "-2")
+    wait_for(lambda: lines(second_alerts) >= len(events), setup, "the replaying worker's events")
+    channels.am.wait_for(resent + 2, timeout=30)  # the new owner keeps the alert firing
+    assert setup.stop(again) == 0
+    assert second_alerts.read_text() == first_alerts.read_text()
+    assert channels.hook_ids() == delivered  # nobody paged again
+    counts = json.loads((setup.tmp / "again-1.log").read_text().strip().splitlines()[-1])
+    assert counts["deliveries_queued"] == 0 and counts["incident_events"] == len(events)
+    last = channels.am.requests[-1].json()[0]
+    assert last["labels"]["incident_id"] == events[-1]["incident_id"] and "endsAt" not in last
 
 
 def test_api_in_kafka_mode_publishes_and_reads_what_the_workers_stored(setup, stream):
@@ -261,7 +354,10 @@ def test_api_in_kafka_mode_publishes_and_reads_what_the_workers_stored(setup, st
     from services.testing.tansu import free_port
 
     port, token = free_port(), "k-t0ken"
-    env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token])}
+    notify = setup.tmp / "notify.yaml"  # checked, not used: the workers deliver
+    notify.write_text("channels:\n  am: {type: alertmanager, url: 'http://127.0.0.1:9'}\nroutes:\n  - channels: [am]\n")
+    env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token]),
+           "FAITHWATCH_NOTIFY_FILE": str(notify)}
     log = (setup.tmp / "api.log").open("w")
     api = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
                            stdout=log, stderr=subprocess.STDOUT)
@@ -292,6 +388,7 @@ def test_api_in_kafka_mode_publishes_and_reads_what_the_workers_stored(setup, st
     assert flush.status_code == 200 and flush.json() == {"processed": True, "pipeline": None}
     assert setup.stop(api) == 0, (setup.tmp / "api.log").read_text()[-3000:]
     assert "Kafka mode" in (setup.tmp / "api.log").read_text()
+    assert "alerts are delivered by the stream workers" in (setup.tmp / "api.log").read_text()
 
 
 def _healthy(url: str) -> bool:

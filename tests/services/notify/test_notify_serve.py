@@ -1,6 +1,6 @@
 """The live pipeline of ``faithwatch serve`` delivers the incidents it raises: records submitted to
-the embedded ingestor reach a local webhook receiver once per event; the Kafka paths refuse a
-notify file rather than ignore it."""
+the embedded ingestor reach a local webhook receiver once per event; the Kafka paths check the
+notify file before they start."""
 
 from __future__ import annotations
 
@@ -46,14 +46,16 @@ def test_the_ingest_worker_queues_every_incident_event_for_delivery(tmp_path):
     assert {json.loads(r.body)["incident_id"] for r in hook.requests} == {row["incident_id"] for row in stored}
 
 
-def test_the_kafka_paths_refuse_a_notify_file_instead_of_ignoring_it(tmp_path, monkeypatch):
+def test_the_kafka_paths_check_the_notify_file_before_starting(tmp_path, monkeypatch):
+    """worker delivers (tests/services/kafka/test_kafka_worker.py); the Kafka-mode API leaves delivery to
+    the workers but still refuses a bad file, like every other command, before anything starts."""
     notify = tmp_path / "notify.yaml"
-    notify.write_text("channels:\n  am: {type: alertmanager, url: http://127.0.0.1:9}\nroutes:\n  - channels: [am]\n")
+    notify.write_text("channels:\n  am: {type: opsgenie, url: http://127.0.0.1:9}\nroutes:\n  - channels: [am]\n")
     monkeypatch.setenv("FAITHWATCH_NOTIFY_FILE", str(notify))
     res = CliRunner().invoke(main, ["worker", "--data-dir", str(tmp_path / "w")])
-    assert res.exit_code == 2 and "faithwatch worker does not deliver alerts yet" in res.output
+    assert res.exit_code == 2 and "unknown channel type 'opsgenie'" in res.output
     monkeypatch.setenv("FAITHWATCH_API__INGEST", "kafka")
     monkeypatch.setenv("FAITHWATCH_STORE__BACKEND", "clickhouse")
     monkeypatch.setenv("FAITHWATCH_API__INSECURE", "true")
     res = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path / "s")])
-    assert res.exit_code == 2 and "api.ingest=kafka" in res.output and "do not deliver alerts yet" in res.output
+    assert res.exit_code == 2 and "unknown channel type 'opsgenie'" in res.output
