@@ -124,3 +124,45 @@ def test_seed_refuses_too_few_queries_or_a_running_pipeline():
     p.process([inter(0)])
     with pytest.raises(FaithwatchError, match="before"):
         p.seed(["a b c"] * 10)
+
+
+def test_cluster_and_family_descriptions_equal_a_description_from_scratch():
+    """The pipeline describes again only what changed (clusters placed or moved, families whose
+    members, label, category or aliases changed): after every batch, what it reports equals
+    describing every cluster and family from the clusterer's descriptions and the families."""
+    from pipelines.incident import strictest
+    from pipelines.interaction import parse_record
+
+    emb = CachedEmbedder(HashingEmbedder())
+    policy = load_policy(DEFAULT_CATEGORIES)
+    cfg = ClusterConfig(bootstrap_size=150, family_refresh_every=250, family_threshold=0.8)
+    p = Pipeline(embedder=emb, scorer=FaithfulnessScorer(emb), policy=policy,
+                 clusterer=OnlineClusterer(cfg, emb.dim, CategoryIndex.build(policy, emb, 0.5)),
+                 cluster_config=cfg, baseline_config=BaselineConfig(), detect_config=DetectConfig())
+    scenario = generate(load_banking77("train"), ScenarioConfig(days=3, per_day=500, intents=25))
+    items = [parse_record(r) for r in scenario.records]
+    versions, multi = set(), 0
+    for k in range(0, len(items), 60):
+        p.process(items[k:k + 60])
+        raw, fam = p._raw, p.intent_families  # the clusterer's descriptions as of the last refresh
+        versions.add(fam.version)
+        families = {}
+        for fid, members in fam.families.items():
+            infos = [raw[c] for c in members if c in raw]
+            if infos:
+                families[fid] = (max(infos, key=lambda i: i.size).label,
+                                 strictest([policy.get(i.category) for i in infos]).name,
+                                 members, fam.aliases(fid), sum(i.size for i in infos))
+        assert {f.family_id: (f.label, f.category, f.clusters, f.aliases, f.size)
+                for f in p.families.values()} == families
+        assert list(p.families) == sorted(families, key=lambda f: (len(f), f))
+        for cid, info in p.clusters.items():
+            fid = fam.family_of(cid)
+            assert info.model_copy(update={"family_id": None, "family_label": None, "family_category": None,
+                                           "family_aliases": ()}) == \
+                raw[cid].model_copy(update={"family_id": None, "family_label": None, "family_category": None,
+                                            "family_aliases": ()})
+            assert (info.family_id, info.family_label, info.family_category, info.family_aliases) == \
+                (fid, families[fid][0], families[fid][1], fam.aliases(fid))
+        multi = max(multi, sum(len(m) > 1 for m in fam.families.values()))
+    assert len(p.clusters) > 20 and multi > 3 and len(versions) > 10  # families moved many times

@@ -45,11 +45,17 @@ def test_a_merge_keeps_the_younger_id_as_an_alias_and_a_split_gives_the_founder_
     assert fam.relink(ids, apart)
     assert fam.families == {"f001": ("c001",), "f002": ("c002", "c003")}
     together = unit([[1, 0, 0], [0.97, 0.24, 0], [0.97, 0.2, 0.1]])
-    assert fam.relink(ids, together)
+    change = fam.relink(ids, together)
     assert fam.families == {"f001": ("c001", "c002", "c003")} and fam.aliases("f001") == ("f002",)
+    # What moved: c002 and c003 (c001 stayed in f001); f001 grew, f002 is gone.
+    assert change.clusters == {"c002", "c003"} and change.families == {"f001", "f002"}
     assert not fam.relink(ids, together)  # nothing moved: same version
-    assert fam.relink(ids, apart)
+    change = fam.relink(ids, apart)
     assert fam.family_of("c003") == "f002"
+    assert change.clusters == {"c002", "c003"} and change.families == {"f001", "f002"}
+    placed = fam.sync([*ids, "c004"], unit([[1, 0, 0], [0, 1, 0], [0, 0.98, 0.2], [0.99, 0.1, 0]]))
+    assert placed.clusters == {"c004"} and placed.families == {"f001"}
+    assert not fam.sync([*ids, "c004"], unit([[1, 0, 0], [0, 1, 0], [0, 0.98, 0.2], [0.99, 0.1, 0]]))
 
 
 def test_a_new_cluster_joins_its_nearest_centroids_family_only_if_close():
