@@ -51,10 +51,15 @@ def worker_cmd(ctx, alerts_out, data_dir, notify_file):
         worker = faust.Worker(app, loglevel="INFO" if verbose else "WARNING", quiet=True,
                               redirect_stdouts=False)
         code = 0
+        k = settings.kafka
+        metrics_server = runtime.metrics.serve(k.metrics_port, k.metrics_host) if k.metrics_port else None
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
             code = exc.code or 0
+        finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
         runtime.stop_notifier()  # what is still pending goes out from the next owner
         runtime.outputs.close()
         click.echo(json.dumps(runtime.report(), sort_keys=True))

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -59,5 +61,26 @@ class Metrics:
         """Read the queue depth at scrape time."""
         self.queue_depth.set_function(depth)
 
+    def track_counts(self, prefix: str, counts: Callable[[], dict[str, int]], help_text: str) -> None:
+        """Expose a driver's own counters (read at scrape time) as ``PREFIX_<name>_total``."""
+        self.registry.register(_Counts(prefix, counts, help_text))
+
+    def serve(self, port: int, host: str = "0.0.0.0"):
+        """Serve ``/metrics`` from a thread of its own (for drivers without an HTTP server: the
+        Kafka worker); returns the server, whose ``shutdown()`` stops it."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return server
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Counts(Collector):
+    """Counters a driver keeps in a dict, as Prometheus counters (one per key)."""
+
+    def __init__(self, prefix: str, counts: Callable[[], dict[str, int]], help_text: str):
+        self.prefix, self.counts, self.help_text = prefix, counts, help_text
+
+    def collect(self):
+        for name, value in sorted(self.counts().items()):
+            yield CounterMetricFamily(f"{self.prefix}_{name}", f"{self.help_text}: {name}", value=value)

@@ -42,6 +42,7 @@ from pipelines.interaction import DeadLetter, parse_record
 from services.flow import JsonLines, Outputs, Tally, event_key
 from services.kafka import messages
 from services.kafka.sequencer import MANIFEST_KEY, Sequencer, checkpoint_entries, read_checkpoint
+from services.metrics import Metrics
 from services.notify.notifier import Notifier
 from services.notify.notify_file import NotifyFile
 from services.settings import Settings
@@ -81,8 +82,9 @@ class Runtime:
         self.store = store
         # The sequence stage's sinks (the store is written by the topics' sinks, on every worker).
         # --alerts-out keeps its lines across restarts and skips an event it holds (re-emitted).
+        self.metrics = Metrics()
         self.outputs = Outputs(alerts=JsonLines(alerts_out, append=True, key=event_key) if alerts_out else None,
-                               tally=Tally())
+                               tally=Tally(), metrics=self.metrics)
         self.monotonic = monotonic
         self.notify_file = notify_file
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-cpu")
@@ -102,6 +104,8 @@ class Runtime:
         self.since_checkpoint = 0
         self.counts = {"read": 0, "dead_letters": 0, "prepared": 0, "checkpoints": 0, "stored_interactions": 0,
                        "idle_releases": 0, "late": 0}
+        self.metrics.track_counts("faithwatch_worker", lambda: dict(self.counts),
+                                  "records through this worker's stages since it started")
 
     def report(self) -> dict:
         """The stage counters and the tally of the sequence stage's outputs (what the worker prints)."""
@@ -133,7 +137,8 @@ class Runtime:
         deliveries included) and re-sends open incidents to Alertmanager.
         """
         if self.notify_file is not None and self.store is not None and self.outputs.notifier is None:
-            self.outputs.notifier = Notifier(self.store, self.notify_file, self.settings.notify).start()
+            self.outputs.notifier = Notifier(self.store, self.notify_file, self.settings.notify,
+                                             self.metrics).start()
             log.warning("notify: this worker delivers alerts (it holds the sequence stage)")
 
     def stop_notifier(self) -> None:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 from pipelines.scenario import IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
 from services.datasets import load_banking77
 from services.testing.receiver import Receiver
-from services.testing.tansu import Tansu
+from services.testing.tansu import Tansu, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -198,10 +199,21 @@ def test_end_to_end_matches_the_embedded_driver(setup, stream):
     produced = setup.produce(stream["path"])
     assert produced["published"] == stream["n"] and produced["keyed"] == stream["n"]
     alerts = setup.tmp / "alerts.jsonl"
-    w = setup.worker(alerts)
+    port = free_port()
+    w = setup.worker(alerts, kafka__metrics_port=port)
     expected = lines(stream["alerts"])
     wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) >= expected
              and stored(setup, "incident_events") == expected, setup, "every interaction and incident event")
+    # The worker's Prometheus metrics: its stage counters and what its sequence stage emitted.
+    def scrape() -> dict[str, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        return {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln and not ln.startswith("#")}
+
+    wait_for(lambda: scrape()["faithwatch_interactions_scored_total"] == stream["n"], setup, "the metrics")
+    values = scrape()
+    assert values["faithwatch_worker_read_total"] == stream["n"]
+    assert values["faithwatch_interactions_scored_total"] == stream["n"]
+    assert sum(v for k, v in values.items() if k.startswith("faithwatch_incident_events_total")) == expected
     assert setup.stop(w) == 0
     # Incident ids, clusters, onsets, sessions: every field of every event, byte for byte.
     assert alerts.read_text() == stream["alerts"].read_text()
