@@ -89,7 +89,7 @@ class ReplaySettings(_Section):
 
 
 class NotifySettings(_Section):
-    grafana_url: str | None = Field(None, description="Grafana base URL, e.g. https://grafana.example.com: alerts link to its incident dashboard (uid faithwatch-incident, variable incident_id)")
+    grafana_url: str | None = Field(None, description="Grafana base URL, e.g. https://grafana.example.com: alerts link to its incident dashboard (uid faithwatch-incident, variable incident)")
     api_url: str | None = Field(None, description="base URL of the faithwatch HTTP API, e.g. https://faithwatch.example.com: alerts link to GET /v1/incidents/{id}")
     timeout_seconds: float = Field(10.0, gt=0, description="one delivery attempt's HTTP timeout")
     backoff_seconds: float = Field(1.0, gt=0, description="wait after the first failed attempt; doubled after each further one (with jitter)")
