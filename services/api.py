@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import ConfigError, InvalidRecord, StoreError
 from pipelines.interaction import DeadLetter, Interaction, parse_record
-from services import report
+from services import clickhouse_proxy, report
 from services.cli import INCIDENT_COLUMNS, SESSION_COLUMNS, with_member_count
 from services.cli_clusters import CLUSTER_COLUMNS, FAMILY_COLUMNS, family_of
 from services.ingest import Ingestor, IngestUnavailable
@@ -659,6 +659,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                              lambda **page: store.sessions(cluster, lo, hi, below_baseline=below_baseline, **page),
                              f"sessions-{cluster}")
 
+    # Read-only ClickHouse HTTP on the embedded store, for Grafana (services/clickhouse_proxy.py).
+    clickhouse_proxy.mount(app, store, tokens)
     return app
 
 

@@ -3,7 +3,8 @@ expanded by its own rules (dashboards.macros), the template variables set to val
 variable queries return, over time ranges and intervals that select each rollup tier.
 
 Each query must return the columns its panel type needs, and the rollup reads must count every
-answer exactly once whichever tier they read.
+answer exactly once whichever tier they read. Every query also runs through ``/clickhouse`` (the
+read-only endpoint ``faithwatch serve`` offers Grafana) with clickhouse-connect as the client.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import clickhouse_connect
 import pytest
 from dashboard_sample import END, OPEN_ID, T0
+from fastapi import FastAPI
 
 from dashboards.macros import expand
+from services import clickhouse_proxy
+from services.api import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = {path.stem: json.loads(path.read_text()) for path in sorted((ROOT / "dashboards/json").glob("*.json"))}
@@ -166,3 +171,25 @@ def test_the_incident_dashboard_reads_the_open_incident(populated, variables):
     assert [row["sequence"] for row in timeline] == [0, 1]
     outreach = rows_of(populated, variables, "incident", "Outreach and alert deliveries", "3d-5m")
     assert [(row["channel"], row["delivery"]) for row in outreach] == [("oncall-slack", "sent")] * 2
+
+
+@pytest.fixture(scope="module")
+def endpoint(populated):
+    """A clickhouse-connect client of ``/clickhouse`` over the module's store."""
+    app = FastAPI()
+    clickhouse_proxy.mount(app, populated.store, [b"dashboard-token"])
+    with serve_in_thread(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with clickhouse_connect.get_client(host="127.0.0.1", port=port, username="grafana",
+                                           password="dashboard-token", proxy_path="/clickhouse") as client:
+            yield client
+
+
+@pytest.mark.parametrize(("dashboard", "kind", "title", "target"), QUERIES,
+                         ids=[f"{d}:{t}:{q['refId']}" for d, _, t, q in QUERIES])
+def test_panel_sql_passes_the_read_only_endpoint(populated, variables, endpoint, dashboard, kind, title, target):
+    sql = expanded(target, "3d-5m", variables)
+    columns, rows = run(populated.store, sql)
+    over_http = endpoint.query(sql)
+    assert over_http.column_names == tuple(name for name, _ in columns)
+    assert len(over_http.result_rows) == len(rows)
