@@ -29,6 +29,9 @@ from grafana_foundation_sdk.models.dashboard import (
 from dashboards.query import DATASOURCE
 
 TAG = "faithwatch"
+# The one Grafana folder the dashboards live in (provisioning/dashboards/faithwatch.yaml, and
+# what `faithwatch dashboards sync` creates).
+FOLDER_UID, FOLDER_TITLE = "faithwatch", "faithwatch"
 OVERVIEW_UID, CLUSTER_UID, INCIDENT_UID = "faithwatch-overview", "faithwatch-cluster", "faithwatch-incident"
 # Quantile levels of the rollup states (migration 0003): index 3 is the median.
 LEVELS = "0.05, 0.25, 0.5, 0.75, 0.95"

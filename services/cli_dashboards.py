@@ -30,3 +30,34 @@ def dashboards_generate(out: Path | None, check: bool):
         raise SystemExit(1 if differ else 0)
     for path in generate.write(out):
         click.echo(f"wrote {path}")
+
+
+@dashboards_group.command("sync")
+@click.option("--grafana-url", envvar="GRAFANA_URL", required=True, help="Grafana's base URL (env GRAFANA_URL)")
+@click.option("--grafana-token", envvar="GRAFANA_TOKEN", help="a service-account token (env GRAFANA_TOKEN)")
+@click.option("--store-url", help="where Grafana reaches the store: a ClickHouse server http(s)://host:port, or "
+                                  "faithwatch serve's http://host:port/clickhouse (default: store.url)")
+@click.option("--store-user", help="default: store.user (for /clickhouse: any name, 'grafana')")
+@click.option("--store-password", help="default: store.password (for /clickhouse: the first of api.tokens)")
+@click.pass_context
+def dashboards_sync(ctx, grafana_url, grafana_token, store_url, store_user, store_password):
+    """Put the folder, the ClickHouse data source and the dashboards into Grafana (idempotent)."""
+    from dashboards.generate import dashboards
+    from pipelines.errors import ConfigError
+    from services.cli import _settings
+    from services.grafana_sync import ClickHouseTarget, connect, sync
+
+    settings = _settings(ctx)
+    store = settings.store
+    embedded = store.backend == "chdb"
+    url = store_url or (None if embedded else store.url)
+    if not url:
+        raise ConfigError("--store-url is needed with the embedded store: faithwatch serve's "
+                          "http://HOST:PORT/clickhouse, as Grafana reaches it")
+    if store_password is None:
+        secret = (settings.api.tokens[0] if settings.api.tokens else None) if embedded else store.password
+        store_password = secret.get_secret_value() if secret is not None else ""
+    target = ClickHouseTarget(url=url, user=store_user or ("grafana" if embedded else store.user),
+                              password=store_password, database=store.database)
+    for line in sync(connect(grafana_url, grafana_token), dashboards(), target):
+        click.echo(line)

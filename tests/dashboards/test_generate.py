@@ -130,3 +130,11 @@ def test_the_alerts_link_opens_the_incident_dashboard_on_its_variable(grafana):
     names = {v["name"] for v in variables(BY_UID[uid])}
     assert [key[4:] for key in parse_qs(url.query)] == ["incident"]
     assert "incident" in names and parse_qs(url.query)["var-incident"] == ["inc-1/x"]
+
+
+def test_the_provisioned_folder_is_the_one_sync_creates():
+    from dashboards.common import FOLDER_TITLE, FOLDER_UID
+
+    provider = yaml.safe_load((ROOT / "dashboards/provisioning/dashboards/faithwatch.yaml").read_text())
+    (only,) = provider["providers"]
+    assert (only["folderUid"], only["folder"]) == (FOLDER_UID, FOLDER_TITLE)
