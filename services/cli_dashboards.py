@@ -61,3 +61,31 @@ def dashboards_sync(ctx, grafana_url, grafana_token, store_url, store_user, stor
                               password=store_password, database=store.database)
     for line in sync(connect(grafana_url, grafana_token), dashboards(), target):
         click.echo(line)
+
+
+@dashboards_group.command("render")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--until", help="end of the time ranges (RFC 3339; default: the store's latest answer)")
+@click.option("--cluster", help="the Cluster dashboard's cluster (default: the incident's first member)")
+@click.option("--incident", help="the Incident dashboard's incident (default: the latest)")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def dashboards_render(ctx, out_dir, until, cluster, incident, data_dir):
+    """Draw every dashboard's panels from the store into PNG files and OUT_DIR/index.html (no Grafana)."""
+    from datetime import datetime
+
+    from pipelines.errors import ConfigError
+    from services.cli import reading_store
+    from services.dashboard_render import render
+
+    end = None
+    if until is not None:
+        try:
+            end = datetime.fromisoformat(until)
+        except ValueError as error:
+            raise ConfigError(f"--until must be RFC 3339, got {until!r}") from error
+        if end.tzinfo is None:
+            raise ConfigError("--until needs a UTC offset (e.g. 2026-11-05T00:00:00Z)")
+    with reading_store(ctx, data_dir) as store:
+        page = render(store, out_dir, until=end, cluster=cluster, incident=incident)
+    click.echo(f"wrote {page}")

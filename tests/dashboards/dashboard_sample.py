@@ -34,7 +34,7 @@ def interactions() -> list[ScoredInteraction]:
     while at < END:
         for cluster_id, label, category, family_id, _ in CLUSTERS:
             # c-fee and c-fee-eur fail in the last day; c-pin fails on day 1 (resolved incident).
-            failing = (cluster_id.startswith("c-fee") and at >= T0 + timedelta(days=2) and n % 3 == 0) or \
+            failing = (cluster_id.startswith("c-fee") and at >= T0 + timedelta(days=2) and (n // 3) % 3 == 0) or \
                       (cluster_id == "c-pin" and T0 + timedelta(hours=10) <= at < T0 + timedelta(hours=14))
             rows.append(ScoredInteraction(
                 interaction_id=f"i{n}", session_id=f"s{n % 40}", customer_id=f"k{n % 25}", timestamp=at,
