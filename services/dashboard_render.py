@@ -128,6 +128,9 @@ def draw_panel(panel: Mapping, results: Sequence[Sequence[Row]], path: Path) -> 
     rows = [row for result in results for row in result]
     width = 12 if panel.get("gridPos", {}).get("w", 12) > 12 or kind == "table" else 7
     height = 1.8 if kind == "stat" else (0.6 + 0.22 * min(len(rows), TABLE_ROWS) if kind == "table" else 3.2)
+    if kind == "heatmap" and rows:  # one readable row per cluster
+        labels = {tuple(v for v in row.values() if isinstance(v, str)) for row in rows}
+        height = max(height, 1.0 + 0.16 * len(labels))
     fig, ax = plt.subplots(figsize=(width, max(height, 1.6)), dpi=100)
     try:
         ax.set_title(panel["title"], fontsize=10, loc="left")
