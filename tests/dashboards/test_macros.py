@@ -71,3 +71,13 @@ def test_conditional_all_as_the_frontend_applies_it(sql, variables, expected):
 ])
 def test_template_variables_as_grafana_formats_them_for_the_plugin(sql, variables, expected):
     assert apply_variables(sql, variables) == expected
+
+
+@pytest.mark.parametrize("module", ["dashboards.macros", "dashboards.query"])
+def test_docstring_examples(module):
+    """make test runs doctests for pipelines/services/alerts; the dashboards package's run here."""
+    import doctest
+    import importlib
+
+    failed, attempted = doctest.testmod(importlib.import_module(module))
+    assert attempted and not failed
