@@ -57,7 +57,7 @@ def _tiers(columns: str, where: str, by_interval: bool) -> str:
         branches.append(f"SELECT {columns} FROM {table_name} "
                         f"WHERE bucket >= {start_of}($__fromTime) AND bucket <= $__toTime "
                         f"AND ({rule}){' AND ' + where if where else ''}")
-    return "\n    UNION ALL ".join(branches)
+    return "\n        UNION ALL ".join(branches)
 
 
 def rollup_by_interval(columns: str = "*", where: str = "") -> str:
