@@ -660,7 +660,7 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                              f"sessions-{cluster}")
 
     # Read-only ClickHouse HTTP on the embedded store, for Grafana (services/clickhouse_proxy.py).
-    clickhouse_proxy.mount(app, store, tokens)
+    clickhouse_proxy.mount(app, store, tokens, clickhouse_proxy.ProxyLimits.of(settings))
     return app
 
 

@@ -19,7 +19,7 @@ Read-only, checked by the engine's own parser before anything runs, then enforce
    (``file``, ``url``, ``remote``, ``s3``, ``mysql``, ``dictGet``, ``joinGet``, ...); no ``SETTINGS``
    clause. Anything else: 164 READONLY or 497 ACCESS_DENIED, and nothing ran.
 3. It runs with ``readonly=1`` (no writes, DDL, ``SET``; the engine also refuses table functions)
-   and the limits of :class:`ProxyLimits` (time, memory, result rows), on the store's session, one
+   and the limits of :class:`ProxyLimits` (``api.clickhouse_max_*``), on the store's session, one
    query at a time with the store's own reads and writes.
 
 URL settings a client sends are ignored (the engine reports ``readonly=1``, so clickhouse-connect
@@ -70,11 +70,16 @@ MAX_SQL_BYTES = 256 * 1024
 @dataclass(frozen=True)
 class ProxyLimits:
     """Per-query limits (engine settings ``max_execution_time``, ``max_memory_usage``,
-    ``max_result_rows``)."""
+    ``max_result_rows``); ``faithwatch serve`` takes them from ``api.clickhouse_max_*``."""
 
     seconds: int = 30
     memory_bytes: int = 2 * 1024**3
     result_rows: int = 1_000_000
+
+    @classmethod
+    def of(cls, api) -> ProxyLimits:
+        """From ``api.clickhouse_max_*`` (services.settings.ApiSettings)."""
+        return cls(api.clickhouse_max_seconds, api.clickhouse_max_memory_bytes, api.clickhouse_max_result_rows)
 
 
 def _readonly(what: str) -> QueryError:

@@ -35,7 +35,8 @@ def served(tmp_path_factory):
     data = tmp_path_factory.mktemp("proxy")
     secret = data / "secret.csv"
     secret.write_text(SECRET + "\n")
-    settings = load_settings(data_dir=data, embedding={"backend": "hashing"}, api={"tokens": [TOKEN]})
+    settings = load_settings(data_dir=data, embedding={"backend": "hashing"},
+                             api={"tokens": [TOKEN], "clickhouse_max_result_rows": 500})
     with open_store(settings) as store:
         store.migrate()
         store.upsert_clusters([
@@ -204,3 +205,11 @@ def test_the_embedded_data_source_provisioning_reaches_the_endpoint(served, monk
                                        username=settings["username"], password=source["secureJsonData"]["password"],
                                        database=settings["defaultDatabase"], proxy_path=settings["path"]) as ch:
         assert ch.query("SELECT count() FROM clusters FINAL").result_rows == [(2,)]
+
+
+
+def test_serve_takes_the_limits_from_the_api_settings(served):
+    """The module's API runs with api.clickhouse_max_result_rows = 500."""
+    assert post(served, "SELECT number FROM numbers(500)").status_code == 200
+    answer = post(served, "SELECT number FROM numbers(501)")
+    assert answer.headers.get("X-ClickHouse-Exception-Code") == "396", answer.text
