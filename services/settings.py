@@ -83,7 +83,7 @@ class ApiSettings(_Section):
     checkpoint_seconds: float = Field(30.0, ge=0, description="the live pipeline's state is saved to DATA_DIR/state this often (0: only at shutdown); a restart continues from it")
     clickhouse_max_seconds: int = Field(30, ge=1, description="/clickhouse (read-only SQL for Grafana on the embedded store): longest a query runs")
     clickhouse_max_memory_bytes: int = Field(2 * 1024**3, ge=16 * 1024**2, description="/clickhouse: most memory one query may use")
-    clickhouse_max_result_rows: int = Field(1_000_000, ge=1, description="/clickhouse: most rows one answer may hold")
+    clickhouse_max_result_rows: int = Field(1_000_000, ge=10_000, description="/clickhouse: most rows one answer may hold (clients read system.settings, about 2,000 rows, on connect)")
 
 
 class ReplaySettings(_Section):

@@ -36,7 +36,7 @@ def served(tmp_path_factory):
     secret = data / "secret.csv"
     secret.write_text(SECRET + "\n")
     settings = load_settings(data_dir=data, embedding={"backend": "hashing"},
-                             api={"tokens": [TOKEN], "clickhouse_max_result_rows": 500})
+                             api={"tokens": [TOKEN], "clickhouse_max_result_rows": 10_000})
     with open_store(settings) as store:
         store.migrate()
         store.upsert_clusters([
@@ -209,7 +209,7 @@ def test_the_embedded_data_source_provisioning_reaches_the_endpoint(served, monk
 
 
 def test_serve_takes_the_limits_from_the_api_settings(served):
-    """The module's API runs with api.clickhouse_max_result_rows = 500."""
-    assert post(served, "SELECT number FROM numbers(500)").status_code == 200
-    answer = post(served, "SELECT number FROM numbers(501)")
+    """The module's API runs with api.clickhouse_max_result_rows = 10,000."""
+    assert post(served, "SELECT number FROM numbers(10000)").status_code == 200
+    answer = post(served, "SELECT number FROM numbers(10001)")
     assert answer.headers.get("X-ClickHouse-Exception-Code") == "396", answer.text
