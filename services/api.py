@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import ConfigError, InvalidRecord, StoreError
 from pipelines.interaction import DeadLetter, Interaction, parse_record
-from services import clickhouse_proxy, report
+from services import report
 from services.cli import INCIDENT_COLUMNS, SESSION_COLUMNS, with_member_count
 from services.cli_clusters import CLUSTER_COLUMNS, FAMILY_COLUMNS, family_of
 from services.ingest import Ingestor, IngestUnavailable
@@ -660,6 +660,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                              f"sessions-{cluster}")
 
     # Read-only ClickHouse HTTP on the embedded store, for Grafana (services/clickhouse_proxy.py).
+    from services import clickhouse_proxy
+
     clickhouse_proxy.mount(app, store, tokens, clickhouse_proxy.ProxyLimits.of(settings))
     return app
 

@@ -71,6 +71,30 @@ def test_full_stack_services_with_health_checks_and_volumes():
     assert used <= named
 
 
+def test_grafana_provisions_the_data_source_and_the_dashboards_in_one_folder():
+    grafana = compose()["services"]["grafana"]
+    mounts = {}
+    for volume in grafana["volumes"]:
+        host, container = volume.split(":")[:2]
+        if host.startswith("./"):
+            assert (ROOT / host).is_dir(), host
+            mounts[container] = ROOT / host
+    datasources = mounts["/etc/grafana/provisioning/datasources"]
+    (source,) = [d for f in sorted(datasources.glob("*.yaml")) for d in yaml.safe_load(f.read_text())["datasources"]]
+    assert source["type"] == "grafana-clickhouse-datasource"
+    assert "grafana-clickhouse-datasource" in grafana["environment"]["GF_INSTALL_PLUGINS"]
+    (provider,) = [p for f in sorted(mounts["/etc/grafana/provisioning/dashboards"].glob("*.yaml"))
+                   for p in yaml.safe_load(f.read_text())["providers"]]
+    assert provider["type"] == "file" and provider["folder"] and provider["folderUid"]
+    assert not provider["options"].get("foldersFromFilesStructure")
+    json_dir = mounts[provider["options"]["path"]]
+    files = sorted(json_dir.glob("*.json"))
+    assert [f.name for f in files] == ["cluster.json", "incident.json", "overview.json"]
+    for f in files:
+        model = json.loads(f.read_text())
+        assert {t["datasource"]["uid"] for p in model["panels"] for t in p.get("targets", [])} == {source["uid"]}
+
+
 def test_every_command_the_stack_runs_is_a_faithwatch_command():
     from services.cli import main
 
@@ -98,26 +122,3 @@ def test_stack_wiring_matches_the_settings():
     am = yaml.safe_load((ROOT / "alerts/alertmanager.yml").read_text())
     assert am["route"]["receiver"] in {r["name"] for r in am["receivers"]}
 
-
-def test_grafana_provisions_the_data_source_and_the_dashboards_in_one_folder():
-    grafana = compose()["services"]["grafana"]
-    mounts = {}
-    for volume in grafana["volumes"]:
-        host, container = volume.split(":")[:2]
-        if host.startswith("./"):
-            assert (ROOT / host).is_dir(), host
-            mounts[container] = ROOT / host
-    datasources = mounts["/etc/grafana/provisioning/datasources"]
-    (source,) = [d for f in sorted(datasources.glob("*.yaml")) for d in yaml.safe_load(f.read_text())["datasources"]]
-    assert source["type"] == "grafana-clickhouse-datasource"
-    assert "grafana-clickhouse-datasource" in grafana["environment"]["GF_INSTALL_PLUGINS"]
-    (provider,) = [p for f in sorted(mounts["/etc/grafana/provisioning/dashboards"].glob("*.yaml"))
-                   for p in yaml.safe_load(f.read_text())["providers"]]
-    assert provider["type"] == "file" and provider["folder"] and provider["folderUid"]
-    assert not provider["options"].get("foldersFromFilesStructure")
-    json_dir = mounts[provider["options"]["path"]]
-    files = sorted(json_dir.glob("*.json"))
-    assert [f.name for f in files] == ["cluster.json", "incident.json", "overview.json"]
-    for f in files:
-        model = json.loads(f.read_text())
-        assert {t["datasource"]["uid"] for p in model["panels"] for t in p.get("targets", [])} == {source["uid"]}
