@@ -121,4 +121,3 @@ def test_stack_wiring_matches_the_settings():
     assert "grafana-clickhouse-datasource" in env["grafana"]["GF_INSTALL_PLUGINS"]
     am = yaml.safe_load((ROOT / "alerts/alertmanager.yml").read_text())
     assert am["route"]["receiver"] in {r["name"] for r in am["receivers"]}
-
