@@ -1,4 +1,5 @@
-"""Storage: insert throughput and dashboard/analyst query latency on chDB at 1M and 10M rows.
+"""Storage: insert throughput and dashboard/analyst query latency on chDB at 1M and 10M rows
+(the Grafana panels' SQL included: ``panel:`` rows).
 
     python -m benchmarks.bench_storage            # 1M then 10M interactions (several minutes)
     python -m benchmarks.bench_storage --quick    # 100k, a smoke run
@@ -183,7 +184,29 @@ def queries(end: datetime) -> dict[str, tuple[str, object]]:
         "API: incident sessions, incident open since the first hour (an export)": (
             "export", lambda s: s.incident_sessions("inc-long")),
         "API: cluster detail (recent rates, examples)": ("dashboard", lambda s: s.cluster_detail("c000")),
+        **panel_queries(end),
     }
+
+
+def panel_queries(end: datetime) -> dict[str, tuple[str, object]]:
+    """name -> (kind, callable(store)): every Grafana panel's SQL (dashboards/json), expanded by the
+    ClickHouse plugin's rules over the dashboard's default range ending at ``end``, at the
+    interval Grafana picks for about 100 points, with cluster c000 and the newest incident."""
+    from dashboards.generate import dashboards
+    from dashboards.macros import expand
+    from services.dashboard_render import interval_for, time_range
+
+    variables = {"cluster": "c000", "incident": incident_id(end, 0), "api_url": ""}
+    found: dict[str, tuple[str, object]] = {}
+    for file, model in sorted(dashboards().items()):
+        start, stop = time_range(model, end)
+        step = interval_for(stop - start)
+        for panel in model["panels"]:
+            for target in panel.get("targets", []):
+                sql = expand(target["rawSql"], start, stop, step, variables)
+                name = f"panel: {file.removesuffix('.json')} / {panel['title']} ({target['refId']})"
+                found[name] = ("dashboard", lambda s, sql=sql: s.query(sql))
+    return found
 
 
 def time_queries(store: ChdbStore, end: datetime, repeats: int) -> dict[str, tuple[float, float, float]]:

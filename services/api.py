@@ -665,6 +665,10 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                              lambda **page: store.sessions(cluster, lo, hi, below_baseline=below_baseline, **page),
                              f"sessions-{cluster}")
 
+    # Read-only ClickHouse HTTP on the embedded store, for Grafana (services/clickhouse_proxy.py).
+    from services import clickhouse_proxy
+
+    clickhouse_proxy.mount(app, store, tokens, clickhouse_proxy.ProxyLimits.of(settings))
     return app
 
 

@@ -83,6 +83,9 @@ class ApiSettings(_Section):
     wait_timeout_seconds: float = Field(120.0, gt=0, description="longest a ?wait=true request or POST /v1/flush waits")
     cluster_refresh_seconds: float = Field(5.0, ge=0, description="clusters (size, last seen) are rewritten to the store at most this often")
     checkpoint_seconds: float = Field(30.0, ge=0, description="the live pipeline's state is saved to DATA_DIR/state this often (0: only at shutdown); a restart continues from it")
+    clickhouse_max_seconds: int = Field(30, ge=1, description="/clickhouse (read-only SQL for Grafana on the embedded store): longest a query runs")
+    clickhouse_max_memory_bytes: int = Field(2 * 1024**3, ge=16 * 1024**2, description="/clickhouse: most memory one query may use")
+    clickhouse_max_result_rows: int = Field(1_000_000, ge=10_000, description="/clickhouse: most rows one answer may hold (clients read system.settings, about 2,000 rows, on connect)")
 
 
 class ReplaySettings(_Section):
@@ -91,7 +94,7 @@ class ReplaySettings(_Section):
 
 
 class NotifySettings(_Section):
-    grafana_url: str | None = Field(None, description="Grafana base URL, e.g. https://grafana.example.com: alerts link to its incident dashboard (uid faithwatch-incident, variable incident_id)")
+    grafana_url: str | None = Field(None, description="Grafana base URL, e.g. https://grafana.example.com: alerts link to its incident dashboard (uid faithwatch-incident, variable incident)")
     api_url: str | None = Field(None, description="base URL of the faithwatch HTTP API, e.g. https://faithwatch.example.com: alerts link to GET /v1/incidents/{id}")
     timeout_seconds: float = Field(10.0, gt=0, description="one delivery attempt's HTTP timeout")
     backoff_seconds: float = Field(1.0, gt=0, description="wait after the first failed attempt; doubled after each further one (with jitter)")

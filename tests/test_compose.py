@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -68,6 +69,30 @@ def test_full_stack_services_with_health_checks_and_volumes():
     named = set(compose()["volumes"])
     used = {v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if not v.startswith(".")}
     assert used <= named
+
+
+def test_grafana_provisions_the_data_source_and_the_dashboards_in_one_folder():
+    grafana = compose()["services"]["grafana"]
+    mounts = {}
+    for volume in grafana["volumes"]:
+        host, container = volume.split(":")[:2]
+        if host.startswith("./"):
+            assert (ROOT / host).is_dir(), host
+            mounts[container] = ROOT / host
+    datasources = mounts["/etc/grafana/provisioning/datasources"]
+    (source,) = [d for f in sorted(datasources.glob("*.yaml")) for d in yaml.safe_load(f.read_text())["datasources"]]
+    assert source["type"] == "grafana-clickhouse-datasource"
+    assert "grafana-clickhouse-datasource" in grafana["environment"]["GF_INSTALL_PLUGINS"]
+    (provider,) = [p for f in sorted(mounts["/etc/grafana/provisioning/dashboards"].glob("*.yaml"))
+                   for p in yaml.safe_load(f.read_text())["providers"]]
+    assert provider["type"] == "file" and provider["folder"] and provider["folderUid"]
+    assert not provider["options"].get("foldersFromFilesStructure")
+    json_dir = mounts[provider["options"]["path"]]
+    files = sorted(json_dir.glob("*.json"))
+    assert [f.name for f in files] == ["cluster.json", "incident.json", "overview.json"]
+    for f in files:
+        model = json.loads(f.read_text())
+        assert {t["datasource"]["uid"] for p in model["panels"] for t in p.get("targets", [])} == {source["uid"]}
 
 
 def test_every_command_the_stack_runs_is_a_faithwatch_command():

@@ -45,7 +45,7 @@ class Links:
         incident = quote(ev.incident_id, safe="")
         if self.grafana_url:
             out.append((f"Grafana: incident {ev.incident_id}",
-                        f"{self.grafana_url.rstrip('/')}/d/faithwatch-incident/incident?var-incident_id={incident}"))
+                        f"{self.grafana_url.rstrip('/')}/d/faithwatch-incident/incident?var-incident={incident}"))
         if self.api_url:
             out.append((f"faithwatch API: incident {ev.incident_id}",
                         f"{self.api_url.rstrip('/')}/v1/incidents/{incident}"))

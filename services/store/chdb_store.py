@@ -143,6 +143,11 @@ class ChdbStore(Store):
         return self._session
 
     def _run(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> str:
+        return self.query_bytes(sql, params, fmt).decode("utf-8")
+
+    def query_bytes(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
+        """The result of ``sql`` in format ``fmt`` as the engine wrote it (``/clickhouse`` on
+        ``faithwatch serve`` answers with it); StoreError carries the engine's error text."""
         bound = {name: param_text(value) for name, value in (params or {}).items()}
         with self._lock:
             session = self._open_session()
@@ -150,7 +155,7 @@ class ChdbStore(Store):
                 result = session.query(sql, fmt, params=bound)
             except RuntimeError as error:
                 raise StoreError(f"chDB query failed: {error}") from error
-        return result.bytes().decode("utf-8")
+        return result.bytes()
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         # One JSON document for the whole result (one C-speed json.loads), then a decoder per

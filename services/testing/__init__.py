@@ -8,9 +8,31 @@ ClickHouse server.
 (a stand-in for PagerDuty, Slack or a webhook endpoint).
 :mod:`services.testing.alertmanager`: Debian's Prometheus Alertmanager on a free port, routed to
 a receiver.
+:mod:`services.testing.grafana_standin`: a stand-in for Grafana's folder, data source and
+dashboard HTTP API that checks every request.
+:mod:`services.testing.chromium`: Debian's headless Chromium, to load a page and read its DOM.
 """
 
+import os
+import shutil
 import subprocess
+from pathlib import Path
+
+
+def ensure_debian_package(binary: str, package: str) -> str:
+    """``binary``, installed from Debian's ``package`` first if it is missing (CI runs as root)."""
+    if Path(binary).is_file():
+        return binary
+    if shutil.which("apt-get") is None:
+        raise RuntimeError(f"{binary} is missing and there is no apt-get to install {package}")
+    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", package]):
+        done = subprocess.run(command, capture_output=True, text=True,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-1000:]}")
+    if not Path(binary).is_file():
+        raise RuntimeError(f"{package} installed but {binary} is not there")
+    return binary
 
 
 def stop_process(process: subprocess.Popen, timeout: float) -> None:

@@ -10,8 +10,6 @@ anything else that stops it from starting is a RuntimeError that says why.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from services.testing import stop_process
+from services.testing import ensure_debian_package, stop_process
 
 BINARY = "/usr/bin/prometheus-alertmanager"
 PACKAGE = "prometheus-alertmanager"
@@ -28,18 +26,7 @@ PACKAGE = "prometheus-alertmanager"
 
 def ensure_installed() -> str:
     """The Alertmanager binary, installed from Debian's package first if it is missing."""
-    if Path(BINARY).is_file():
-        return BINARY
-    if shutil.which("apt-get") is None:
-        raise RuntimeError(f"{BINARY} is missing and there is no apt-get to install {PACKAGE}")
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", PACKAGE]):
-        done = subprocess.run(command, capture_output=True, text=True,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-1000:]}")
-    if not Path(BINARY).is_file():
-        raise RuntimeError(f"{PACKAGE} installed but {BINARY} is not there")
-    return BINARY
+    return ensure_debian_package(BINARY, PACKAGE)
 
 
 def free_port() -> int:

@@ -23,25 +23,22 @@ What it implements (what clickhouse-connect 1.12 sends, see docs/storage.md):
 - Optional ``--user``/``--password``: basic auth or ``X-ClickHouse-User``/``-Key`` headers,
   516 AUTHENTICATION_FAILED otherwise.
 
-Requests run one at a time on one chDB session (settings and ``USE`` are per request). It is a
+The protocol (parsing a request, encoding an answer or an error) is services.clickhouse_protocol,
+shared with ``/clickhouse`` on ``faithwatch serve``. Requests run one at a time on one chDB
+session (settings and ``USE`` are per request). It is a
 test server: no TLS, no progress headers, no multi-statement queries.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import gzip
 import hmac
-import json
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import uuid
-import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,77 +47,16 @@ from urllib.parse import parse_qsl, urlsplit
 import chdb.session
 from pydantic import SecretStr
 
+from services.clickhouse_protocol import (
+    AUTHENTICATION_FAILED,
+    QueryError,
+    credentials,
+    decompress,
+    error_answer,
+    parse_request,
+)
+from services.clickhouse_protocol import answer as encode_answer
 from services.testing import stop_process
-
-try:
-    import lz4.frame as lz4_frame
-except ImportError:  # pragma: no cover - clickhouse-connect installs it
-    lz4_frame = None
-try:
-    from backports import zstd
-except ImportError:  # pragma: no cover
-    try:
-        import zstandard as zstd  # type: ignore[no-redef]
-    except ImportError:
-        zstd = None
-
-# URL parameters that are not engine settings.
-_HTTP_ONLY = {"query", "database", "default_format", "query_id", "session_id", "session_timeout",
-              "session_check", "compress", "decompress", "user", "password", "quota_key",
-              "buffer_size", "wait_end_of_query", "http_headers_progress_interval_ms",
-              "send_progress_in_http_headers", "enable_http_compression", "http_zlib_compression_level",
-              "client_protocol_version", "role", "stacktrace"}
-_INSERT_WITH_DATA = re.compile(rb"(?is)^\s*(INSERT\s+INTO\s+.*?)\s+FORMAT\s+(\w+)[ \t]*\r?\n")
-_FORMAT_CLAUSE = re.compile(r"(?is)\bFORMAT\s+(\w+)\s*;?\s*$")
-_ERROR_CODE = re.compile(r"Code: (\d+)\.")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# ClickHouse's HTTP status for common codes (others are 500).
-_STATUS = {36: 400, 47: 404, 53: 400, 60: 404, 62: 400, 73: 400, 81: 404, 115: 400, 241: 500,
-           373: 409, 456: 400, 457: 400, 516: 401}
-_ENCODINGS = ("gzip", "deflate", "lz4", "zstd")
-
-
-class QueryError(Exception):
-    def __init__(self, code: int, message: str):
-        self.code = code
-        super().__init__(message)
-
-
-def _decompress(body: bytes, encoding: str) -> bytes:
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "deflate":
-        return zlib.decompress(body)
-    if encoding == "lz4" and lz4_frame is not None:
-        # clickhouse-connect compresses each block of an insert as its own frame, and
-        # lz4.frame.decompress reads only the first one: read every frame.
-        parts = []
-        while body:
-            frame = lz4_frame.LZ4FrameDecompressor()
-            parts.append(frame.decompress(body))
-            body = frame.unused_data
-        return b"".join(parts)
-    if encoding == "zstd" and zstd is not None:
-        return zstd.decompress(body)
-    raise QueryError(1, f"Code: 1. DB::Exception: Unknown Content-Encoding {encoding}. (UNSUPPORTED_METHOD)")
-
-
-def _compress(body: bytes, encoding: str) -> bytes:
-    if encoding == "gzip":
-        return gzip.compress(body, compresslevel=1)
-    if encoding == "deflate":
-        return zlib.compress(body, 1)
-    if encoding == "lz4":
-        return lz4_frame.compress(body)
-    return zstd.compress(body)
-
-
-def _supported(encoding: str) -> bool:
-    return (encoding in ("gzip", "deflate") or (encoding == "lz4" and lz4_frame is not None)
-            or (encoding == "zstd" and zstd is not None))
 
 
 class ChdbEngine:
@@ -134,12 +70,8 @@ class ChdbEngine:
             "SELECT name FROM system.settings", "TabSeparated").bytes().decode().split("\n")) - {""}
 
     def run(self, sql: str, data: bytes | None, data_format: str | None, database: str | None,
-            settings: dict[str, str], params: dict[str, str], default_format: str) -> tuple[bytes, str]:
-        """``(result bytes, format name)`` of one statement."""
-        output_format = default_format
-        match = _FORMAT_CLAUSE.search(sql)
-        if match and data is None:
-            output_format = match.group(1)
+            settings: dict[str, str], params: dict[str, str], default_format: str) -> bytes:
+        """The result of one statement."""
         with self.lock:
             applied = []
             try:
@@ -149,14 +81,14 @@ class ChdbEngine:
                         self._call(f"SET {name} = {{value:String}}", {"value": value}, "TabSeparated")
                         applied.append(name)
                 if data is None:
-                    return self._call(sql, params, default_format), output_format
+                    return self._call(sql, params, default_format)
                 spool = self.spool / f"{uuid.uuid4().hex}.data"
                 spool.write_bytes(data)
                 try:
                     self._call(f"{sql} SELECT * FROM file('{spool}', {data_format})", params, "TabSeparated")
                 finally:
                     spool.unlink(missing_ok=True)
-                return b"", output_format
+                return b""
             finally:
                 for name in applied:
                     self._call(f"SET {name} = DEFAULT", {}, "TabSeparated")
@@ -165,12 +97,7 @@ class ChdbEngine:
         try:
             return self.session.query(sql, fmt, params=params).bytes()
         except RuntimeError as error:
-            text = str(error).strip()
-            found = _ERROR_CODE.search(text)
-            code = int(found.group(1)) if found else 1
-            if not text.startswith("Code:"):
-                text = f"Code: {code}. DB::Exception: {text}"
-            raise QueryError(code, text) from error
+            raise QueryError.from_engine(str(error)) from error
 
     def close(self) -> None:
         with self.lock:
@@ -217,26 +144,18 @@ class _Handler(BaseHTTPRequestHandler):
             body = b"".join(chunks)
         else:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        return _decompress(body, self.headers.get("Content-Encoding", ""))
+        return decompress(body, self.headers.get("Content-Encoding", ""))
 
     def _authenticated(self, params: dict[str, str]) -> bool:
         if self.server.password is None:
             return True
-        user, password = params.get("user"), params.get("password")
-        if self.headers.get("X-ClickHouse-User"):
-            user, password = self.headers["X-ClickHouse-User"], self.headers.get("X-ClickHouse-Key", "")
-        auth = self.headers.get("Authorization", "")
-        if auth.startswith("Basic "):
-            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-        return (user or "default") == self.server.user and hmac.compare_digest(
-            (password or "").encode(), self.server.password.encode())
+        user, password = credentials(self.headers, params)
+        return user == self.server.user and hmac.compare_digest(password.encode(), self.server.password.encode())
 
     def _handle(self, body: bytes) -> None:
         params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
         if not self._authenticated(params):
-            self._error(QueryError(516, "Code: 516. DB::Exception: default: Authentication failed: "
-                                        "password is incorrect, or there is no user with such name. "
-                                        "(AUTHENTICATION_FAILED)"))
+            self._error(AUTHENTICATION_FAILED)
             return
         session_id = params.get("session_id")
         if session_id and not self.server.acquire_session(session_id):
@@ -250,57 +169,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.release_session(session_id)
 
     def _run(self, params: dict[str, str], body: bytes) -> None:
-        data = data_format = None
-        if "query" in params:
-            sql = params["query"]
-            if body:
-                match = _INSERT_WITH_DATA.match(sql.encode() + b"\n")
-                if match is None:
-                    sql = sql + "\n" + body.decode()
-                else:
-                    sql, data_format, data = match.group(1).decode(), match.group(2).decode(), body
-        else:
-            match = _INSERT_WITH_DATA.match(body)
-            if match is None:
-                sql = body.decode()
-            else:
-                sql, data_format, data = match.group(1).decode(), match.group(2).decode(), body[match.end():]
-        database = params.get("database")
-        bound = {name[6:]: value for name, value in params.items() if name.startswith("param_")}
-        settings = {name: value for name, value in params.items()
-                    if name not in _HTTP_ONLY and not name.startswith("param_")}
-        query_id = params.get("query_id") or str(uuid.uuid4())
+        query_id = params.get("query_id")
         try:
-            if database is not None and not _NAME.match(database):
-                raise QueryError(81, f"Code: 81. DB::Exception: Database {database} does not exist. "
-                                     "(UNKNOWN_DATABASE)")
-            if data_format is not None and not _NAME.match(data_format):
-                raise QueryError(73, f"Code: 73. DB::Exception: Unknown format {data_format}. (UNKNOWN_FORMAT)")
-            result, fmt = self.server.engine.run(sql.strip().rstrip(";"), data, data_format, database,
-                                                 settings, bound, params.get("default_format", "TabSeparated"))
+            statement = parse_request(params, body)
+            query_id = statement.query_id
+            result = self.server.engine.run(statement.sql, statement.data, statement.data_format,
+                                            statement.database, statement.settings, statement.params,
+                                            statement.default_format)
         except QueryError as error:
             self._error(error, query_id)
             return
-        headers = {"Content-Type": "application/octet-stream" if fmt in ("Native", "RowBinary")
-                   else "text/plain; charset=UTF-8",
-                   "X-ClickHouse-Format": fmt, "X-ClickHouse-Timezone": "UTC",
-                   "X-ClickHouse-Query-Id": query_id, "X-ClickHouse-Server-Display-Name": "chdb-http",
-                   "X-ClickHouse-Summary": json.dumps({"read_rows": "0", "written_rows": "0"})}
-        if params.get("enable_http_compression") == "1":
-            for choice in self.headers.get("Accept-Encoding", "").split(","):
-                encoding = choice.split(";")[0].strip().lower()
-                if _supported(encoding):
-                    result = _compress(result, encoding)
-                    headers["Content-Encoding"] = encoding
-                    break
+        result, headers = encode_answer(result, statement, params, self.headers.get("Accept-Encoding", ""),
+                                        "chdb-http")
         self._reply(200, result, headers)
 
     def _error(self, error: QueryError, query_id: str | None = None) -> None:
-        headers = {"Content-Type": "text/plain; charset=UTF-8",
-                   "X-ClickHouse-Exception-Code": str(error.code)}
-        if query_id:
-            headers["X-ClickHouse-Query-Id"] = query_id
-        self._reply(_STATUS.get(error.code, 500), (str(error) + "\n").encode(), headers)
+        self._reply(*error_answer(error, query_id))
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)

@@ -65,7 +65,7 @@ def test_pagerduty_payload_carries_what_on_call_needs():
     assert d["suggested_gate"].startswith("raise 0.80 -> 0.89: holds back 19 of 23 failing answers")
     links = body(pagerduty.request(OPENED, PD, LINKS, NOW))["links"]
     assert links == [
-        {"href": "https://grafana.example/d/faithwatch-incident/incident?var-incident_id=inc-1",
+        {"href": "https://grafana.example/d/faithwatch-incident/incident?var-incident=inc-1",
          "text": "Grafana: incident inc-1"},
         {"href": "https://fw.example/v1/incidents/inc-1", "text": "faithwatch API: incident inc-1"}]
     assert "links" not in body(pagerduty.request(OPENED, PD, Links(), NOW))
