@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -155,3 +156,26 @@ def test_alert_delivery_is_wired_from_the_workers_to_alertmanager():
     check = subprocess.run([str(amtool), "check-config", str(ROOT / "alerts/alertmanager.yml")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_embedded_profile_runs_grafana_on_serves_clickhouse_endpoint():
+    """`--profile embedded`: serve on its chDB store, and a Grafana whose one data source is serve's
+    /clickhouse, with every variable the provisioning file reads set, and the same dashboards."""
+    services = compose()["services"]
+    serve, grafana = services["embedded"], services["grafana-embedded"]
+    assert serve["profiles"] == ["embedded"] == grafana["profiles"]
+    assert serve["command"][0] == "serve" and "FAITHWATCH_STORE__BACKEND" not in serve["environment"]
+    assert "FAITHWATCH_API__TOKENS" in serve["environment"] and serve.get("healthcheck")
+    port = serve["command"][serve["command"].index("--port") + 1]
+    mounts = {v.split(":")[1]: ROOT / v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
+    text = "".join(f.read_text() for f in sorted(mounts["/etc/grafana/provisioning/datasources"].glob("*.yaml")))
+    (source,) = yaml.safe_load(text)["datasources"]
+    assert source["jsonData"]["path"] == "/clickhouse" and source["jsonData"]["protocol"] == "http"
+    for var in re.findall(r"\$\{(\w+)\}", text):
+        assert var in grafana["environment"], var
+    assert grafana["environment"]["SERVE_HOST"] == "embedded"
+    assert grafana["environment"]["SERVE_PORT"] == port
+    # The same dashboards as the server stack's Grafana (provider file and JSON).
+    full = {v.split(":")[1]: ROOT / v.split(":")[0] for v in services["grafana"]["volumes"] if v.startswith("./")}
+    for path in ("/etc/grafana/provisioning/dashboards", "/etc/grafana/dashboards/faithwatch"):
+        assert mounts[path] == full[path] and mounts[path].is_dir(), path

@@ -192,9 +192,9 @@ def test_the_embedded_data_source_provisioning_reaches_the_endpoint(served, monk
     """Grafana's settings from dashboards/provisioning/datasources-embedded, as Grafana expands
     them from its environment, are enough for a client of the same protocol."""
     root = Path(__file__).resolve().parents[2] / "dashboards" / "provisioning"
-    monkeypatch.setenv("FAITHWATCH_URL_HOST", "127.0.0.1")
-    monkeypatch.setenv("FAITHWATCH_URL_PORT", str(served.port))
-    monkeypatch.setenv("FAITHWATCH_API_TOKEN", TOKEN)
+    monkeypatch.setenv("SERVE_HOST", "127.0.0.1")
+    monkeypatch.setenv("SERVE_PORT", str(served.port))
+    monkeypatch.setenv("SERVE_TOKEN", TOKEN)
     text = (root / "datasources-embedded" / "faithwatch-embedded.yaml").read_text()
     (source,) = yaml.safe_load(os.path.expandvars(text))["datasources"]
     (server,) = yaml.safe_load((root / "datasources" / "clickhouse.yaml").read_text())["datasources"]
