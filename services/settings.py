@@ -69,6 +69,11 @@ class KafkaSettings(_Section):
     session_timeout_seconds: float = Field(30.0, ge=1, description="consumer group session and rebalance timeout: how long a dead worker holds its partitions")
 
 
+class OtlpSettings(_Section):
+    hold_seconds: float = Field(10.0, ge=0, description="POST /v1/traces: a trace's answers wait this long after its first span arrived for the rest of its spans (retrievals exported in another request); 0: none wait")
+    max_traces: int = Field(10_000, ge=1, description="traces held at most; one more releases the oldest early")
+
+
 class ApiSettings(_Section):
     ingest: Literal["embedded", "kafka"] = Field("embedded", description="embedded: a live pipeline in the server (chdb store); kafka: accepted records are published to kafka.interactions_topic for `faithwatch worker` (clickhouse store)")
     host: str = "127.0.0.1"
@@ -81,6 +86,7 @@ class ApiSettings(_Section):
     wait_timeout_seconds: float = Field(120.0, gt=0, description="longest a ?wait=true request or POST /v1/flush waits")
     cluster_refresh_seconds: float = Field(5.0, ge=0, description="clusters (size, last seen) are rewritten to the store at most this often")
     checkpoint_seconds: float = Field(30.0, ge=0, description="the live pipeline's state is saved to DATA_DIR/state this often (0: only at shutdown); a restart continues from it")
+    otlp: OtlpSettings = OtlpSettings()
 
 
 class ReplaySettings(_Section):
