@@ -259,3 +259,25 @@ def test_a_body_that_is_not_an_export_request_is_refused_with_a_status(server, c
     assert r.status_code == status
     message = r.json()["message"] if content_type == "application/json" else r.content.decode(errors="replace")
     assert says in message
+
+
+
+def test_faithwatch_serve_hands_held_traces_to_the_pipeline_at_shutdown(tmp_path, sdk, monkeypatch):
+    """A real ``faithwatch serve`` process holds the trace (hold 600 s); on SIGTERM it goes to the
+    pipeline, which (fewer than bootstrap_size interactions) keeps it in the saved state."""
+    from tests.services.test_cli_serve import serve_once
+
+    tracer, memory = sdk
+    memory.clear()
+    llm = record(tracer, "llm", {"openinference.span.kind": "LLM", "input.value": "held until shutdown?",
+                                 "output.value": "yes"}, 40, 41)
+
+    def export(url, headers):
+        exporter = ProtobufExporter(endpoint=f"{url}/v1/traces", headers=headers, timeout=30)
+        assert exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
+
+    monkeypatch.setenv("FAITHWATCH_API__OTLP__HOLD_SECONDS", "600")
+    code, err = serve_once(tmp_path / "data", export)
+    assert code == 0, err
+    with gzip.open(tmp_path / "data" / "state" / "pipeline.json.gz") as saved:
+        assert interaction_id(llm).encode() in saved.read()
