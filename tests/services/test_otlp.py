@@ -281,3 +281,38 @@ def test_faithwatch_serve_hands_held_traces_to_the_pipeline_at_shutdown(tmp_path
     assert code == 0, err
     with gzip.open(tmp_path / "data" / "state" / "pipeline.json.gz") as saved:
         assert interaction_id(llm).encode() in saved.read()
+
+
+def test_the_hold_releases_on_its_clock_and_a_full_queue_answers_503(server, sdk):
+    """The receiver on its own, with a clock of the test's: no timer thread, no waiting."""
+    from services.otlp import PROTOBUF, OtlpError, OtlpReceiver
+
+    _, store = server
+    tracer, memory = sdk
+    memory.clear()
+    spans = [record(tracer, "llm", {"openinference.span.kind": "LLM", "input.value": f"clock {n}"}, 50, 51 + n)
+             for n in range(2)]
+    body = encode_spans(memory.get_finished_spans()).SerializeToString()
+    settings = load_settings(embedding={"backend": "hashing"}, cluster={"bootstrap_size": 20},
+                             api={"tokens": [TOKEN], "queue_max_records": 1, "otlp": {"hold_seconds": 5}})
+    # Never started: what it accepts stays queued (depth) until close() processes it.
+    ingestor = EmbeddedIngestor(build_pipeline(settings), store, Metrics(), max_queue=1)
+    now = [100.0]
+    receiver = OtlpReceiver(settings.api, store, ingestor, Metrics(), monotonic=lambda: now[0])
+    receiver._stop.set()  # the release timer exits at once: this test ticks by hand
+    assert receiver.receive(body, PROTOBUF, "", "r1") == (0, [])
+    assert (len(receiver.hold), ingestor.depth) == (2, 0)
+    now[0] = 104.9
+    receiver.tick()
+    assert (len(receiver.hold), ingestor.depth) == (2, 0)
+    now[0] = 105.0
+    receiver.tick()  # both traces are due; the queue takes at most 1 record: both wait in the receiver
+    assert (len(receiver.hold), ingestor.depth, len(receiver._pending)) == (0, 0, 2)
+    with pytest.raises(OtlpError) as refused:
+        receiver.receive(body, PROTOBUF, "", "r2")
+    assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
+    ingestor.max_queue = 10
+    receiver.tick()
+    assert (ingestor.depth, receiver._pending) == (2, [])
+    ingestor.close()  # processes the queue here, fitting the first clusters on what waits
+    assert [row(store, interaction_id(s))["query"] for s in spans] == ["clock 0", "clock 1"]
