@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -25,10 +25,10 @@ TOKEN = "kafka-otlp-t0ken"
 
 
 async def consume_one(hosts: list[str], topic: str) -> tuple[bytes | None, dict]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=hosts, auto_offset_reset="earliest",
-                                group_id="otlp-test")
+    consumer = AIOKafkaConsumer(bootstrap_servers=hosts, auto_offset_reset="earliest")  # no group: no rebalance
     await consumer.start()
     try:
+        consumer.assign([TopicPartition(topic, 0)])
         message = await asyncio.wait_for(consumer.getone(), 60)
         return message.key, json.loads(message.value)
     finally:
