@@ -123,6 +123,10 @@ def _get(d: dict, name: str) -> Any:
     return d[camel] if camel in d else d.get(name)
 
 
+def _dicts(value: Any) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def _hex_ids_to_base64(obj: dict, names: Sequence[str], where: str) -> None:
     for name in names:
         for key in {name, _CAMEL[name]}:
@@ -143,16 +147,14 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         raise OtlpError(400, f"body is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise OtlpError(400, "expected an ExportTraceServiceRequest JSON object")
-    for r, rs in enumerate(_get(data, "resource_spans") or []):
-        for s, ss in enumerate((_get(rs, "scope_spans") or []) if isinstance(rs, dict) else []):
-            for n, span in enumerate((ss.get("spans") or []) if isinstance(ss, dict) else []):
-                if not isinstance(span, dict):
-                    continue
+    # Anything not shaped as expected is left for json_format to refuse with its own message.
+    for r, rs in enumerate(_dicts(_get(data, "resource_spans"))):
+        for s, ss in enumerate(_dicts(_get(rs, "scope_spans"))):
+            for n, span in enumerate(_dicts(ss.get("spans"))):
                 where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{n}]"
                 _hex_ids_to_base64(span, ("trace_id", "span_id", "parent_span_id"), where)
-                for k, link in enumerate(span.get("links") or []):
-                    if isinstance(link, dict):
-                        _hex_ids_to_base64(link, ("trace_id", "span_id"), f"{where}.links[{k}]")
+                for k, link in enumerate(_dicts(span.get("links"))):
+                    _hex_ids_to_base64(link, ("trace_id", "span_id"), f"{where}.links[{k}]")
     try:
         return json_format.ParseDict(data, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as exc:

@@ -250,6 +250,7 @@ def test_an_unmappable_llm_span_is_dead_lettered_and_reported_as_partial_success
     ("application/x-protobuf", b"\xff\xff\xff", 400, "not a protobuf"),
     ("application/json", b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}', 400, "not hex"),
     ("application/json", b"[1, 2", 400, "not valid JSON"),
+    ("application/json", b'{"resourceSpans": 5}', 400, "not an OTLP ExportTraceServiceRequest"),
     ("text/plain", b"hello", 415, "Content-Type"),
 ])
 def test_a_body_that_is_not_an_export_request_is_refused_with_a_status(server, content_type, body, status, says):
