@@ -49,6 +49,7 @@ from services.columns import (
 )
 from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import CONTENT_TYPE, Metrics
+from services.otlp import OtlpReceiver
 from services.settings import ApiSettings
 from services.store.base import SessionKey, Store, session_key
 
@@ -435,6 +436,10 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
 
     docs_auth = [] if settings.public_docs else auth
 
+    # OTLP/HTTP trace ingest (services/otlp.py): spans become interactions for the same ingestor.
+    otlp = app.state.otlp = OtlpReceiver(settings, store, ingestor, metrics, clock)
+    app.include_router(otlp.router(auth))
+
     @app.get("/openapi.json", include_in_schema=False, dependencies=docs_auth)
     def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
@@ -551,6 +556,7 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         """Process everything accepted so far, fitting the first clusters now if the pipeline is
         still waiting for ``cluster.bootstrap_size`` interactions, and write it all to the store."""
         try:
+            otlp.release_all()  # traces held for their remaining spans go in now
             ticket = ingestor.request_flush()
         except IngestUnavailable as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None

@@ -104,6 +104,7 @@ def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
     try:
         with ingestor:
             server.run()
+            app.state.otlp.close()  # held traces go to the ingestor before it drains
             click.echo(f"faithwatch: stopping; draining {ingestor.depth} queued interactions", err=True)
         # leaving the block drained the queue and saved the pipeline's state
         totals = ingestor.totals()

@@ -71,6 +71,11 @@ class KafkaSettings(_Section):
     metrics_host: str = Field("127.0.0.1", description="address the worker's metrics endpoint listens on (0.0.0.0 in a container)")
 
 
+class OtlpSettings(_Section):
+    hold_seconds: float = Field(10.0, ge=0, description="POST /v1/traces: a trace's answers wait this long after its first span arrived for the rest of its spans (retrievals exported in another request); 0: none wait")
+    max_traces: int = Field(10_000, ge=1, description="traces held at most; one more releases the oldest early")
+
+
 class ApiSettings(_Section):
     ingest: Literal["embedded", "kafka"] = Field("embedded", description="embedded: a live pipeline in the server (chdb store); kafka: accepted records are published to kafka.interactions_topic for `faithwatch worker` (clickhouse store)")
     host: str = "127.0.0.1"
@@ -86,6 +91,7 @@ class ApiSettings(_Section):
     clickhouse_max_seconds: int = Field(30, ge=1, description="/clickhouse (read-only SQL for Grafana on the embedded store): longest a query runs")
     clickhouse_max_memory_bytes: int = Field(2 * 1024**3, ge=16 * 1024**2, description="/clickhouse: most memory one query may use")
     clickhouse_max_result_rows: int = Field(1_000_000, ge=10_000, description="/clickhouse: most rows one answer may hold (clients read system.settings, about 2,000 rows, on connect)")
+    otlp: OtlpSettings = OtlpSettings()
 
 
 class ReplaySettings(_Section):
