@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import ConfigError, InvalidRecord, StoreError
 from pipelines.interaction import DeadLetter, Interaction, parse_record
-from services import report
+from services import export
+from services.body import BatchBody, BodyError
 from services.cli import INCIDENT_COLUMNS, SESSION_COLUMNS, with_member_count
 from services.cli_clusters import CLUSTER_COLUMNS, FAMILY_COLUMNS, family_of
 from services.ingest import Ingestor, IngestUnavailable
@@ -48,7 +49,6 @@ from services.store.base import SessionKey, Store, session_key
 
 log = logging.getLogger("faithwatch.api")
 
-NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 # At most this many per-record errors are returned; the count says how many there were.
 MAX_ERRORS_RETURNED = 1000
 # "+" in an unencoded query string arrives as a space: "...T10:00:00 00:00" meant "+00:00".
@@ -277,8 +277,8 @@ def _table(request: Request, fmt: str | None, rows: list[dict], columns: Sequenc
            **extra: Any) -> Any:
     """``rows`` as CSV (an attachment named ``name``) or JSON ``{count, items, **extra}``."""
     if _wants_csv(request, fmt):
-        return Response(report.as_csv(rows, columns), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        return Response(export.as_csv(rows, columns), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": export.attachment(name, "csv")})
     return {"count": len(rows), "items": rows, **extra}
 
 
@@ -330,29 +330,6 @@ def _session_page(request: Request, response: Response, fmt: str | None, limit: 
     out = _table(request, fmt, rows, SESSION_COLUMNS, name, next_cursor=token, next=link)
     (out if isinstance(out, Response) else response).headers.update(headers)
     return out
-
-
-def _parse_batch(body: bytes, content_type: str) -> tuple[list[tuple[int, int | None, Any]], str]:
-    """The body's records as ``(index, line, raw)``; HTTP 400/415 when it is not a batch at all."""
-    if content_type in NDJSON_TYPES:
-        records = []
-        for n, line in enumerate(body.split(b"\n"), start=1):
-            line = line.rstrip(b"\r")
-            if line.strip():
-                records.append((len(records), n, line))
-        return records, "ndjson"
-    if content_type not in ("application/json", ""):
-        raise HTTPException(415, f"Content-Type {content_type!r}: send application/json (a JSON array of "
-                                 f"interactions) or application/x-ndjson (one interaction per line)")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"body is not valid JSON ({exc}); send a JSON array of interactions, or "
-                                 f"NDJSON with Content-Type: application/x-ndjson") from None
-    if not isinstance(data, list):
-        raise HTTPException(400, f"expected a JSON array of interactions, got a JSON {type(data).__name__}; "
-                                 f"wrap a single interaction in [ ]")
-    return [(k, None, raw) for k, raw in enumerate(data)], "json"
 
 
 class _Timing:
@@ -459,13 +436,14 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         "application/x-ndjson": {"schema": {"type": "string", "description": "one interaction object per line"}},
     }}}
 
-    def accept(body: bytes, content_type: str, request_id: str) -> dict:
-        records, kind = _parse_batch(body, content_type)
+    def accept(body: BatchBody, request_id: str) -> dict:
         valid: list[Interaction] = []
         errors: list[dict] = []
         dead: list[DeadLetter] = []
         received_at = clock()
-        for index, line, raw in records:
+        received = 0
+        for index, line, raw in body.records():
+            received += 1
             try:
                 valid.append(parse_record(raw))
             except InvalidRecord as exc:
@@ -483,8 +461,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         metrics.ingested.inc(len(valid))
         metrics.invalid.inc(len(dead))
         if dead:
-            log.info("request %s: %d of %d records refused (%s)", request_id, len(dead), len(records), kind)
-        return {"request_id": request_id, "received": len(records), "accepted": len(valid),
+            log.info("request %s: %d of %d records refused (%s)", request_id, len(dead), received, body.kind)
+        return {"request_id": request_id, "received": received, "accepted": len(valid),
                 "invalid": len(errors), "errors": errors[:MAX_ERRORS_RETURNED],
                 "errors_truncated": len(errors) > MAX_ERRORS_RETURNED, "ticket": ticket}
 
@@ -494,7 +472,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
     @app.post("/v1/interactions", status_code=202, response_model=IngestResult, dependencies=auth,
               tags=["ingest"], openapi_extra=body_doc,
               responses={400: {"description": "the body is not a JSON array / NDJSON"},
-                         413: {"description": "body larger than api.max_body_bytes"},
+                         413: {"description": "body larger than api.max_body_bytes, or more records than "
+                                              "api.max_records_per_request"},
                          415: {"description": "unsupported Content-Type"},
                          503: {"description": "ingest queue full or shutting down: retry"}})
     async def ingest(request: Request,
@@ -514,16 +493,20 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         if declared.isdigit() and int(declared) > limit:
             raise HTTPException(413, f"body is {declared} bytes, limit {limit} (api.max_body_bytes): "
                                      f"split the batch")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, f"body exceeds {limit} bytes (api.max_body_bytes): split the batch")
-            chunks.append(chunk)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        request_id = uuid.uuid4().hex
+        size = 0
         try:
-            result = await run_in_threadpool(accept, b"".join(chunks), content_type, request_id)
+            # Split while reading: a body of too many records is refused before the rest arrives.
+            body = BatchBody(content_type, settings.max_records_per_request)
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"body exceeds {limit} bytes (api.max_body_bytes): split the batch")
+                body.feed(chunk)
+            request_id = uuid.uuid4().hex
+            result = await run_in_threadpool(accept, body, request_id)
+        except BodyError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
         except IngestUnavailable as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
         ticket = result.pop("ticket")

@@ -75,6 +75,7 @@ class ApiSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens accepted by every route but /healthz")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest POST /v1/interactions body; bigger ones get 413")
+    max_records_per_request: int = Field(10_000, ge=1, description="most records one POST /v1/interactions may hold; more get 413 before they are parsed (a body of tiny invalid records would otherwise write one dead letter each)")
     insecure: bool = Field(False, description="serve without tokens (every route open); refused otherwise when tokens is empty")
     public_docs: bool = Field(False, description="serve /docs and /openapi.json without a token (they show the schema, no data)")
     queue_max_records: int = Field(100_000, ge=1, description="accepted records waiting for the ingest worker; past it POST gets 503")
