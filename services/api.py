@@ -14,6 +14,7 @@ reads it here.
 """
 
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -24,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -42,6 +44,7 @@ from services import export
 from services.body import BatchBody, BodyError
 from services.cli import INCIDENT_COLUMNS, SESSION_COLUMNS, with_member_count
 from services.cli_clusters import CLUSTER_COLUMNS, FAMILY_COLUMNS, family_of
+from services.flush import FlushGate
 from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import CONTENT_TYPE, Metrics
 from services.settings import ApiSettings
@@ -49,6 +52,11 @@ from services.store.base import SessionKey, Store, session_key
 
 log = logging.getLogger("faithwatch.api")
 
+# What a client is told of a failure inside the server: the reason (store messages name tables,
+# queries and paths) is in the log, never in an answer.
+_SEE_LOG = "the server log has the reason (faithwatch_ingest_errors_total counts these failures)"
+# /healthz answers 503 when the store takes longer than this to answer SELECT 1.
+HEALTH_TIMEOUT_SECONDS = 5.0
 # At most this many per-record errors are returned; the count says how many there were.
 MAX_ERRORS_RETURNED = 1000
 # "+" in an unencoded query string arrives as a space: "...T10:00:00 00:00" meant "+00:00".
@@ -394,6 +402,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                                 headers={"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(require_token)]
+    flushes = FlushGate(ingestor)
+    metrics.track_flushes_waiting(lambda: flushes.waiting)
     app = FastAPI(title="faithwatch", version="1", openapi_url=None, docs_url=None, redoc_url=None,
                   description="Ingest model interactions; read clusters, incidents and the sessions they hit.")
     app.add_middleware(_Timing, metrics=metrics)
@@ -401,8 +411,12 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        log.error("store error on %s: %s", request.url.path, exc)
-        return JSONResponse({"detail": f"store unavailable: {exc}"}, status_code=503)
+        # The store's own message names tables, queries and paths: it goes to the log, with an id
+        # the client can quote, never to the client.
+        error_id = uuid.uuid4().hex[:12]
+        log.error("store error %s on %s: %s", error_id, request.url.path, exc)
+        return JSONResponse({"detail": f"store unavailable (error {error_id}; the server log has the reason)"},
+                            status_code=503)
 
     docs_auth = [] if settings.public_docs else auth
 
@@ -414,13 +428,21 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="faithwatch API")
 
+    # The probe has a thread of its own: however busy the shared pool is, it answers.
+    health_thread = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-health")
+
     @app.get("/healthz", response_model=Health, tags=["operations"])
-    def healthz() -> Any:
-        """Liveness and store reachability; open without a token."""
+    async def healthz() -> Any:
+        """Liveness and store reachability; open without a token (so it says nothing more)."""
+        probe = asyncio.get_running_loop().run_in_executor(health_thread, store.query, "SELECT 1 AS ok")
         try:
-            store.query("SELECT 1 AS ok")
+            await asyncio.wait_for(probe, HEALTH_TIMEOUT_SECONDS)
         except StoreError as exc:
-            return JSONResponse({"status": f"store unavailable: {exc}"}, status_code=503)
+            log.error("health check: store unavailable: %s", exc)
+            return JSONResponse({"status": "store unavailable"}, status_code=503)
+        except TimeoutError:
+            log.error("health check: the store did not answer within %s s", HEALTH_TIMEOUT_SECONDS)
+            return JSONResponse({"status": "store unavailable"}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/metrics", dependencies=auth, tags=["operations"], response_class=Response,
@@ -513,7 +535,7 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         if wait and ticket is not None:
             done = await run_in_threadpool(ingestor.wait, ticket, _timeout(timeout))
             if done.error:
-                raise HTTPException(500, f"records accepted but processing failed: {done.error}")
+                raise HTTPException(500, f"records accepted but processing failed; {_SEE_LOG}")
             result["processed"] = done.done
             result["pipeline"] = ingestor.totals()
         elif wait:
@@ -524,16 +546,17 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
 
     @app.post("/v1/flush", response_model=FlushResult, dependencies=auth, tags=["ingest"],
               responses={202: {"description": "still processing when the timeout passed"}})
-    def flush(timeout: Annotated[float | None, Query(gt=0)] = None) -> Any:
+    async def flush(timeout: Annotated[float | None, Query(gt=0)] = None) -> Any:
         """Process everything accepted so far, fitting the first clusters now if the pipeline is
-        still waiting for ``cluster.bootstrap_size`` interactions, and write it all to the store."""
+        still waiting for ``cluster.bootstrap_size`` interactions, and write it all to the store.
+
+        One flush runs at a time; concurrent calls wait for it and share the next one."""
         try:
-            ticket = ingestor.request_flush()
+            done = await flushes.flush(_timeout(timeout))
         except IngestUnavailable as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
-        done = ingestor.wait(ticket, _timeout(timeout))
         if done.error:
-            raise HTTPException(500, f"processing failed: {done.error}")
+            raise HTTPException(500, f"processing failed; {_SEE_LOG}")
         body = {"processed": done.done, "pipeline": ingestor.totals()}
         return body if done.done else JSONResponse(body, status_code=202)
 

@@ -39,6 +39,8 @@ class Metrics:
                                      registry=r)
         self.queue_depth = Gauge("faithwatch_ingest_queue_depth",
                                  "accepted interactions waiting for the ingest worker", registry=r)
+        self.flushes_waiting = Gauge("faithwatch_flush_waiting",
+                                     "POST /v1/flush calls queued behind the running flush", registry=r)
         self.request_latency = Histogram("faithwatch_http_request_duration_seconds",
                                          "HTTP request latency by route template", ["method", "route", "status"],
                                          registry=r)
@@ -58,6 +60,9 @@ class Metrics:
     def track_queue_depth(self, depth: Callable[[], int]) -> None:
         """Read the queue depth at scrape time."""
         self.queue_depth.set_function(depth)
+
+    def track_flushes_waiting(self, waiting: Callable[[], int]) -> None:
+        self.flushes_waiting.set_function(waiting)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

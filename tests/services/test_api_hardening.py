@@ -169,3 +169,94 @@ def test_the_export_filename_is_sanitised_and_non_latin1_works(api, cluster):
     assert params[2].startswith("filename*=UTF-8''")
     name = unquote(params[2][len("filename*=UTF-8''"):])
     assert name == "sessions-" + "".join(c for c in cluster if c.isprintable()) + ".csv"
+
+
+# ---- 5. flushes do not starve the server; 8. store errors stay in the log ----------------------
+
+class Faulty:
+    """The real store, with two switches: ``gate`` (cleared: writes of clusters wait for it, so the
+    ingest worker stops mid-flush) and ``broken`` (set: every query fails like a broken server)."""
+
+    SECRET = "Code: 60. DB::Exception: Table fw_secret.interactions does not exist (/var/lib/chdb/secret)"
+
+    def __init__(self, store):
+        self.store = store
+        self.gate = threading.Event()
+        self.gate.set()
+        self.in_flush = threading.Event()
+        self.cluster_writes = 0
+        self.broken = False
+
+    def __getattr__(self, name):
+        method = getattr(self.store, name)
+
+        def call(*args, **kwargs):
+            if self.broken:
+                from pipelines.errors import StoreError
+
+                raise StoreError(self.SECRET)
+            return method(*args, **kwargs)
+
+        return call
+
+    def upsert_clusters(self, rows):
+        self.cluster_writes += 1
+        self.in_flush.set()
+        self.gate.wait()
+        return self.store.upsert_clusters(rows)
+
+
+
+def gauge(client: httpx.Client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(name)
+
+
+def test_concurrent_flushes_wait_for_one_and_health_and_reads_still_answer(api):
+    faulty = Faulty(api.store)
+    n = 60  # more than the server's 40 worker threads
+    with EmbeddedIngestor(build_pipeline(api.settings), faulty, Metrics(), cluster_refresh_seconds=0) as ingestor:
+        app = create_app(api.settings.api, faulty, ingestor)
+        with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=30) as client, \
+                ThreadPoolExecutor(n) as pool:
+            assert client.post("/v1/interactions?wait=true",
+                               json=[record(300 + k) for k in range(5)]).status_code == 202
+            faulty.gate.clear()
+            faulty.cluster_writes = 0
+            flushes = [pool.submit(client.post, "/v1/flush") for _ in range(n)]
+            try:
+                assert faulty.in_flush.wait(30)
+                # Every other flush queues behind the running one without a thread: /metrics answers.
+                polls = 0
+                while gauge(client, "faithwatch_flush_waiting") < n - 1:
+                    polls += 1
+                    assert polls < 3000, "the flushes never all arrived"
+                    threading.Event().wait(0.01)
+                assert client.get("/healthz").json() == {"status": "ok"}
+                assert client.get("/v1/incidents").status_code == 200
+                assert not any(f.done() for f in flushes)  # all still pending while health answered
+            finally:
+                faulty.gate.set()
+            answers = [f.result() for f in flushes]
+            flush_passes = faulty.cluster_writes
+    assert [a.status_code for a in answers] == [200] * n
+    assert all(a.json()["processed"] and a.json()["pipeline"]["waiting_for_bootstrap"] == 0 for a in answers)
+    assert flush_passes == 2  # the running flush, then one shared by the 59 that waited
+    assert stored(api.store, "h30") == sorted(f"h{300 + k}" for k in range(5))
+
+
+def test_store_errors_reach_the_log_not_the_client(api, caplog):
+    faulty = Faulty(api.store)
+    app = create_app(api.settings.api, faulty, api.ingestor)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=30) as client:
+        faulty.broken = True
+        health = httpx.get(f"{url}/healthz")
+        read = client.get("/v1/incidents")
+    assert health.status_code == 503 and health.json() == {"status": "store unavailable"}
+    assert read.status_code == 503 and "store unavailable" in read.json()["detail"]
+    for answer in (health.text, read.text):
+        assert "DB::Exception" not in answer and "fw_secret" not in answer and "/var/lib" not in answer
+    error_id = read.json()["detail"].split("error ")[1].split(";")[0]
+    assert any(error_id in r.getMessage() and "fw_secret" in r.getMessage() for r in caplog.records)
