@@ -81,6 +81,8 @@ class PipelineTotals(BaseModel):
     received: int
     scored: int
     duplicates: int
+    rejected: int = Field(0, description="accepted, then refused by the pipeline (timestamp more than "
+                                         "input.max_ahead_hours ahead of the stream): dead letters")
     below_baseline: int
     waiting_for_bootstrap: int = Field(description="accepted but held back until the clusters are first fitted")
     incident_events: dict[str, int]

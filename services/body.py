@@ -13,7 +13,7 @@ read, parsed or dead-lettered.
 
 >>> body = BatchBody("application/json", max_records=10)
 >>> body.feed(b'[{"a": 1}, ' + b'9' * 5000 + b', [] ]')
->>> [(index, raw if isinstance(raw, dict) else len(raw)) for index, _, raw in body.records()]
+>>> [(index, len(raw) if isinstance(raw, str) else raw) for index, _, raw in body.records()]
 [(0, {'a': 1}), (1, 5000), (2, [])]
 """
 

@@ -34,6 +34,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -78,13 +79,14 @@ class Totals:
     received: int = 0
     scored: int = 0
     duplicates: int = 0
+    rejected: int = 0  # valid records the pipeline refused (timestamp too far ahead): dead letters
     below_baseline: int = 0
     incident_events: dict[str, int] = field(default_factory=lambda: {"opened": 0, "updated": 0, "resolved": 0})
 
     def as_dict(self) -> dict:
         return {"received": self.received, "scored": self.scored, "duplicates": self.duplicates,
-                "below_baseline": self.below_baseline,
-                "waiting_for_bootstrap": max(0, self.received - self.scored - self.duplicates),
+                "rejected": self.rejected, "below_baseline": self.below_baseline,
+                "waiting_for_bootstrap": max(0, self.received - self.scored - self.duplicates - self.rejected),
                 "incident_events": dict(self.incident_events)}
 
 
@@ -308,9 +310,10 @@ class EmbeddedIngestor(Ingestor):
         # Event-time order, ties in arrival order (sorted() is stable), as replay orders a file.
         records = sorted((r for item in items for r in item.records or ()), key=lambda r: r.timestamp)
         out = Output()
+        now = datetime.now(UTC)
         for start in range(0, len(records), self.batch_size):
             with self._pipeline_lock:
-                out.extend(self.pipeline.process(records[start:start + self.batch_size]))
+                out.extend(self.pipeline.process(records[start:start + self.batch_size], now))
         refresh = flush or self._monotonic() - self._last_refresh >= self.cluster_refresh_seconds
         with self._pipeline_lock:
             if flush:
@@ -324,6 +327,7 @@ class EmbeddedIngestor(Ingestor):
         self.store.upsert_clusters(list(clusters.values()))
         self.store.insert_interactions(out.scored)
         self.store.insert_incident_events(out.events)
+        self.store.insert_dead_letters(out.dead_letters(now, "http"))
         if self.notifier is not None and out.events:
             self.notifier.submit(out.events)
         below = sum(1 for s in out.scored if s.below_baseline)
@@ -332,11 +336,13 @@ class EmbeddedIngestor(Ingestor):
             t.received += len(records)
             t.scored += len(out.scored)
             t.duplicates += out.duplicates
+            t.rejected += len(out.rejected)
             t.below_baseline += below
             for ev in out.events:
                 t.incident_events[ev.event] = t.incident_events.get(ev.event, 0) + 1
         self.metrics.scored.inc(len(out.scored))
         self.metrics.duplicates.inc(out.duplicates)
+        self.metrics.invalid.inc(len(out.rejected))
         self.metrics.below_baseline.inc(below)
         for ev in out.events:
             self.metrics.incident_events.labels(kind=ev.event).inc()

@@ -27,6 +27,7 @@ from pipelines.config import (
     DetectConfig,
     EmbeddingConfig,
     FaithfulnessConfig,
+    InputConfig,
 )
 from pipelines.errors import ConfigError
 
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
     faithfulness: FaithfulnessConfig = FaithfulnessConfig()
     baseline: BaselineConfig = BaselineConfig()
     detect: DetectConfig = DetectConfig()
+    input: InputConfig = InputConfig()
     store: StoreSettings = StoreSettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()

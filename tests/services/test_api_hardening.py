@@ -260,3 +260,27 @@ def test_store_errors_reach_the_log_not_the_client(api, caplog):
         assert "DB::Exception" not in answer and "fw_secret" not in answer and "/var/lib" not in answer
     error_id = read.json()["detail"].split("error ")[1].split(";")[0]
     assert any(error_id in r.getMessage() and "fw_secret" in r.getMessage() for r in caplog.records)
+
+
+# ---- 7. input sanity ----------------------------------------------------------------------------
+
+def test_a_far_future_timestamp_nan_metadata_and_a_blank_query_are_dead_lettered(api):
+    body = [record(400 + k) for k in range(12)]
+    body += [record(450, interaction_id="h-9999", timestamp="9999-12-31T00:00:00Z"),
+             record(451, interaction_id="h-blank", query="  \t "),
+             record(452, interaction_id="h-nan", metadata={"score": 1.0}, extra=[1.0])]
+    text = json.dumps(body).replace('"extra": [1.0]', '"extra": [NaN]')
+    res = api.client.post("/v1/interactions?wait=true", content=text.encode(),
+                          headers={"Content-Type": "application/json"})
+    assert res.status_code == 202, res.text
+    out = res.json()
+    assert {(e["interaction_id"], e["field"]) for e in out["errors"]} == {("h-blank", "query"),
+                                                                         ("h-nan", "metadata.extra.0")}
+    api.client.post("/v1/flush")
+    rows = api.store.query("SELECT interaction_id, field, reason FROM dead_letters FINAL "
+                           "WHERE position = 'interaction h-9999' AND source = 'http'")
+    assert [(r["interaction_id"], r["field"]) for r in rows] == [("h-9999", "timestamp")]
+    assert "input.max_ahead_hours" in rows[0]["reason"]
+    assert api.ingestor.totals()["rejected"] >= 1
+    assert stored(api.store, "h4") == sorted(f"h{400 + k}" for k in range(12))
+    assert stored(api.store, "h-") == []

@@ -100,3 +100,23 @@ def test_bad_setting_is_a_clear_error(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, ["replay", str(tmp_path / "in.jsonl"), "--data-dir", str(tmp_path)])
     assert res.exit_code == 2
     assert "detect.false_alarm_rate" in res.stderr
+
+
+def test_a_timestamp_far_ahead_of_the_stream_is_dead_lettered(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAITHWATCH_EMBEDDING__BACKEND", "hashing")
+    monkeypatch.setenv("FAITHWATCH_CLUSTER__BOOTSTRAP_SIZE", "10")
+    lines = [json.dumps(good(k)) for k in range(20)]
+    lines.insert(4, json.dumps(good(99, interaction_id="year-9999", timestamp="9999-12-31T00:00:00Z")))
+    stream = tmp_path / "in.jsonl"
+    stream.write_text("\n".join(lines) + "\n")
+    data = tmp_path / "data"
+    res = CliRunner().invoke(main, ["replay", str(stream), "--data-dir", str(data), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.stdout.splitlines()[0])
+    assert (stats["read"], stats["valid"], stats["invalid"], stats["scored"]) == (21, 20, 1, 20)
+    letters = [json.loads(x) for x in (data / "dead_letters.jsonl").read_text().splitlines()]
+    assert [(d["interaction_id"], d["field"], d["position"]) for d in letters] == [
+        ("year-9999", "timestamp", "interaction year-9999")]
+    assert "more than 24 h ahead" in letters[0]["reason"] and "input.max_ahead_hours" in letters[0]["reason"]
+    with ChdbStore(data / "chdb") as store:
+        assert store.counts()["dead_letters"] == 1
