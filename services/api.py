@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import importlib.util
 import json
 import logging
 import re
@@ -28,13 +29,14 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +57,10 @@ log = logging.getLogger("faithwatch.api")
 # What a client is told of a failure inside the server: the reason (store messages name tables,
 # queries and paths) is in the log, never in an answer.
 _SEE_LOG = "the server log has the reason (faithwatch_ingest_errors_total counts these failures)"
+# Swagger UI's files, served by /docs/assets/<name>: only these names (no path from a request).
+# (find_spec locates the package without importing it: its own code pulls in jinja2 and yaml.)
+SWAGGER_ASSETS = {name: Path(importlib.util.find_spec("swagger_ui").origin).parent / "static" / name
+                  for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")}
 # /healthz answers 503 when the store takes longer than this to answer SELECT 1.
 HEALTH_TIMEOUT_SECONDS = 5.0
 # At most this many per-record errors are returned; the count says how many there were.
@@ -428,7 +434,17 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
 
     @app.get("/docs", include_in_schema=False, dependencies=docs_auth)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="faithwatch API")
+        # Swagger UI's files come from this server (the swagger-ui-py package), never a CDN.
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="faithwatch API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+    @app.get("/docs/assets/{name}", include_in_schema=False, dependencies=docs_auth)
+    def docs_asset(name: str) -> FileResponse:
+        if name not in SWAGGER_ASSETS:
+            raise HTTPException(404, f"no docs asset {name!r}")
+        return FileResponse(SWAGGER_ASSETS[name])
 
     # The probe has a thread of its own: however busy the shared pool is, it answers.
     health_thread = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-health")

@@ -12,6 +12,7 @@ import click
 
 from pipelines.errors import FaithwatchError
 from services import report
+from services.private import private_dir
 from services.settings import Settings, load_settings
 
 INCIDENT_COLUMNS = ["incident_id", "status", "severity", "category", "cluster_id", "cluster_label",
@@ -47,7 +48,7 @@ def open_store(settings: Settings):
     if settings.store.backend == "chdb":
         from services.store.chdb_store import ChdbStore
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         return ChdbStore(settings.data_dir / "chdb", database=settings.store.database)
     from services.store.clickhouse_store import ClickHouseStore
 

@@ -13,6 +13,7 @@ import click
 
 from pipelines.errors import ConfigError, FaithwatchError
 from services.cli import _settings, data_dir_option, main, open_store
+from services.private import private_dir
 from services.settings import Settings
 
 
@@ -34,7 +35,7 @@ def worker_cmd(ctx, alerts_out, data_dir):
         # Not silently ignored: several workers polling one outbox would need delivery leases first.
         raise ConfigError("faithwatch worker does not deliver alerts yet (replay, demo and serve do); "
                           "unset notify_file (FAITHWATCH_NOTIFY_FILE) for the worker")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     embedder = build_embedder(settings)
     store = open_store(settings)
     try:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from pipelines.engine import Output, Pipeline
 from pipelines.errors import InvalidRecord
 from pipelines.interaction import DeadLetter, Interaction, parse_record
+from services.private import private_append, private_dir
 from services.store.base import Store
 
 log = logging.getLogger("faithwatch.replay")
@@ -52,8 +53,8 @@ class DeadLetterFile:
     def write(self, letters: list[DeadLetter]) -> None:
         if not letters:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
+        private_dir(self.path.parent)
+        with private_append(self.path) as fh:
             for d in letters:
                 fh.write(json.dumps(d.model_dump(mode="json"), sort_keys=True) + "\n")
 

@@ -31,6 +31,7 @@ from typing import Any
 import chdb.session
 
 from pipelines.errors import StoreError
+from services.private import restrict_tree
 from services.store.base import Row, Store, utc
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -133,6 +134,8 @@ class ChdbStore(Store):
             self.command("SET session_timezone = 'UTC'")
             self.command("SET output_format_json_quote_64bit_integers = 0")
             self.command("SET date_time_output_format = 'iso'")
+            # The engine creates its files with the process umask; they hold every stored answer.
+            restrict_tree(self.path)
         except BaseException:
             self.close()
             raise
@@ -181,6 +184,11 @@ class ChdbStore(Store):
                 session.query(sql, "TabSeparated")
             except RuntimeError as error:
                 raise StoreError(f"chDB insert into {table} failed: {error}") from error
+
+    def migrate(self) -> list[str]:
+        applied = super().migrate()
+        restrict_tree(self.path)  # the tables' directories and files it created
+        return applied
 
     def close(self) -> None:
         with self._lock:

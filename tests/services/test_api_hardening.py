@@ -284,3 +284,20 @@ def test_a_far_future_timestamp_nan_metadata_and_a_blank_query_are_dead_lettered
     assert api.ingestor.totals()["rejected"] >= 1
     assert stored(api.store, "h4") == sorted(f"h{400 + k}" for k in range(12))
     assert stored(api.store, "h-") == []
+
+
+# ---- 8. /docs loads nothing from outside ------------------------------------------------------
+
+def test_docs_are_served_without_a_cdn(api):
+    page = api.client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assert "cdn" not in page.text and "https://" not in page.text and "http://" not in page.text
+    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "text/css"),
+                       ("favicon-32x32.png", "image/png")):
+        asset = api.client.get(f"/docs/assets/{name}")
+        assert asset.status_code == 200 and kind in asset.headers["content-type"], name
+        assert f"/docs/assets/{name}" in page.text
+    assert "SwaggerUIBundle" in api.client.get("/docs/assets/swagger-ui-bundle.js").text
+    for name in ("index.css", "..%2F..%2Fapi.py", "swagger-ui.js.map"):
+        assert api.client.get(f"/docs/assets/{name}").status_code == 404, name
+    assert httpx.get(f"{api.url}/docs/assets/swagger-ui.css").status_code == 401  # like /docs itself
