@@ -35,10 +35,17 @@ def private_append(path: Path) -> IO[str]:
 
 def restrict_tree(path: Path) -> None:
     """Every directory under ``path`` 0700 and every file 0600 (what another program, e.g. chDB,
-    created there with its own modes)."""
+    created there with its own modes; what it removes meanwhile is skipped)."""
     for root, _dirs, files in os.walk(path):
-        os.chmod(root, 0o700)
+        _chmod(root, 0o700)
         for name in files:
             target = os.path.join(root, name)
             if not os.path.islink(target):
-                os.chmod(target, 0o600)
+                _chmod(target, 0o600)
+
+
+def _chmod(path: str, mode: int) -> None:
+    try:
+        os.chmod(path, mode)
+    except FileNotFoundError:  # the engine's background merges remove temporary files meanwhile
+        pass
