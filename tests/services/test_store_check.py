@@ -30,7 +30,8 @@ def test_the_same_dead_letter_from_a_second_run_is_stored_once(store: Store):
     first = [letter("line 3", "{broken", 0), letter("line 9", "[1]", 0)]
     store.insert_dead_letters(first)
     # The same file again, an hour later: line 3 unchanged, line 9 now holds another bad record.
-    store.insert_dead_letters([letter("line 3", "{broken", 1), letter("line 9", "[2]", 1), letter("line 3", "{broken", 1)])
+    store.insert_dead_letters([letter("line 3", "{broken", 1), letter("line 9", "[2]", 1),
+                               letter("line 3", "{broken", 1)])
     rows = store.query("SELECT position, raw FROM dead_letters ORDER BY position, raw")
     assert [(r["position"], r["raw"]) for r in rows] == [("line 3", "{broken"), ("line 9", "[1]"), ("line 9", "[2]")]
     other = DeadLetter(**{**first[0].model_dump(), "source": "other.jsonl"})
