@@ -46,7 +46,7 @@ from services import export
 from services.body import BatchBody, BodyError
 from services.cli import INCIDENT_COLUMNS, SESSION_COLUMNS, with_member_count
 from services.cli_clusters import CLUSTER_COLUMNS, FAMILY_COLUMNS, family_of
-from services.flush import FlushGate
+from services.flush import FlushGate, wait_for
 from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import CONTENT_TYPE, Metrics
 from services.settings import ApiSettings
@@ -551,7 +551,7 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
         ticket = result.pop("ticket")
         if wait and ticket is not None:
-            done = await run_in_threadpool(ingestor.wait, ticket, _timeout(timeout))
+            done = await wait_for(ingestor, ticket, _timeout(timeout))
             if done.error:
                 raise HTTPException(500, f"records accepted but processing failed; {_SEE_LOG}")
             result["processed"] = done.done

@@ -216,35 +216,48 @@ def gauge(client: httpx.Client, name: str) -> float:
 
 def test_concurrent_flushes_wait_for_one_and_health_and_reads_still_answer(api):
     faulty = Faulty(api.store)
-    n = 60  # more than the server's 40 worker threads
-    with EmbeddedIngestor(build_pipeline(api.settings), faulty, Metrics(), cluster_refresh_seconds=0) as ingestor:
-        app = create_app(api.settings.api, faulty, ingestor)
+    n, waits = 60, 45  # each more than the server's 40 worker threads
+    metrics = Metrics()
+    unbounded = httpx.Limits(max_connections=None)  # the probes below use a client of their own
+    with EmbeddedIngestor(build_pipeline(api.settings), faulty, metrics, cluster_refresh_seconds=0) as ingestor:
+        app = create_app(api.settings.api, faulty, ingestor, metrics)
         with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=30) as client, \
-                ThreadPoolExecutor(n) as pool:
+                httpx.Client(base_url=url, headers=AUTH, timeout=60, limits=unbounded) as load, \
+                ThreadPoolExecutor(n + waits) as pool:
             assert client.post("/v1/interactions?wait=true",
                                json=[record(300 + k) for k in range(5)]).status_code == 202
             faulty.gate.clear()
             faulty.cluster_writes = 0
-            flushes = [pool.submit(client.post, "/v1/flush") for _ in range(n)]
+            flushes = [pool.submit(load.post, "/v1/flush") for _ in range(n)]
+            posts = [pool.submit(load.post, "/v1/interactions?wait=true", json=[record(500 + k)])
+                     for k in range(waits)]
             try:
                 assert faulty.in_flush.wait(30)
-                # Every other flush queues behind the running one without a thread: /metrics answers.
+                # Every other flush queues behind the running one, and every ?wait=true request
+                # waits, without a thread: /metrics answers.
                 polls = 0
-                while gauge(client, "faithwatch_flush_waiting") < n - 1:
+                while (gauge(client, "faithwatch_flush_waiting") < n - 1
+                       or gauge(client, "faithwatch_ingest_queue_depth") < waits):
                     polls += 1
-                    assert polls < 3000, "the flushes never all arrived"
+                    assert polls < 3000, "the requests never all arrived"
                     threading.Event().wait(0.01)
-                assert client.get("/healthz").json() == {"status": "ok"}
-                assert client.get("/v1/incidents").status_code == 200
-                assert not any(f.done() for f in flushes)  # all still pending while health answered
+                for _ in range(5):
+                    assert client.get("/healthz").json() == {"status": "ok"}
+                    assert client.get("/v1/incidents").status_code == 200
+                    assert client.get("/v1/clusters").status_code == 200
+                done = [(k, f.exception() or f.result().text[:200]) for k, f in enumerate(flushes + posts) if f.done()]
+                assert not done, done  # all still pending while reads answered
             finally:
                 faulty.gate.set()
             answers = [f.result() for f in flushes]
+            posted = [f.result() for f in posts]
             flush_passes = faulty.cluster_writes
     assert [a.status_code for a in answers] == [200] * n
     assert all(a.json()["processed"] and a.json()["pipeline"]["waiting_for_bootstrap"] == 0 for a in answers)
-    assert flush_passes == 2  # the running flush, then one shared by the 59 that waited
+    assert flush_passes <= 3  # the running flush, one shared by the 59 that waited, the queued records
+    assert [(p.status_code, p.json()["processed"]) for p in posted] == [(202, True)] * waits
     assert stored(api.store, "h30") == sorted(f"h{300 + k}" for k in range(5))
+    assert len(stored(api.store, "h5")) == waits
 
 
 def test_store_errors_reach_the_log_not_the_client(api, caplog):
