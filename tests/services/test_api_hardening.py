@@ -16,6 +16,9 @@ from urllib.parse import quote, unquote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as fuzz_settings
+from hypothesis import strategies as st
 
 from services.api import create_app, serve_in_thread
 from services.cli import open_store
@@ -314,3 +317,28 @@ def test_docs_are_served_without_a_cdn(api):
     for name in ("index.css", "..%2F..%2Fapi.py", "swagger-ui.js.map"):
         assert api.client.get(f"/docs/assets/{name}").status_code == 404, name
     assert httpx.get(f"{api.url}/docs/assets/swagger-ui.css").status_code == 401  # like /docs itself
+
+
+# ---- fuzz: no body makes the server answer 500 ---------------------------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=10)
+_fields = st.fixed_dictionaries({}, optional={
+    "interaction_id": st.text(max_size=10) | _json, "timestamp": st.sampled_from(
+        ["2026-11-02T10:00:00Z", "9999-12-31T00:00:00Z", "2026-11-02T10:00:00", "0001-01-01T00:00:00Z"]) | _json,
+    "query": st.text(max_size=20) | _json, "confidence": _json, "contexts": _json, "metadata": _json, "x": _json})
+
+
+@fuzz_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=300),
+                 st.lists(_fields, max_size=5).map(lambda rows: json.dumps(rows).encode()),
+                 st.lists(_fields, max_size=5).map(lambda rows: "\n".join(map(json.dumps, rows)).encode())),
+       st.sampled_from(["application/json", "application/x-ndjson", "", "text/plain"]))
+def test_fuzz_no_body_gets_a_500(api, body, content_type):
+    res = api.client.post("/v1/interactions", content=body, headers={"Content-Type": content_type})
+    assert res.status_code in (202, 400, 413, 415), (res.status_code, res.text[:300])
+    if res.status_code == 202:
+        out = res.json()
+        assert out["received"] == out["accepted"] + out["invalid"]
