@@ -66,3 +66,26 @@ def test_check_finds_drifted_days_and_repair_rebuilds_them(store: Store):
     assert rollup_drift(store) == []
     assert tiers(store) == dict.fromkeys(("rollup_minutes", "rollup_hours", "rollup_days"), 600)
     assert store.rollups(T0, T0 + timedelta(days=4), step_minutes=60) == before
+
+
+def test_a_chdb_store_left_open_by_a_killed_process_rebuilds_its_rollups_when_next_opened(tmp_path, caplog):
+    from services.store.chdb_store import ChdbStore
+
+    path = tmp_path / "chdb"
+    with ChdbStore(path) as store:
+        store.migrate()
+        assert not store.unclean and path.with_name("chdb.open").exists()
+        store.insert_interactions([scored(k, "pricing") for k in range(200)])
+        # What a kill between the insert of interactions and of their rollups leaves.
+        store.command("ALTER TABLE rollup_hours DELETE WHERE toHour(bucket) = 23 SETTINGS mutations_sync = 2")
+        assert len(rollup_drift(store)) == 1
+    assert not path.with_name("chdb.open").exists()  # closed: a clean stop
+    with ChdbStore(path) as store:
+        store.migrate()
+        assert len(rollup_drift(store)) == 1  # a clean stop repairs nothing on its own
+    path.with_name("chdb.open").touch()  # the process holding it was killed
+    with ChdbStore(path) as store:
+        assert store.unclean
+        store.migrate()
+        assert rollup_drift(store) == [] and tiers(store)["rollup_hours"] == 200
+    assert "rebuilt the rollups of 1 cluster-days" in caplog.text

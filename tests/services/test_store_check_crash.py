@@ -1,6 +1,8 @@
 """Replays SIGKILLed at several points, then run to the end: interactions complete, each dead
-letter stored once, and ``faithwatch store check --repair`` leaves the rollups matching (a kill
-between the inserts of interactions and of their rollups is what made them drift, issue #12)."""
+letter stored once, and the rollups match the interactions (a kill between the inserts of
+interactions and of their rollups made them drift for good, issue #12): the chDB store finds the
+last process did not close it and rebuilds the drifted days when it is next opened, and
+``faithwatch store check`` agrees."""
 
 from __future__ import annotations
 
@@ -60,14 +62,10 @@ def test_killed_replays_then_check_repair_leave_everything_consistent(tmp_path):
     assert final.returncode == 0, err[-2000:]
     assert json.loads(out.splitlines()[0])["scored"] == N
 
-    first = faithwatch("store", "check", "--data-dir", str(data), env=env)
-    print("store check after the kills:", first.communicate(timeout=120), first.returncode)  # 0 or 1: where it died
-    check = faithwatch("store", "check", "--repair", "--data-dir", str(data), env=env)
+    print("final run after the kills:", err[-500:])  # the rebuilt cluster-days, if the kills left any
+    check = faithwatch("store", "check", "--data-dir", str(data), env=env)
     out, err = check.communicate(timeout=120)
-    assert check.returncode == 0, out + err
-    assert out.strip().endswith("rollups match interactions")
-    again = faithwatch("store", "check", "--data-dir", str(data), env=env)
-    assert again.communicate(timeout=120)[0].strip() == "rollups match interactions" and again.returncode == 0
+    assert check.returncode == 0 and out.strip() == "rollups match interactions", out + err
     with ChdbStore(data / "chdb") as store:
         counts = store.counts()
         assert counts["interactions"] == N
