@@ -94,6 +94,13 @@ class FaithfulnessConfig(_Config):
     lexical_high: float = Field(1.0, ge=0, le=1, description="...and at or above which it gives 1 (linear between)")
 
 
+class InputConfig(_Config):
+    # A timestamp in year 9999 froze its cluster's windows (issue #12). 24 h allows producers with
+    # skewed clocks and mislabelled time zones (at most 14 h); a stream quiet for days is compared
+    # with the time it is processed, so it is not refused when it resumes.
+    max_ahead_hours: float = Field(24.0, gt=0, description="an interaction whose timestamp is more than this ahead of the newest event time seen (or of the time it is processed, when later) is dead-lettered")
+
+
 class BaselineConfig(_Config):
     window_hours: float = Field(168.0, gt=0, description="event-time span a baseline remembers (rolling)")
     bucket_minutes: float = Field(60.0, gt=0, description="width of the time buckets the window is made of")

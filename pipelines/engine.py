@@ -21,19 +21,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from pipelines.clustering import Assignment, OnlineClusterer
-from pipelines.config import BaselineConfig, ClusterConfig, DetectConfig
+from pipelines.config import BaselineConfig, ClusterConfig, DetectConfig, InputConfig
 from pipelines.detector import PatternDetector
 from pipelines.embedding import Embedder
-from pipelines.errors import FaithwatchError
+from pipelines.errors import FaithwatchError, InvalidRecord
+from pipelines.event_clock import EventClock
 from pipelines.faithfulness import FaithfulnessScorer
 from pipelines.family import NO_CHANGE, FamilyChange, IntentFamilies, cluster_age
 from pipelines.incident import strictest
-from pipelines.interaction import Interaction
+from pipelines.interaction import DeadLetter, Interaction
 from pipelines.labels import CategoryIndex, decode_array, encode_array
 from pipelines.policy import CategoryPolicy
 from pipelines.records import ClusterInfo, ContextRef, FamilyInfo, IncidentEvent, ScoredInteraction
@@ -76,13 +78,22 @@ class Output:
     events: list[IncidentEvent] = field(default_factory=list)
     clusters: list[ClusterInfo] = field(default_factory=list)
     duplicates: int = 0
+    # Valid records the stream refuses (a timestamp too far ahead): the driver dead-letters them.
+    rejected: list[tuple[Interaction, InvalidRecord]] = field(default_factory=list)
 
     def extend(self, other: Output) -> Output:
         self.scored += other.scored
         self.events += other.events
         self.clusters += other.clusters
         self.duplicates += other.duplicates
+        self.rejected += other.rejected
         return self
+
+    def dead_letters(self, received_at: datetime, source: str) -> list[DeadLetter]:
+        """:attr:`rejected` as dead letters (position: the interaction id, so the same refusal
+        twice is one row)."""
+        return [DeadLetter.of(error, i.to_record(), received_at=received_at, source=source,
+                              position=f"interaction {i.interaction_id}") for i, error in self.rejected]
 
 
 @dataclass(frozen=True)
@@ -136,8 +147,10 @@ class Pipeline:
     def __init__(self, *, embedder: Embedder, scorer: FaithfulnessScorer, policy: CategoryPolicy,
                  clusterer: OnlineClusterer, cluster_config: ClusterConfig,
                  baseline_config: BaselineConfig, detect_config: DetectConfig,
-                 seen_capacity: int = 2_000_000):
+                 seen_capacity: int = 2_000_000, input_config: InputConfig | None = None):
         self.embedder = embedder
+        self.input_config = input_config or InputConfig()
+        self.event_clock = EventClock(timedelta(hours=self.input_config.max_ahead_hours))
         self.scorer = scorer
         self.policy = policy
         self.clusterer = clusterer
@@ -197,39 +210,40 @@ class Pipeline:
         return self
 
     # -- the stream --------------------------------------------------------------------------
-    def process(self, batch: Sequence[Interaction]) -> Output:
+    def process(self, batch: Sequence[Interaction], now: datetime | None = None) -> Output:
         """Both halves: drop duplicates, :meth:`prepare` the rest, then sequence them."""
         out = Output()
-        return self.sequence_admitted(self.prepare(self.admit(batch, out)), out)
+        return self.sequence_admitted(self.prepare(self.admit(batch, out, now)), out)
 
-    def admit(self, batch: Sequence[Interaction], out: Output) -> list[Interaction]:
+    def admit(self, batch: Sequence[Interaction], out: Output, now: datetime | None = None) -> list[Interaction]:
         """The first step of :meth:`process`: the interactions not seen before (the rest are
-        counted in ``out.duplicates``). Then :meth:`prepare` them (anywhere, any time) and hand
-        the result with the same ``out`` to :meth:`sequence_admitted`, batches in admission order."""
-        fresh = []
-        for i in batch:
-            if self.seen.add(i.interaction_id):
-                fresh.append(i)
-            else:
-                out.duplicates += 1
-        return fresh
+        counted in ``out.duplicates``) and not too far ahead of the stream (the rest go to
+        ``out.rejected``; ``now``: the driver's time, see :class:`~pipelines.event_clock.EventClock`).
+        Then :meth:`prepare` them (anywhere, any time) and hand the result with the same ``out``
+        to :meth:`sequence_admitted`, batches in admission order."""
+        return [i for i in batch if self._admissible(i, out, now)]
+
+    def _admissible(self, i: Interaction, out: Output, now: datetime | None) -> bool:
+        reason = self.event_clock.admit(i.timestamp, now)
+        if reason is not None:
+            out.rejected.append((i, InvalidRecord("timestamp", reason, i.interaction_id)))
+            return False
+        if not self.seen.add(i.interaction_id):
+            out.duplicates += 1
+            return False
+        return True
 
     def sequence_admitted(self, prepared: list[Prepared], out: Output) -> Output:
         """The last step of :meth:`process`, for what :meth:`admit` let through, prepared."""
         return self._sequence(prepared, out)
 
-    def sequence(self, prepared: Sequence[Prepared]) -> Output:
+    def sequence(self, prepared: Sequence[Prepared], now: datetime | None = None) -> Output:
         """The stateful half, for records :meth:`prepare` made (possibly elsewhere), in event-time
-        order: drop duplicates, wait for the bootstrap, assign clusters, detect. Fed the same
-        records in the same order, it gives exactly what :meth:`process` gives."""
+        order: drop duplicates and records too far ahead (as :meth:`admit`), wait for the
+        bootstrap, assign clusters, detect. Fed the same records in the same order, it gives
+        exactly what :meth:`process` gives."""
         out = Output()
-        fresh = []
-        for p in prepared:
-            if self.seen.add(p.interaction.interaction_id):
-                fresh.append(p)
-            else:
-                out.duplicates += 1
-        return self._sequence(fresh, out)
+        return self._sequence([p for p in prepared if self._admissible(p.interaction, out, now)], out)
 
     def _sequence(self, prepared: list[Prepared], out: Output) -> Output:
         with one_blas_thread():
@@ -405,6 +419,7 @@ class Pipeline:
             "family_info": [f.model_dump(mode="json") for f in self.families.values()],
             "since_families": self._since_families,
             "processed": self.processed,
+            "event_clock": self.event_clock.to_state(),
         }
         return envelope(self.KIND, self.STATE_VERSION, {"seen_capacity": self.seen.capacity,
                                                         "embedder": self.embedder.name}, payload)
@@ -413,7 +428,7 @@ class Pipeline:
     def from_state(cls, state: dict, *, embedder: Embedder, scorer: FaithfulnessScorer,
                    policy: CategoryPolicy, categories: CategoryIndex | None, cluster_config: ClusterConfig,
                    baseline_config: BaselineConfig, detect_config: DetectConfig,
-                   seen_capacity: int = 2_000_000) -> Pipeline:
+                   seen_capacity: int = 2_000_000, input_config: InputConfig | None = None) -> Pipeline:
         """Restore :meth:`to_state`. Raises ``StateError`` if the state was written with another
         embedding model, capacity or stage configuration (each stage checks its own)."""
         p = check_envelope(state, cls.KIND, cls.STATE_VERSION,
@@ -421,7 +436,8 @@ class Pipeline:
         clusterer = OnlineClusterer.from_state(p["clusterer"], cluster_config, categories)
         self = cls(embedder=embedder, scorer=scorer, policy=policy, clusterer=clusterer,
                    cluster_config=cluster_config, baseline_config=baseline_config,
-                   detect_config=detect_config, seen_capacity=seen_capacity)
+                   detect_config=detect_config, seen_capacity=seen_capacity, input_config=input_config)
+        self.event_clock.restore(p.get("event_clock"))  # absent in states saved before it existed
         self.intent_families = IntentFamilies.from_state(p["families"], cluster_config.family_threshold)
         self.detector = self._detector(PatternDetector.from_state(p["detector"], baseline_config, detect_config))
         self.seen = SeenIds.from_state(p["seen"], seen_capacity)

@@ -27,6 +27,8 @@ from pipelines.errors import InvalidRecord
 # A record larger than this is refused before it is parsed: the schema's per-field limits
 # add up to about 2.3 MB (64 contexts of 32 KiB plus the rest), so 4 MiB leaves headroom.
 MAX_RECORD_BYTES = 4 * 1024 * 1024
+# Objects and arrays inside unknown fields (metadata) nest at most this deep.
+MAX_METADATA_DEPTH = 32
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -111,6 +113,13 @@ class Interaction(BaseModel):
     def _ts(cls, v):
         return _aware(v, "timestamp")
 
+    @field_validator("query")
+    @classmethod
+    def _query_text(cls, v):
+        if not v.strip():
+            raise ValueError("must hold some text, not only whitespace")
+        return v
+
     @field_validator("confidence", "faithfulness", mode="before")
     @classmethod
     def _scores_number(cls, v):
@@ -141,6 +150,22 @@ def _reason_of(error: dict) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _check_metadata(metadata: dict[str, Any], iid: str | None) -> None:
+    """Unknown fields are kept as they came, so they must stay plain JSON: no NaN or infinity
+    (stored as non-standard JSON otherwise) and no nesting deeper than :data:`MAX_METADATA_DEPTH`
+    (deep values fail to encode downstream, and would fail the batch they are in)."""
+    stack: list[tuple[str, Any, int]] = [("metadata", metadata, 1)]
+    while stack:
+        where, value, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRecord(where, "must be a finite number, not NaN or infinity", iid)
+        if isinstance(value, dict | list):
+            if depth > MAX_METADATA_DEPTH:
+                raise InvalidRecord(where, f"nested deeper than {MAX_METADATA_DEPTH} levels", iid)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack += [(f"{where}.{key}", item, depth + 1) for key, item in items]
+
+
 def parse_record(raw: bytes | str | dict[str, Any]) -> Interaction:
     """Validate one record against the contract; raise :class:`InvalidRecord` on any breach."""
     if isinstance(raw, bytes | bytearray):
@@ -157,6 +182,10 @@ def parse_record(raw: bytes | str | dict[str, Any]) -> Interaction:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidRecord("<record>", f"malformed JSON: {exc.msg} at char {exc.pos}") from None
+        except RecursionError:
+            raise InvalidRecord("<record>", "JSON nested too deeply to decode") from None
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            raise InvalidRecord("<record>", f"JSON value cannot be decoded: {str(exc).split(';')[0]}") from None
     if not isinstance(raw, dict):
         raise InvalidRecord("<record>", f"expected a JSON object, got {type(raw).__name__}")
     iid = raw.get("interaction_id") if isinstance(raw.get("interaction_id"), str) else None
@@ -167,6 +196,8 @@ def parse_record(raw: bytes | str | dict[str, Any]) -> Interaction:
         if meta is not None and not isinstance(meta, dict):
             raise InvalidRecord("metadata", "must be an object or null", iid)
         data["metadata"] = {**(meta or {}), **extra}
+    if isinstance(data.get("metadata"), dict):
+        _check_metadata(data["metadata"], iid)
     try:
         return Interaction.model_validate(data)
     except ValidationError as exc:

@@ -14,9 +14,11 @@ reads it here.
 """
 
 
+import asyncio
 import base64
 import binascii
 import hmac
+import importlib.util
 import json
 import logging
 import re
@@ -24,21 +26,24 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import ConfigError, InvalidRecord, StoreError
 from pipelines.interaction import DeadLetter, Interaction, parse_record
-from services import report
+from services import export
+from services.body import BatchBody, BodyError
 from services.columns import (
     CLUSTER_COLUMNS,
     FAMILY_COLUMNS,
@@ -47,6 +52,7 @@ from services.columns import (
     family_of,
     with_member_count,
 )
+from services.flush import FlushGate, wait_for
 from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import CONTENT_TYPE, Metrics
 from services.otlp import OtlpReceiver
@@ -55,7 +61,15 @@ from services.store.base import SessionKey, Store, session_key
 
 log = logging.getLogger("faithwatch.api")
 
-NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+# What a client is told of a failure inside the server: the reason (store messages name tables,
+# queries and paths) is in the log, never in an answer.
+_SEE_LOG = "the server log has the reason (faithwatch_ingest_errors_total counts these failures)"
+# Swagger UI's files, served by /docs/assets/<name>: only these names (no path from a request).
+# (find_spec locates the package without importing it: its own code pulls in jinja2 and yaml.)
+SWAGGER_ASSETS = {name: Path(importlib.util.find_spec("swagger_ui").origin).parent / "static" / name
+                  for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")}
+# /healthz answers 503 when the store takes longer than this to answer SELECT 1.
+HEALTH_TIMEOUT_SECONDS = 5.0
 # At most this many per-record errors are returned; the count says how many there were.
 MAX_ERRORS_RETURNED = 1000
 # "+" in an unencoded query string arrives as a space: "...T10:00:00 00:00" meant "+00:00".
@@ -80,6 +94,8 @@ class PipelineTotals(BaseModel):
     received: int
     scored: int
     duplicates: int
+    rejected: int = Field(0, description="accepted, then refused by the pipeline (timestamp more than "
+                                         "input.max_ahead_hours ahead of the stream): dead letters")
     below_baseline: int
     waiting_for_bootstrap: int = Field(description="accepted but held back until the clusters are first fitted")
     incident_events: dict[str, int]
@@ -284,8 +300,8 @@ def _table(request: Request, fmt: str | None, rows: list[dict], columns: Sequenc
            **extra: Any) -> Any:
     """``rows`` as CSV (an attachment named ``name``) or JSON ``{count, items, **extra}``."""
     if _wants_csv(request, fmt):
-        return Response(report.as_csv(rows, columns), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        return Response(export.as_csv(rows, columns), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": export.attachment(name, "csv")})
     return {"count": len(rows), "items": rows, **extra}
 
 
@@ -337,29 +353,6 @@ def _session_page(request: Request, response: Response, fmt: str | None, limit: 
     out = _table(request, fmt, rows, SESSION_COLUMNS, name, next_cursor=token, next=link)
     (out if isinstance(out, Response) else response).headers.update(headers)
     return out
-
-
-def _parse_batch(body: bytes, content_type: str) -> tuple[list[tuple[int, int | None, Any]], str]:
-    """The body's records as ``(index, line, raw)``; HTTP 400/415 when it is not a batch at all."""
-    if content_type in NDJSON_TYPES:
-        records = []
-        for n, line in enumerate(body.split(b"\n"), start=1):
-            line = line.rstrip(b"\r")
-            if line.strip():
-                records.append((len(records), n, line))
-        return records, "ndjson"
-    if content_type not in ("application/json", ""):
-        raise HTTPException(415, f"Content-Type {content_type!r}: send application/json (a JSON array of "
-                                 f"interactions) or application/x-ndjson (one interaction per line)")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"body is not valid JSON ({exc}); send a JSON array of interactions, or "
-                                 f"NDJSON with Content-Type: application/x-ndjson") from None
-    if not isinstance(data, list):
-        raise HTTPException(400, f"expected a JSON array of interactions, got a JSON {type(data).__name__}; "
-                                 f"wrap a single interaction in [ ]")
-    return [(k, None, raw) for k, raw in enumerate(data)], "json"
 
 
 class _Timing:
@@ -424,6 +417,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                                 headers={"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(require_token)]
+    flushes = FlushGate(ingestor)
+    metrics.track_flushes_waiting(lambda: flushes.waiting)
     app = FastAPI(title="faithwatch", version="1", openapi_url=None, docs_url=None, redoc_url=None,
                   description="Ingest model interactions; read clusters, incidents and the sessions they hit.")
     app.add_middleware(_Timing, metrics=metrics)
@@ -431,8 +426,12 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        log.error("store error on %s: %s", request.url.path, exc)
-        return JSONResponse({"detail": f"store unavailable: {exc}"}, status_code=503)
+        # The store's own message names tables, queries and paths: it goes to the log, with an id
+        # the client can quote, never to the client.
+        error_id = uuid.uuid4().hex[:12]
+        log.error("store error %s on %s: %s", error_id, request.url.path, exc)
+        return JSONResponse({"detail": f"store unavailable (error {error_id}; the server log has the reason)"},
+                            status_code=503)
 
     docs_auth = [] if settings.public_docs else auth
 
@@ -446,15 +445,33 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
 
     @app.get("/docs", include_in_schema=False, dependencies=docs_auth)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="faithwatch API")
+        # Swagger UI's files come from this server (the swagger-ui-py package), never a CDN.
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="faithwatch API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+    @app.get("/docs/assets/{name}", include_in_schema=False, dependencies=docs_auth)
+    def docs_asset(name: str) -> FileResponse:
+        if name not in SWAGGER_ASSETS:
+            raise HTTPException(404, f"no docs asset {name!r}")
+        return FileResponse(SWAGGER_ASSETS[name])
+
+    # The probe has a thread of its own: however busy the shared pool is, it answers.
+    health_thread = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-health")
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
-    def healthz() -> Any:
-        """Liveness and store reachability; open without a token."""
+    async def healthz() -> Any:
+        """Liveness and store reachability; open without a token (so it says nothing more)."""
+        probe = asyncio.get_running_loop().run_in_executor(health_thread, store.query, "SELECT 1 AS ok")
         try:
-            store.query("SELECT 1 AS ok")
+            await asyncio.wait_for(probe, HEALTH_TIMEOUT_SECONDS)
         except StoreError as exc:
-            return JSONResponse({"status": f"store unavailable: {exc}"}, status_code=503)
+            log.error("health check: store unavailable: %s", exc)
+            return JSONResponse({"status": "store unavailable"}, status_code=503)
+        except TimeoutError:
+            log.error("health check: the store did not answer within %s s", HEALTH_TIMEOUT_SECONDS)
+            return JSONResponse({"status": "store unavailable"}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/metrics", dependencies=auth, tags=["operations"], response_class=Response,
@@ -470,13 +487,14 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         "application/x-ndjson": {"schema": {"type": "string", "description": "one interaction object per line"}},
     }}}
 
-    def accept(body: bytes, content_type: str, request_id: str) -> dict:
-        records, kind = _parse_batch(body, content_type)
+    def accept(body: BatchBody, request_id: str) -> dict:
         valid: list[Interaction] = []
         errors: list[dict] = []
         dead: list[DeadLetter] = []
         received_at = clock()
-        for index, line, raw in records:
+        received = 0
+        for index, line, raw in body.records():
+            received += 1
             try:
                 valid.append(parse_record(raw))
             except InvalidRecord as exc:
@@ -494,8 +512,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         metrics.ingested.inc(len(valid))
         metrics.invalid.inc(len(dead))
         if dead:
-            log.info("request %s: %d of %d records refused (%s)", request_id, len(dead), len(records), kind)
-        return {"request_id": request_id, "received": len(records), "accepted": len(valid),
+            log.info("request %s: %d of %d records refused (%s)", request_id, len(dead), received, body.kind)
+        return {"request_id": request_id, "received": received, "accepted": len(valid),
                 "invalid": len(errors), "errors": errors[:MAX_ERRORS_RETURNED],
                 "errors_truncated": len(errors) > MAX_ERRORS_RETURNED, "ticket": ticket}
 
@@ -505,7 +523,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
     @app.post("/v1/interactions", status_code=202, response_model=IngestResult, dependencies=auth,
               tags=["ingest"], openapi_extra=body_doc,
               responses={400: {"description": "the body is not a JSON array / NDJSON"},
-                         413: {"description": "body larger than api.max_body_bytes"},
+                         413: {"description": "body larger than api.max_body_bytes, or more records than "
+                                              "api.max_records_per_request"},
                          415: {"description": "unsupported Content-Type"},
                          503: {"description": "ingest queue full or shutting down: retry"}})
     async def ingest(request: Request,
@@ -525,23 +544,27 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         if declared.isdigit() and int(declared) > limit:
             raise HTTPException(413, f"body is {declared} bytes, limit {limit} (api.max_body_bytes): "
                                      f"split the batch")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, f"body exceeds {limit} bytes (api.max_body_bytes): split the batch")
-            chunks.append(chunk)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        request_id = uuid.uuid4().hex
+        size = 0
         try:
-            result = await run_in_threadpool(accept, b"".join(chunks), content_type, request_id)
+            # Split while reading: a body of too many records is refused before the rest arrives.
+            body = BatchBody(content_type, settings.max_records_per_request)
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"body exceeds {limit} bytes (api.max_body_bytes): split the batch")
+                body.feed(chunk)
+            request_id = uuid.uuid4().hex
+            result = await run_in_threadpool(accept, body, request_id)
+        except BodyError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
         except IngestUnavailable as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
         ticket = result.pop("ticket")
         if wait and ticket is not None:
-            done = await run_in_threadpool(ingestor.wait, ticket, _timeout(timeout))
+            done = await wait_for(ingestor, ticket, _timeout(timeout))
             if done.error:
-                raise HTTPException(500, f"records accepted but processing failed: {done.error}")
+                raise HTTPException(500, f"records accepted but processing failed; {_SEE_LOG}")
             result["processed"] = done.done
             result["pipeline"] = ingestor.totals()
         elif wait:
@@ -552,17 +575,18 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
 
     @app.post("/v1/flush", response_model=FlushResult, dependencies=auth, tags=["ingest"],
               responses={202: {"description": "still processing when the timeout passed"}})
-    def flush(timeout: Annotated[float | None, Query(gt=0)] = None) -> Any:
+    async def flush(timeout: Annotated[float | None, Query(gt=0)] = None) -> Any:
         """Process everything accepted so far, fitting the first clusters now if the pipeline is
-        still waiting for ``cluster.bootstrap_size`` interactions, and write it all to the store."""
+        still waiting for ``cluster.bootstrap_size`` interactions, and write it all to the store.
+
+        One flush runs at a time; concurrent calls wait for it and share the next one."""
         try:
             otlp.release_all()  # traces held for their remaining spans go in now
-            ticket = ingestor.request_flush()
+            done = await flushes.flush(_timeout(timeout))
         except IngestUnavailable as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
-        done = ingestor.wait(ticket, _timeout(timeout))
         if done.error:
-            raise HTTPException(500, f"processing failed: {done.error}")
+            raise HTTPException(500, f"processing failed; {_SEE_LOG}")
         body = {"processed": done.done, "pipeline": ingestor.totals()}
         return body if done.done else JSONResponse(body, status_code=202)
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from pipelines.errors import StateError
+from services.private import private_dir
 
 
 class Checkpoint:
@@ -41,7 +42,7 @@ class Checkpoint:
         return state
 
     def save(self, state: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         fd, tmp = tempfile.mkstemp(prefix=".pipeline-", suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as raw:

@@ -13,6 +13,7 @@ import click
 
 from pipelines.errors import FaithwatchError
 from services.cli import _settings, data_dir_option, main, notify_file_option
+from services.private import private_dir
 from services.settings import Settings
 from services.store import open_store
 
@@ -39,7 +40,7 @@ def worker_cmd(ctx, alerts_out, data_dir, notify_file):
     settings = _settings(ctx.find_root(), data_dir=data_dir, notify_file=notify_file)
     # Before the model loads: a bad notify file should fail fast.
     notify = load_notify_file(settings.notify_file) if settings.notify_file is not None else None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     embedder = build_embedder(settings)
     store = open_store(settings)
     try:

@@ -1,4 +1,5 @@
-"""``faithwatch migrate`` and ``faithwatch recipes``: the schema and the analyst SQL recipes."""
+"""``faithwatch migrate``, ``faithwatch recipes`` and ``faithwatch store check``: the schema, the analyst
+SQL recipes and the rollups' consistency."""
 
 from __future__ import annotations
 
@@ -80,3 +81,39 @@ def recipes_run(ctx, name, params, fmt, data_dir):
             raise FaithwatchError(str(error)) from None
     columns = list(rows[0]) if rows else list(recipe_parameters(sql))
     click.echo(report.render(rows, columns, fmt))
+
+
+@main.group("store")
+def store_group():
+    """Check the store's consistency."""
+
+
+@store_group.command("check")
+@click.option("--repair", is_flag=True, help="rebuild the rollups of every day that does not match")
+@data_dir_option
+@click.pass_context
+def store_check(ctx, repair, data_dir):
+    """Compare the hour and day rollups with the stored interactions, per cluster and UTC day.
+
+    Exit code 0: they match (or --repair made them match); 1: they do not (the days are listed).
+    Run it with writers stopped (docs/storage.md).
+    """
+    from services.store.consistency import repair_rollups, rollup_drift
+
+    settings = _settings(ctx, data_dir=data_dir)
+    with open_store(settings) as store:
+        store.migrate()
+        drift = rollup_drift(store)
+        if drift and repair:
+            click.echo(f"repairing {repair_rollups(store, drift)} cluster-days:")
+            click.echo(report.table(drift, _DRIFT_COLUMNS))
+            drift = rollup_drift(store)
+    if not drift:
+        click.echo("rollups match interactions")
+        return
+    click.echo(report.table(drift, _DRIFT_COLUMNS))
+    click.echo(f"{len(drift)} cluster-days do not match; `faithwatch store check --repair` rebuilds them", err=True)
+    ctx.exit(1)
+
+
+_DRIFT_COLUMNS = ["cluster_id", "day", "interactions", "hour_rollup", "day_rollup"]

@@ -67,7 +67,7 @@ def load_ordered(path: Path, clock, dead: list[DeadLetter]) -> list[Interaction]
 
 
 def process_batches(pipeline: Pipeline, batches: Iterable[Sequence[Interaction]], *,
-                    overlap: bool = True) -> Iterator[Output]:
+                    overlap: bool = True, now: datetime | None = None) -> Iterator[Output]:
     """:meth:`Pipeline.process` of each batch in turn, then :meth:`Pipeline.flush`: one output per
     batch and one for the flush, in order.
 
@@ -80,14 +80,14 @@ def process_batches(pipeline: Pipeline, batches: Iterable[Sequence[Interaction]]
     """
     if not overlap:
         for batch in batches:
-            yield pipeline.process(batch)
+            yield pipeline.process(batch, now)
         yield pipeline.flush()
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="faithwatch-prepare") as pool:
         pending: tuple[Future, Output] | None = None
         for batch in batches:
             out = Output()
-            following = (pool.submit(pipeline.prepare, pipeline.admit(batch, out)), out)
+            following = (pool.submit(pipeline.prepare, pipeline.admit(batch, out, now)), out)
             if pending is not None:
                 yield pipeline.sequence_admitted(pending[0].result(), pending[1])
             pending = following
@@ -103,6 +103,7 @@ def replay(pipeline: Pipeline, path: Path, *, store: Store | None, dead_letters:
     incident event is also queued for delivery once it is stored (sending happens on the notifier's
     threads, never here)."""
     stats = ReplayStats()
+    started = clock()
     dead: list[DeadLetter] = []
     interactions = load_ordered(path, clock, dead)
     stats.invalid = len(dead)
@@ -117,7 +118,12 @@ def replay(pipeline: Pipeline, path: Path, *, store: Store | None, dead_letters:
         bar = tqdm(total=len(interactions), unit="interactions", desc="replay",
                    disable=None if progress is None else not progress)
         batches = [interactions[start:start + batch_size] for start in range(0, len(interactions), batch_size)]
-        for k, out in enumerate(process_batches(pipeline, batches)):
+        for k, out in enumerate(process_batches(pipeline, batches, now=started)):
+            refused = out.dead_letters(started, str(path))  # valid, but too far ahead of the stream
+            if refused:
+                stats.valid -= len(refused)
+                stats.invalid += len(refused)
+                outputs.dead_letters(refused)
             outputs.write(out)
             stats.events += out.events
             bar.update(len(batches[k]) if k < len(batches) else 0)

@@ -30,6 +30,7 @@ from pipelines.engine import Output
 from pipelines.interaction import DeadLetter, Interaction
 from pipelines.records import ClusterInfo, IncidentEvent
 from services.metrics import Metrics
+from services.private import private_append, private_dir
 from services.store.base import Store
 
 
@@ -50,12 +51,14 @@ class Tally:
 
     scored: int = 0
     duplicates: int = 0
+    rejected: int = 0  # valid records the pipeline refused (timestamp too far ahead): dead letters
     below_baseline: int = 0
     incident_events: dict[str, int] = field(default_factory=lambda: {"opened": 0, "updated": 0, "resolved": 0})
 
     def add(self, out: Output) -> None:
         self.scored += len(out.scored)
         self.duplicates += out.duplicates
+        self.rejected += len(out.rejected)
         self.below_baseline += sum(1 for s in out.scored if s.below_baseline)
         for ev in out.events:
             self.incident_events[ev.event] = self.incident_events.get(ev.event, 0) + 1
@@ -114,8 +117,8 @@ class DeadLetterFile:
     def write(self, letters: list[DeadLetter]) -> None:
         if not letters:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
+        private_dir(self.path.parent)
+        with private_append(self.path) as fh:
             for d in letters:
                 fh.write(json.dumps(d.model_dump(mode="json"), sort_keys=True) + "\n")
 
@@ -158,6 +161,7 @@ class Outputs:
             below = sum(1 for s in out.scored if s.below_baseline)
             self.metrics.scored.inc(len(out.scored))
             self.metrics.duplicates.inc(out.duplicates)
+            self.metrics.invalid.inc(len(out.rejected))
             self.metrics.below_baseline.inc(below)
             for ev in out.events:
                 self.metrics.incident_events.labels(kind=ev.event).inc()

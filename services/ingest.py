@@ -34,6 +34,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -80,8 +81,8 @@ class Totals(Tally):
 
     def as_dict(self) -> dict:
         return {"received": self.received, "scored": self.scored, "duplicates": self.duplicates,
-                "below_baseline": self.below_baseline,
-                "waiting_for_bootstrap": max(0, self.received - self.scored - self.duplicates),
+                "rejected": self.rejected, "below_baseline": self.below_baseline,
+                "waiting_for_bootstrap": max(0, self.received - self.scored - self.duplicates - self.rejected),
                 "incident_events": dict(self.incident_events)}
 
 
@@ -304,9 +305,10 @@ class EmbeddedIngestor(Ingestor):
         flush = items[0].records is None and items[0].flush
         records = sorted((r for item in items for r in item.records or ()), key=event_order)
         out = Output()
+        now = datetime.now(UTC)
         for start in range(0, len(records), self.batch_size):
             with self._pipeline_lock:
-                out.extend(self.pipeline.process(records[start:start + self.batch_size]))
+                out.extend(self.pipeline.process(records[start:start + self.batch_size], now))
         refresh = flush or self._monotonic() - self._last_refresh >= self.cluster_refresh_seconds
         with self._pipeline_lock:
             if flush:
@@ -317,6 +319,7 @@ class EmbeddedIngestor(Ingestor):
                 clusters.update(self.pipeline.clusters)
         if refresh:
             self._last_refresh = self._monotonic()
+        self.outputs.dead_letters(out.dead_letters(now, "http"))  # valid, but too far ahead of the stream
         self.outputs.write(out, list(clusters.values()))
         with self._cond:
             self._totals.received += len(records)

@@ -41,6 +41,8 @@ class Metrics:
                                      registry=r)
         self.queue_depth = Gauge("faithwatch_ingest_queue_depth",
                                  "accepted interactions waiting for the ingest worker", registry=r)
+        self.flushes_waiting = Gauge("faithwatch_flush_waiting",
+                                     "POST /v1/flush calls queued behind the running flush", registry=r)
         self.request_latency = Histogram("faithwatch_http_request_duration_seconds",
                                          "HTTP request latency by route template", ["method", "route", "status"],
                                          registry=r)
@@ -70,6 +72,8 @@ class Metrics:
         Kafka worker); returns the server, whose ``shutdown()`` stops it."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return server
+    def track_flushes_waiting(self, waiting: Callable[[], int]) -> None:
+        self.flushes_waiting.set_function(waiting)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from typing import Any
+
+from services.export import as_csv
 
 
 def _fmt(v: Any) -> str:
@@ -28,15 +28,6 @@ def table(rows: Sequence[dict], columns: Sequence[str], max_width: int = 48) -> 
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(out)
-
-
-def as_csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: _fmt(r.get(c)) if isinstance(r.get(c), list | tuple) else r.get(c) for c in columns})
-    return buf.getvalue()
 
 
 def as_json(rows: Any) -> str:

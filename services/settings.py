@@ -8,14 +8,18 @@ Sources, strongest first: keyword overrides, environment variables prefixed ``FA
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_origin
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
@@ -27,6 +31,7 @@ from pipelines.config import (
     DetectConfig,
     EmbeddingConfig,
     FaithfulnessConfig,
+    InputConfig,
 )
 from pipelines.errors import ConfigError
 
@@ -82,6 +87,7 @@ class ApiSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens accepted by every route but /healthz")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest POST /v1/interactions body; bigger ones get 413")
+    max_records_per_request: int = Field(10_000, ge=1, description="most records one POST /v1/interactions may hold; more get 413 before they are parsed (a body of tiny invalid records would otherwise write one dead letter each)")
     insecure: bool = Field(False, description="serve without tokens (every route open); refused otherwise when tokens is empty")
     public_docs: bool = Field(False, description="serve /docs and /openapi.json without a token (they show the schema, no data)")
     queue_max_records: int = Field(100_000, ge=1, description="accepted records waiting for the ingest worker; past it POST gets 503")
@@ -121,6 +127,7 @@ class Settings(BaseSettings):
     faithfulness: FaithfulnessConfig = FaithfulnessConfig()
     baseline: BaselineConfig = BaselineConfig()
     detect: DetectConfig = DetectConfig()
+    input: InputConfig = InputConfig()
     store: StoreSettings = StoreSettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
@@ -129,8 +136,46 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
 
     def masked(self) -> dict:
-        """The effective settings as JSON-safe data, secrets masked."""
-        return self.model_dump(mode="json")
+        """The effective settings as JSON-safe data, secrets masked (a password inside a URL too)."""
+        shown = self.model_dump(mode="json")
+        shown["store"]["url"] = mask_url(shown["store"]["url"])
+        shown["kafka"]["brokers"] = ";".join(mask_url(b) for b in shown["kafka"]["brokers"].split(";"))
+        for key in ("grafana_url", "api_url"):
+            shown["notify"][key] = mask_url(shown["notify"][key])
+        return shown
+
+
+def mask_url(url: str | None) -> str | None:
+    """``url`` with the password of its user info replaced by ``**********``.
+
+    >>> mask_url("http://bob:hunter2@clickhouse:8123/?x=1"), mask_url("http://clickhouse:8123")
+    ('http://bob:**********@clickhouse:8123/?x=1', 'http://clickhouse:8123')
+    """
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:**********@{host}"))
+
+
+def _unparsed_environment(exc: SettingsError) -> str:
+    """One line naming the environment variable whose list or object value is not JSON."""
+    section = str(exc).split('"')[1] if '"' in str(exc) else ""
+    model = Settings.model_fields.get(section)
+    fields = getattr(model.annotation, "model_fields", {}) if model else {}
+    prefix = f"FAITHWATCH_{section.upper()}__"
+    for name, value in os.environ.items():
+        field = fields.get(name[len(prefix):].lower()) if name.upper().startswith(prefix) else None
+        if field is not None and get_origin(field.annotation) in (list, dict):
+            try:
+                json.loads(value)
+            except ValueError:
+                return (f"environment variable {name} is not JSON: give a JSON list or object, e.g. "
+                        f"{name}='[\"<value>\"]'")
+    variable = f"FAITHWATCH_{section.upper()}" if section else "a FAITHWATCH_ variable"
+    return f"environment: a value under {variable} cannot be read ({exc}); lists and objects must be JSON"
 
 
 def load_settings(config_file: Path | None = None, **overrides) -> Settings:
@@ -156,6 +201,8 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
 
     try:
         return _FromFile(**overrides)
+    except SettingsError as exc:
+        raise ConfigError(_unparsed_environment(exc)) from None
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])

@@ -54,7 +54,7 @@ def build_pipeline(settings: Settings, embedder: Embedder | None = None, state: 
         return Pipeline.from_state(
             state, embedder=embedder, scorer=FaithfulnessScorer(embedder, settings.faithfulness), policy=policy,
             categories=categories, cluster_config=settings.cluster, baseline_config=settings.baseline,
-            detect_config=settings.detect, seen_capacity=settings.replay.seen_capacity)
+            detect_config=settings.detect, seen_capacity=settings.replay.seen_capacity, input_config=settings.input)
     pipeline = Pipeline(
         embedder=embedder,
         scorer=FaithfulnessScorer(embedder, settings.faithfulness),
@@ -64,6 +64,7 @@ def build_pipeline(settings: Settings, embedder: Embedder | None = None, state: 
         baseline_config=settings.baseline,
         detect_config=settings.detect,
         seen_capacity=settings.replay.seen_capacity,
+        input_config=settings.input,
     )
     if settings.seed_file is not None:
         pipeline.seed(load_seed_queries(settings.seed_file))

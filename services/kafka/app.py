@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -208,9 +208,11 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
             made = await rt.on_cpu(rt.prepare, [i for i, _, _ in valid])
             out: list[tuple[bytes | None, bytes]] = []
             marks: dict[int, datetime] = {}
+            # A timestamp far ahead (dead-lettered by the sequence stage) must not move its partition's watermark.
+            horizon = now + timedelta(hours=settings.input.max_ahead_hours)
             for (i, p, o), pr in zip(valid, made, strict=True):
                 out.append((None, messages.record(pr, p, o)))
-                marks[p] = max(marks.get(p, i.timestamp), i.timestamp)
+                marks[p] = max(marks.get(p, min(i.timestamp, horizon)), min(i.timestamp, horizon))
             out += [(None, messages.watermark(p, t)) for p, t in sorted(marks.items())]
             await send_all(prepared, out)
             await send_all(dead, [((d.interaction_id or "").encode() or None, messages.row(d)) for d in letters])
@@ -241,6 +243,9 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         await send_unconfirmed(scored, [(s.cluster_id.encode(), messages.row(s)) for s in out.scored])
         await send_unconfirmed(incidents, [(e.incident_id.encode(), messages.row(e)) for e in out.events])
         await send_unconfirmed(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in out.clusters])
+        letters = out.dead_letters(datetime.now(UTC), f"kafka:{k.prepared_topic}")  # timestamps too far ahead
+        await send_unconfirmed(dead, [((d.interaction_id or "").encode() or None, messages.row(d)) for d in letters])
+        rt.counts["dead_letters"] += len(letters)
         # Queueing deliveries is a store round trip: off the loop. It happens before the checkpoint
         # that acknowledges the input these events came from, so none is lost; a re-emitted event
         # is already in the outbox and pages nobody again.

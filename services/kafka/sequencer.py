@@ -29,7 +29,7 @@ import heapq
 import json
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.engine import Output, Pipeline
@@ -141,11 +141,13 @@ class Sequencer:
     def add_all(self, items: Iterable[tuple[dict, int]]) -> int:
         return sum(self.add(m, o) for m, o in items)
 
-    def release(self, force: bool = False) -> Output:
+    def release(self, force: bool = False, now: datetime | None = None) -> Output:
         """Run the sequence half on what the reorder buffer releases. ``force`` (the stream is
         idle): release everything, and fit the clusters on what waits for the bootstrap, as the
-        embedded driver does at the end of a file."""
-        out = self.pipeline.sequence([prepared_of(m) for m in self.reorder.release(force)])
+        embedded driver does at the end of a file. ``now`` (default: the wall clock) is the time
+        a record far ahead of the stream is compared with, as the embedded drivers do."""
+        out = self.pipeline.sequence([prepared_of(m) for m in self.reorder.release(force)],
+                                     datetime.now(UTC) if now is None else now)
         if force:
             out.extend(self.pipeline.flush())
         return out

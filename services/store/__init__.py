@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipelines.errors import FaithwatchError
+from services.private import private_dir
 from services.store.base import Store
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def open_store(settings: Settings) -> Store:
     if settings.store.backend == "chdb":
         from services.store.chdb_store import ChdbStore
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         return ChdbStore(settings.data_dir / "chdb", database=settings.store.database)
     from services.store.clickhouse_store import ClickHouseStore
 

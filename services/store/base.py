@@ -15,6 +15,7 @@ so the hot reads need no ``FINAL``; the session reads still keep one row per id 
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -191,6 +192,10 @@ def _incident_from_row(row: Row) -> Row:
         if row.get(name) is not None:
             row[name] = json.loads(row[name])
     return row
+
+
+def _digest(raw: str) -> str:
+    return hashlib.md5(raw.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def dead_letter_row(row: DeadLetter) -> Row:
@@ -436,8 +441,19 @@ class Store(abc.ABC):
             self._insert("incident_events", rows_to_columns([incident_event_row(row) for row in rows]))
 
     def insert_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
-        if rows:
-            self._insert("dead_letters", rows_to_columns([dead_letter_row(row) for row in rows]))
+        """Store ``rows``, but not one already stored with the same source, position and raw record
+        (a file replayed again, a message delivered again): their ``received_at`` differs, which
+        the table's key holds, so the table alone would keep both."""
+        fresh = {(row.source, row.position, _digest(row.raw)): row for row in rows}
+        for source in {row.source for row in rows}:
+            positions = json.dumps(sorted({row.position for row in rows if row.source == source}))
+            for old in self.query("SELECT position, lower(hex(MD5(raw))) AS digest FROM dead_letters "
+                                  "WHERE source = {source:String} AND "
+                                  "has(JSONExtract({positions:String}, 'Array(String)'), position)",
+                                  {"source": source, "positions": positions}):
+                fresh.pop((source, old["position"], old["digest"]), None)
+        if fresh:
+            self._insert("dead_letters", rows_to_columns([dead_letter_row(row) for row in fresh.values()]))
 
     def insert_deliveries(self, rows: Sequence[Row]) -> None:
         """Write delivery states (rows of ``deliveries``, migration 0006): the highest version of

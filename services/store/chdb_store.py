@@ -21,6 +21,7 @@ How values reach the engine (chDB 4.4):
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,11 @@ from typing import Any
 import chdb.session
 
 from pipelines.errors import StoreError
+from services.private import restrict_tree
 from services.store.base import Row, Store, utc
+from services.store.consistency import repair_rollups, rollup_drift
+
+log = logging.getLogger("faithwatch.store")
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DATETIME_TYPE = re.compile(r"^(?:Nullable\()?DateTime(?:64)?\b")
@@ -133,9 +138,16 @@ class ChdbStore(Store):
             self.command("SET session_timezone = 'UTC'")
             self.command("SET output_format_json_quote_64bit_integers = 0")
             self.command("SET date_time_output_format = 'iso'")
+            # The engine creates its files with the process umask; they hold every stored answer.
+            restrict_tree(self.path)
         except BaseException:
             self.close()
             raise
+        # Present while a process has the store open: found at open, the last one was killed, and
+        # migrate() rebuilds the rollups its unfinished inserts may have left short.
+        self._marker = self.path.with_name(self.path.name + ".open")
+        self.unclean = self._marker.exists()
+        self._marker.touch(mode=0o600)
 
     def _open_session(self) -> chdb.session.Session:
         if self._session is None:
@@ -187,8 +199,24 @@ class ChdbStore(Store):
             except RuntimeError as error:
                 raise StoreError(f"chDB insert into {table} failed: {error}") from error
 
+    def migrate(self) -> list[str]:
+        """Apply the migrations; after an unclean stop also rebuild the rollups of every day that
+        no longer matches ``interactions`` (one process holds a chDB store: no writer races it)."""
+        applied = super().migrate()
+        restrict_tree(self.path)  # the tables' directories and files it created
+        if self.unclean:
+            repaired = repair_rollups(self, rollup_drift(self))
+            self.unclean = False
+            if repaired:
+                log.warning("chDB store %s was not closed by the last process: rebuilt the rollups of %d "
+                            "cluster-days that no longer matched the stored interactions", self.path, repaired)
+        return applied
+
     def close(self) -> None:
         with self._lock:
             if self._session is not None:
                 session, self._session = self._session, None
                 session.close()
+                marker = getattr(self, "_marker", None)
+                if marker is not None:
+                    marker.unlink(missing_ok=True)

@@ -48,6 +48,16 @@ def rec(**kw):
     (rec(metadata=[1]), "metadata", "dictionary"),
     (rec(metadata=[1], tenant="x"), "metadata", "object"),
     (rec(action={"name": "refund", "reversible": "perhaps"}), "action.reversible", "boolean"),
+    # Issue #12: whitespace-only query; NaN/infinity or deep nesting in unknown fields; undecodable JSON.
+    (rec(query=" \t\n "), "query", "only whitespace"),
+    ('{"interaction_id": "a", "timestamp": "2026-11-02T10:00:00Z", "query": "q", "score": NaN}',
+     "metadata.score", "finite"),
+    ('{"interaction_id": "a", "timestamp": "2026-11-02T10:00:00Z", "query": "q", "x": {"y": [1, -Infinity]}}',
+     "metadata.x.y.1", "finite"),
+    (rec(metadata={"z": float("inf")}), "metadata.z", "finite"),
+    (rec(metadata={"deep": json.loads("[" * 40 + "]" * 40)}), "metadata.deep" + ".0" * 31, "deeper than 32"),
+    ('{"interaction_id": "a", "n": ' + "9" * 5000 + "}", "<record>", "4300 digits"),
+    ("[" * 100_000 + "]" * 100_000, "<record>", "nested too deeply"),
 ])
 def test_bad_records_name_the_field_and_the_reason(raw, field, reason):
     if isinstance(raw, dict):
@@ -87,3 +97,10 @@ def test_full_record_round_trips():
 
 def test_session_key_falls_back_to_the_interaction():
     assert parse_record(OK).session_key == "interaction:a1"
+
+
+def test_metadata_at_the_depth_limit_and_finite_numbers_are_kept():
+    nested = json.loads("[" * 31 + "1.5" + "]" * 31)
+    i = parse_record(rec(tenant="t", metadata={"deep": nested, "n": 10 ** 100}))
+    assert i.metadata["deep"] == nested and i.metadata["n"] == 10 ** 100 and i.metadata["tenant"] == "t"
+    assert parse_record(rec(query="  fee?  ")).query == "  fee?  "

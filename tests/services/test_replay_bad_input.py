@@ -100,3 +100,56 @@ def test_bad_setting_is_a_clear_error(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, ["replay", str(tmp_path / "in.jsonl"), "--data-dir", str(tmp_path)])
     assert res.exit_code == 2
     assert "detect.false_alarm_rate" in res.stderr
+
+
+def test_a_timestamp_far_ahead_of_the_stream_is_dead_lettered(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAITHWATCH_EMBEDDING__BACKEND", "hashing")
+    monkeypatch.setenv("FAITHWATCH_CLUSTER__BOOTSTRAP_SIZE", "10")
+    lines = [json.dumps(good(k)) for k in range(20)]
+    lines.insert(4, json.dumps(good(99, interaction_id="year-9999", timestamp="9999-12-31T00:00:00Z")))
+    stream = tmp_path / "in.jsonl"
+    stream.write_text("\n".join(lines) + "\n")
+    data = tmp_path / "data"
+    res = CliRunner().invoke(main, ["replay", str(stream), "--data-dir", str(data), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.stdout.splitlines()[0])
+    assert (stats["read"], stats["valid"], stats["invalid"], stats["scored"]) == (21, 20, 1, 20)
+    letters = [json.loads(x) for x in (data / "dead_letters.jsonl").read_text().splitlines()]
+    assert [(d["interaction_id"], d["field"], d["position"]) for d in letters] == [
+        ("year-9999", "timestamp", "interaction year-9999")]
+    assert "more than 24 h ahead" in letters[0]["reason"] and "input.max_ahead_hours" in letters[0]["reason"]
+    with ChdbStore(data / "chdb") as store:
+        assert store.counts()["dead_letters"] == 1
+
+
+def test_the_data_dir_and_what_faithwatch_writes_in_it_are_private(tmp_path, monkeypatch):
+    import stat
+
+    from services.checkpoint import Checkpoint
+
+    monkeypatch.setenv("FAITHWATCH_EMBEDDING__BACKEND", "hashing")
+    monkeypatch.setenv("FAITHWATCH_CLUSTER__BOOTSTRAP_SIZE", "10")
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    (data / "dead_letters.jsonl").write_text("")
+    (data / "dead_letters.jsonl").chmod(0o644)  # left by an older version
+    stream = tmp_path / "in.jsonl"
+    stream.write_text("\n".join([json.dumps(good(k)) for k in range(12)] + ["{broken"]) + "\n")
+    res = CliRunner().invoke(main, ["replay", str(stream), "--data-dir", str(data), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    Checkpoint.in_data_dir(data).save({"a": 1})
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    assert mode(data) == 0o700
+    assert mode(data / "dead_letters.jsonl") == 0o600
+    assert mode(data / "state") == 0o700 and mode(data / "state" / "pipeline.json.gz") == 0o600
+    assert mode(data / "chdb") == 0o700
+    # What the engine has created once the store is open and migrated is 0700/0600; the parts it
+    # writes later get the process umask, inside these 0700 directories.
+    with ChdbStore(data / "chdb") as store:
+        store.migrate()
+    tree = [p for p in (data / "chdb").rglob("*") if not p.is_symlink()]
+    assert len(tree) > 20
+    assert {mode(p) for p in tree if p.is_dir()} == {0o700} and {mode(p) for p in tree if p.is_file()} == {0o600}

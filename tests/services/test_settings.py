@@ -97,3 +97,29 @@ def test_config_show_prints_effective_settings_masked(tmp_path, monkeypatch):
     assert shown["detect"]["min_sessions"] == 4
     assert shown["store"]["password"] == "**********" and shown["api"]["tokens"] == ["**********"]
     assert "hunter2" not in res.stdout and "tok-123" not in res.stdout
+
+
+def test_config_show_masks_a_password_inside_a_url(monkeypatch):
+    monkeypatch.setenv("FAITHWATCH_STORE__URL", "https://bob:hunter2@clickhouse:8443/?secure=1")
+    monkeypatch.setenv("FAITHWATCH_KAFKA__BROKERS", "kafka://svc:s3cr3t@a:9092;kafka://b:9092")
+    monkeypatch.setenv("FAITHWATCH_NOTIFY__GRAFANA_URL", "https://admin:pw0rd@grafana.example.com")
+    res = CliRunner().invoke(main, ["config", "show"])
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.stdout)
+    assert shown["store"]["url"] == "https://bob:**********@clickhouse:8443/?secure=1"
+    assert shown["kafka"]["brokers"] == "kafka://svc:**********@a:9092;kafka://b:9092"
+    assert shown["notify"]["grafana_url"] == "https://admin:**********@grafana.example.com"
+    for secret in ("hunter2", "s3cr3t", "pw0rd"):
+        assert secret not in res.stdout
+    # The settings themselves keep the URL: only what is shown is masked.
+    assert load_settings().store.url == "https://bob:hunter2@clickhouse:8443/?secure=1"
+
+
+@pytest.mark.parametrize("value", ["tok-123", "[tok-123", '{"a": '])
+def test_a_token_list_that_is_not_json_exits_2_with_one_line(monkeypatch, value):
+    monkeypatch.setenv("FAITHWATCH_API__TOKENS", value)
+    res = CliRunner().invoke(main, ["config", "show"])
+    assert res.exit_code == 2
+    assert res.stdout == "" and len(res.stderr.strip().splitlines()) == 1
+    assert "FAITHWATCH_API__TOKENS is not JSON" in res.stderr and "Traceback" not in res.stderr
+    assert value not in res.stderr  # the value may be a secret

@@ -129,3 +129,20 @@ def test_a_checkpoint_without_its_chunks_is_refused():
     with pytest.raises(StateError):
         read_checkpoint(stored.get)
     assert read_checkpoint({}.get) is None
+
+
+def test_a_timestamp_far_ahead_is_refused_as_the_embedded_driver_refuses_it(world):
+    from datetime import UTC, datetime
+
+    settings, embedder, records = world
+    future = records[5].model_copy(update={"interaction_id": "year-9999",
+                                           "timestamp": datetime(9999, 12, 31, tzinfo=UTC)})
+    stream = sorted(records[:60] + [future], key=lambda r: r.timestamp)
+    expected = build_pipeline(settings, embedder).process(stream)
+    seq = Sequencer(build_pipeline(settings, embedder), 1)
+    for offset, prep in enumerate(build_pipeline(settings, embedder).prepare(stream)):
+        seq.add(messages.decode(messages.record(prep, 0, offset)), offset)
+    got = seq.release(force=True)
+    assert [i.interaction_id for i, _ in got.rejected] == [i.interaction_id for i, _ in expected.rejected] == [
+        "year-9999"]
+    assert got.rejected[0][1].field == "timestamp"
