@@ -192,6 +192,8 @@ class Faulty:
 
     def __getattr__(self, name):
         method = getattr(self.store, name)
+        if not callable(method):  # plain attributes (the database name) as they are
+            return method
 
         def call(*args, **kwargs):
             if self.broken:
