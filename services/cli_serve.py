@@ -68,16 +68,35 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
                        f"{len(pipeline.clusters)} clusters, {len(pipeline.detector.open_incidents)} open incidents)",
                        err=True)
         notifier = Notifier(store, notify, settings.notify, metrics).start() if notify else None
+        spool = _spool(settings)
         ingestor = EmbeddedIngestor(pipeline, store, metrics, batch_size=settings.replay.batch_size,
                                     max_queue=api.queue_max_records,
                                     cluster_refresh_seconds=api.cluster_refresh_seconds,
                                     checkpoint=checkpoint.save, checkpoint_seconds=api.checkpoint_seconds,
-                                    notifier=notifier)
+                                    notifier=notifier, spool=spool)
         try:
             return _serve(settings, store, ingestor, metrics)
         finally:
+            if spool is not None:
+                spool.close()
             if notifier is not None:
                 notifier.close()  # what is still pending goes out after the next start
+
+
+def _spool(settings: Settings):
+    """The write-ahead spool under DATA_DIR/spool (services/spool.py), or None with api.spool=false."""
+    from services.spool import Spool
+
+    directory = Path(settings.data_dir) / "spool"
+    if settings.api.spool:
+        return Spool(directory, max_bytes=settings.api.spool_max_bytes)
+    left = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+    if left:
+        log.warning("api.spool=false: %d spool segments in %s from an earlier run are not replayed", len(left),
+                    directory)
+    click.echo("faithwatch: api.spool=false: accepted interactions live in memory until processed and "
+               "checkpointed; a crash loses them", err=True)
+    return None
 
 
 def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
