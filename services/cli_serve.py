@@ -89,7 +89,7 @@ def _spool(settings: Settings):
 
     directory = Path(settings.data_dir) / "spool"
     if settings.api.spool:
-        return Spool(directory, max_bytes=settings.api.spool_max_bytes)
+        return Spool(directory, max_bytes=settings.api.spool_max_bytes, segment_bytes=settings.api.spool_segment_bytes)
     left = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
     if left:
         log.warning("api.spool=false: %d spool segments in %s from an earlier run are not replayed", len(left),

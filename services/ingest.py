@@ -202,7 +202,7 @@ class EmbeddedIngestor(Ingestor):
             n = len(seg.records)
             with self._cond:
                 # Bypasses max_queue (these were accepted), but waits for room between segments.
-                self._cond.wait_for(lambda: self._depth == 0 or self._depth + n <= self.max_queue)
+                self._cond.wait_for(lambda n=n: self._depth == 0 or self._depth + n <= self.max_queue)
                 self._issued += 1
                 self._queue.append(_Item(self._issued, seg.records, mark=seg.mark))
                 self._depth += n

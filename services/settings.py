@@ -96,6 +96,7 @@ class ApiSettings(_Section):
     checkpoint_seconds: float = Field(30.0, ge=0, description="the live pipeline's state is saved to DATA_DIR/state this often (0: only at shutdown); a restart continues from it")
     spool: bool = Field(True, description="accepted interactions are synced to a write-ahead spool under DATA_DIR/spool before the 202, and replayed after a crash; false (benchmarks, throwaway servers only) loses what was queued on a crash")
     spool_max_bytes: int = Field(512 * 1024**2, ge=1024**2, description="most bytes the spool holds (records accepted but not yet covered by a checkpoint); past it POST gets 503 with Retry-After")
+    spool_segment_bytes: int = Field(4 * 1024**2, ge=1, description="a spool file takes appends until it holds this many bytes; a file is deleted once every record in it is stored and checkpointed")
     clickhouse_max_seconds: int = Field(30, ge=1, description="/clickhouse (read-only SQL for Grafana on the embedded store): longest a query runs")
     clickhouse_max_memory_bytes: int = Field(2 * 1024**3, ge=16 * 1024**2, description="/clickhouse: most memory one query may use")
     clickhouse_max_result_rows: int = Field(1_000_000, ge=10_000, description="/clickhouse: most rows one answer may hold (clients read system.settings, about 2,000 rows, on connect)")

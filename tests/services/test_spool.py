@@ -176,3 +176,72 @@ def test_a_torn_last_line_is_dead_lettered_and_the_rest_replayed(tmp_path):
     torn = seg.dead_letters[1]
     assert torn.source == "spool" and "torn" in torn.reason and torn.received_at == NOW
     assert "torn" not in seg.dead_letters[0].reason and seg.dead_letters[0].interaction_id == "garbage"
+
+
+# ---- the ingest worker with a spool (services/ingest.py) -------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def eventually(condition, seconds: float = 30.0) -> bool:
+    """``condition()`` once it holds (the worker saves its checkpoint just after answering wait())."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.fixture
+def chdb(tmp_path):
+    from services.store.chdb_store import ChdbStore
+
+    with ChdbStore(tmp_path / "chdb") as store:
+        store.migrate()
+        yield store
+
+
+def test_the_worker_trims_the_spool_only_after_a_checkpoint_covers_it(tmp_path, chdb):
+    from services.ingest import EmbeddedIngestor, IngestUnavailable
+    from services.settings import Settings
+    from services.wiring import build_pipeline
+
+    settings = Settings(data_dir=tmp_path, embedding={"backend": "hashing"}, cluster={"bootstrap_size": 10})
+    saved: list[dict] = []
+    failing = [True]
+
+    def checkpoint(state: dict) -> None:
+        if failing[0]:
+            raise OSError("disk full")
+        saved.append(state)
+
+    clock = Clock()
+    spool = Spool(tmp_path / "spool", max_bytes=len(encode(batch(0, 30))), segment_bytes=1)
+    ing = EmbeddedIngestor(build_pipeline(settings), chdb, batch_size=8, checkpoint=checkpoint, checkpoint_seconds=10,
+                           monotonic=clock, spool=spool).start()
+    assert ing.wait(ing.submit(batch(0, 6)), 30).done  # waits for the bootstrap (10): only in memory and spool
+    clock.now = 11
+    assert ing.wait(ing.submit(batch(6, 6)), 30).done  # bootstrap done; the checkpoint after it fails
+    assert eventually(lambda: ing.metrics.ingest_errors._value.get() == 1)
+    assert len(spool.segments) == 2  # not covered by a saved state: kept
+    with pytest.raises(IngestUnavailable, match="spool_max_bytes") as refused:
+        ing.submit(batch(12, 20))
+    assert refused.value.retry_after == 10 and ing.depth == 0 and len(spool.segments) == 2
+    failing[0] = False
+    clock.now = 22
+    assert ing.wait(ing.submit(batch(12, 3)), 30).done
+    assert eventually(lambda: saved and spool.segments == [])  # saved: every segment covered, trimmed
+    ing.submit(batch(15, 3))  # queued, never processed: the process "dies" here (the worker is left running)
+    assert len(spool.segments) == 1
+
+    # The next run replays it before anything else; the first 15 are already stored.
+    again = Spool(tmp_path / "spool", max_bytes=10**6, segment_bytes=1)
+    restored = build_pipeline(settings, state=saved[-1])
+    ing2 = EmbeddedIngestor(restored, chdb, batch_size=8, checkpoint=saved.append, spool=again).start()
+    assert ing2.replayed == 3
+    ing2.close()
+    assert chdb.counts()["interactions"] == 18 and again.segments == []
