@@ -20,7 +20,8 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
     """Serve until SIGINT/SIGTERM, then drain the ingest queue, save the pipeline's state, close the store.
 
     The pipeline continues from ``DATA_DIR/state/pipeline.json.gz`` if a previous run saved one
-    (``reset_state`` discards it first). Returns the pipeline totals at exit.
+    (``reset_state`` discards it first), and first takes what the write-ahead spool
+    (``DATA_DIR/spool``, services/spool.py) still holds. Returns the pipeline totals at exit.
     """
     from pipelines.errors import StateError
     from services.api import check_auth
@@ -157,7 +158,8 @@ def serve_cmd(ctx, host, port, data_dir, seed_file, insecure, reset_state, notif
     Tokens come from FAITHWATCH_API__TOKENS (a JSON list) or api.tokens in the config file; every
     route but /healthz needs one. Stop with Ctrl-C or SIGTERM: accepted interactions are processed
     and stored before the process exits, and the pipeline's state (clusters, baselines, open
-    incidents) is saved under DATA_DIR/state; the next start continues from it.
+    incidents) is saved under DATA_DIR/state; the next start continues from it. A 202 means the
+    records are synced to DATA_DIR/spool: after a crash the next start replays them.
 
     With a notify file (--notify-file or FAITHWATCH_NOTIFY_FILE) every incident event is delivered to
     its channels (docs/alerts.md); deliveries still pending at shutdown go out after the next start.

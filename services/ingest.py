@@ -19,14 +19,15 @@ end of a replay, and :meth:`Ingestor.close` drains the queue and flushes before 
 With a ``checkpoint`` (a callable taking ``Pipeline.to_state()``), the worker saves the pipeline's
 state every ``checkpoint_seconds`` after writing a batch to the store, and once more at
 :meth:`Ingestor.close`, which then does not flush: what waits for the bootstrap stays in the
-saved state and a restarted server continues with it. A crash loses at most the detector memory
-of the last ``checkpoint_seconds`` (the scored rows are already stored; a client that re-sends
-them is deduplicated by the store, and the restored pipeline counts them once).
+saved state and a restarted server continues with it.
 
 With a ``spool`` (:class:`services.spool.Spool`), :meth:`EmbeddedIngestor.submit` returns only
 once the records are synced to it, so what the API acknowledged survives a crash: :meth:`start`
-replays what a previous run left there into the queue before the API takes requests, and the
-worker trims the spool after each saved checkpoint, up to what that state covers.
+replays what a previous run left there into the queue before the API takes requests (what was
+processed already is dropped by the restored pipeline's seen ids or by the store), and the worker
+trims the spool after each saved checkpoint, up to what that state covers. Without one, a crash
+loses what was queued or waiting for the bootstrap, and the detector memory of the last
+``checkpoint_seconds``.
 """
 
 from __future__ import annotations
