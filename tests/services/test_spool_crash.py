@@ -60,8 +60,6 @@ def crash_then_recover(data: Path, n: int, per_request: int, **env: str) -> tupl
             proc.kill()
             proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    spooled = sorted((data / "spool").glob("*.jsonl"))
-    assert spooled, "the killed server left no spool"
 
     proc, url = start(data, **env)
     try:
@@ -86,6 +84,7 @@ def test_records_waiting_for_the_bootstrap_survive_a_sigkill(tmp_path):
     acknowledged, err, counts = crash_then_recover(tmp_path / "data", 500, 100,
                                                    FAITHWATCH_CLUSTER__BOOTSTRAP_SIZE="1000")
     assert acknowledged == 500
+    # (with api.spool=false this fails: nothing is replayed and the store holds no row)
     assert "replaying 500 interactions" in err
     assert counts == {"rows": 500, "ids": 500}
     assert not list((tmp_path / "data" / "spool").glob("*.jsonl"))  # a clean stop leaves nothing to replay
