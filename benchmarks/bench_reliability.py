@@ -7,6 +7,7 @@ request ran, after), and the slowest ``/healthz`` answer while it ran.
 
     python -m benchmarks.bench_reliability                    # 2 MB of 1,000,000 one-character lines
     python -m benchmarks.bench_reliability --repo /tmp/base   # the same against another checkout
+    python -m benchmarks.bench_reliability --spool            # records/s acknowledged, spool on and off
 
 Results go to RELIABILITY.md by hand (they depend on the machine); prints one JSON object.
 """
@@ -22,6 +23,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -42,11 +46,13 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run(repo: Path, body: bytes, content_type: str, settle: float = 3.0) -> dict:
+@contextmanager
+def _server(repo: Path, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``faithwatch serve`` from ``repo`` on a fresh data dir (hashing embedder, no token): (process, URL)."""
     port = _free_port()
     with tempfile.TemporaryDirectory() as data:
         env = {**os.environ, "PYTHONPATH": str(repo), "FAITHWATCH_EMBEDDING__BACKEND": "hashing",
-               "FAITHWATCH_API__INSECURE": "true", "FAITHWATCH_DATA_DIR": data, "HF_HUB_OFFLINE": "1"}
+               "FAITHWATCH_API__INSECURE": "true", "FAITHWATCH_DATA_DIR": data, "HF_HUB_OFFLINE": "1", **env}
         proc = subprocess.Popen([sys.executable, "-c", "from services.cli import main; main()", "serve",
                                  "--port", str(port)], cwd=repo, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -62,52 +68,104 @@ def run(repo: Path, body: bytes, content_type: str, settle: float = 3.0) -> dict
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("the server did not start")
                 time.sleep(0.2)
-            time.sleep(settle)
-            before = _rss_mb(proc.pid)
-            peak, health = [before], [0.0]
-            done = threading.Event()
-
-            def sample() -> None:
-                while not done.is_set():
-                    peak[0] = max(peak[0], _rss_mb(proc.pid))
-                    time.sleep(0.02)
-
-            def probe() -> None:
-                while not done.is_set():
-                    t = time.perf_counter()
-                    httpx.get(f"{url}/healthz", timeout=120)
-                    health[0] = max(health[0], time.perf_counter() - t)
-                    time.sleep(0.05)
-
-            threads = [threading.Thread(target=sample), threading.Thread(target=probe)]
-            for t in threads:
-                t.start()
-            start = time.perf_counter()
-            res = httpx.post(f"{url}/v1/interactions", content=body, headers={"Content-Type": content_type},
-                             timeout=600)
-            seconds = time.perf_counter() - start
-            done.set()
-            for t in threads:
-                t.join()
-            time.sleep(settle)
-            answer = res.json()
-            return {"status": res.status_code, "seconds": round(seconds, 2),
-                    "invalid": answer.get("invalid") if isinstance(answer, dict) else None,
-                    "detail": answer.get("detail") if isinstance(answer, dict) else None,
-                    "rss_mb_before": round(before), "rss_mb_peak": round(peak[0]),
-                    "rss_mb_after": round(_rss_mb(proc.pid)), "healthz_slowest_s": round(health[0], 2)}
+            yield proc, url
         finally:
             proc.terminate()
             proc.wait(60)
+
+
+def run(repo: Path, body: bytes, content_type: str, settle: float = 3.0) -> dict:
+    with _server(repo) as (proc, url):
+        time.sleep(settle)
+        before = _rss_mb(proc.pid)
+        peak, health = [before], [0.0]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _rss_mb(proc.pid))
+                time.sleep(0.02)
+
+        def probe() -> None:
+            while not done.is_set():
+                t = time.perf_counter()
+                httpx.get(f"{url}/healthz", timeout=120)
+                health[0] = max(health[0], time.perf_counter() - t)
+                time.sleep(0.05)
+
+        threads = [threading.Thread(target=sample), threading.Thread(target=probe)]
+        for t in threads:
+            t.start()
+        start = time.perf_counter()
+        res = httpx.post(f"{url}/v1/interactions", content=body, headers={"Content-Type": content_type},
+                         timeout=600)
+        seconds = time.perf_counter() - start
+        done.set()
+        for t in threads:
+            t.join()
+        time.sleep(settle)
+        answer = res.json()
+        return {"status": res.status_code, "seconds": round(seconds, 2),
+                "invalid": answer.get("invalid") if isinstance(answer, dict) else None,
+                "detail": answer.get("detail") if isinstance(answer, dict) else None,
+                "rss_mb_before": round(before), "rss_mb_peak": round(peak[0]),
+                "rss_mb_after": round(_rss_mb(proc.pid)), "healthz_slowest_s": round(health[0], 2)}
+
+
+def ingest_rate(repo: Path, spool: bool, requests: int, per_request: int, clients: int) -> dict:
+    """Records acknowledged (202) per second by ``clients`` concurrent producers, each posting
+    ``requests / clients`` JSON batches of ``per_request`` records, with the spool on or off."""
+    t0 = datetime(2026, 11, 2, tzinfo=UTC)
+    bodies = [json.dumps([{"interaction_id": f"b{r}-{k}", "session_id": f"s{k % 50}",
+                           "timestamp": (t0 + timedelta(seconds=r * per_request + k)).isoformat(),
+                           "query": f"how do I reset the pin of card {k % 7}", "response": "Open the app.",
+                           "confidence": 0.9} for k in range(per_request)]).encode() for r in range(requests)]
+    # A bootstrap larger than the run: the worker only queues, so the figure is the cost of acknowledging.
+    with _server(repo, FAITHWATCH_API__SPOOL=str(spool).lower(), FAITHWATCH_CLUSTER__BOOTSTRAP_SIZE="10000000",
+                 FAITHWATCH_API__QUEUE_MAX_RECORDS=str(requests * per_request + 1)) as (_, url):
+        statuses: list[int] = []
+        latencies: list[float] = []
+
+        def client(mine: list[bytes]) -> None:
+            with httpx.Client(timeout=120) as http:
+                for body in mine:
+                    t = time.perf_counter()
+                    res = http.post(f"{url}/v1/interactions", content=body,
+                                    headers={"Content-Type": "application/json"})
+                    latencies.append(time.perf_counter() - t)
+                    statuses.append(res.status_code)
+
+        threads = [threading.Thread(target=client, args=(bodies[c::clients],)) for c in range(clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - start
+    latencies.sort()
+    return {"spool": spool, "requests": requests, "per_request": per_request, "clients": clients,
+            "accepted_202": statuses.count(202), "seconds": round(seconds, 2),
+            "records_per_s": round(statuses.count(202) * per_request / seconds),
+            "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
+            "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 1)}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout whose server runs")
     parser.add_argument("--lines", type=int, default=1_000_000, help="one-character NDJSON lines in the body")
+    parser.add_argument("--spool", action="store_true",
+                        help="instead: records/s acknowledged with the write-ahead spool and without (api.spool)")
+    parser.add_argument("--requests", type=int, default=400, help="--spool: requests in all")
+    parser.add_argument("--per-request", type=int, default=100, help="--spool: records per request")
+    parser.add_argument("--clients", type=int, default=4, help="--spool: concurrent producers")
     args = parser.parse_args(argv)
-    result = {"body_bytes": 2 * args.lines, "lines": args.lines,
-              **run(args.repo, b"x\n" * args.lines, "application/x-ndjson")}
+    if args.spool:
+        result: dict = {"rows": [ingest_rate(args.repo, spool, args.requests, args.per_request, args.clients)
+                                 for spool in (True, False)]}
+    else:
+        result = {"body_bytes": 2 * args.lines, "lines": args.lines,
+                  **run(args.repo, b"x\n" * args.lines, "application/x-ndjson")}
     print(json.dumps(result))
     return result
 

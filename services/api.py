@@ -526,7 +526,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                          413: {"description": "body larger than api.max_body_bytes, or more records than "
                                               "api.max_records_per_request"},
                          415: {"description": "unsupported Content-Type"},
-                         503: {"description": "ingest queue full or shutting down: retry"}})
+                         503: {"description": "ingest queue or spool full, or shutting down: retry after "
+                                              "Retry-After"}})
     async def ingest(request: Request,
                      wait: Annotated[bool, Query(description="answer only once these records are scored and "
                                                              "stored")] = False,
@@ -559,7 +560,7 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
         except BodyError as exc:
             raise HTTPException(exc.status, str(exc)) from None
         except IngestUnavailable as exc:
-            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
+            raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         ticket = result.pop("ticket")
         if wait and ticket is not None:
             done = await wait_for(ingestor, ticket, _timeout(timeout))

@@ -20,7 +20,8 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
     """Serve until SIGINT/SIGTERM, then drain the ingest queue, save the pipeline's state, close the store.
 
     The pipeline continues from ``DATA_DIR/state/pipeline.json.gz`` if a previous run saved one
-    (``reset_state`` discards it first). Returns the pipeline totals at exit.
+    (``reset_state`` discards it first), and first takes what the write-ahead spool
+    (``DATA_DIR/spool``, services/spool.py) still holds. Returns the pipeline totals at exit.
     """
     from pipelines.errors import StateError
     from services.api import check_auth
@@ -68,16 +69,35 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
                        f"{len(pipeline.clusters)} clusters, {len(pipeline.detector.open_incidents)} open incidents)",
                        err=True)
         notifier = Notifier(store, notify, settings.notify, metrics).start() if notify else None
+        spool = _spool(settings)
         ingestor = EmbeddedIngestor(pipeline, store, metrics, batch_size=settings.replay.batch_size,
                                     max_queue=api.queue_max_records,
                                     cluster_refresh_seconds=api.cluster_refresh_seconds,
                                     checkpoint=checkpoint.save, checkpoint_seconds=api.checkpoint_seconds,
-                                    notifier=notifier)
+                                    notifier=notifier, spool=spool)
         try:
             return _serve(settings, store, ingestor, metrics)
         finally:
+            if spool is not None:
+                spool.close()
             if notifier is not None:
                 notifier.close()  # what is still pending goes out after the next start
+
+
+def _spool(settings: Settings):
+    """The write-ahead spool under DATA_DIR/spool (services/spool.py), or None with api.spool=false."""
+    from services.spool import Spool
+
+    directory = Path(settings.data_dir) / "spool"
+    if settings.api.spool:
+        return Spool(directory, max_bytes=settings.api.spool_max_bytes, segment_bytes=settings.api.spool_segment_bytes)
+    left = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+    if left:
+        log.warning("api.spool=false: %d spool segments in %s from an earlier run are not replayed", len(left),
+                    directory)
+    click.echo("faithwatch: api.spool=false: accepted interactions live in memory until processed and "
+               "checkpointed; a crash loses them", err=True)
+    return None
 
 
 def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
@@ -138,7 +158,8 @@ def serve_cmd(ctx, host, port, data_dir, seed_file, insecure, reset_state, notif
     Tokens come from FAITHWATCH_API__TOKENS (a JSON list) or api.tokens in the config file; every
     route but /healthz needs one. Stop with Ctrl-C or SIGTERM: accepted interactions are processed
     and stored before the process exits, and the pipeline's state (clusters, baselines, open
-    incidents) is saved under DATA_DIR/state; the next start continues from it.
+    incidents) is saved under DATA_DIR/state; the next start continues from it. A 202 means the
+    records are synced to DATA_DIR/spool: after a crash the next start replays them.
 
     With a notify file (--notify-file or FAITHWATCH_NOTIFY_FILE) every incident event is delivered to
     its channels (docs/alerts.md); deliveries still pending at shutdown go out after the next start.

@@ -19,9 +19,15 @@ end of a replay, and :meth:`Ingestor.close` drains the queue and flushes before 
 With a ``checkpoint`` (a callable taking ``Pipeline.to_state()``), the worker saves the pipeline's
 state every ``checkpoint_seconds`` after writing a batch to the store, and once more at
 :meth:`Ingestor.close`, which then does not flush: what waits for the bootstrap stays in the
-saved state and a restarted server continues with it. A crash loses at most the detector memory
-of the last ``checkpoint_seconds`` (the scored rows are already stored; a client that re-sends
-them is deduplicated by the store, and the restored pipeline counts them once).
+saved state and a restarted server continues with it.
+
+With a ``spool`` (:class:`services.spool.Spool`), :meth:`EmbeddedIngestor.submit` returns only
+once the records are synced to it, so what the API acknowledged survives a crash: :meth:`start`
+replays what a previous run left there into the queue before the API takes requests (what was
+processed already is dropped by the restored pipeline's seen ids or by the store), and the worker
+trims the spool after each saved checkpoint, up to what that state covers. Without one, a crash
+loses what was queued or waiting for the bootstrap, and the detector memory of the last
+``checkpoint_seconds``.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from pipelines.interaction import Interaction
 from pipelines.records import ClusterInfo
 from services.flow import Outputs, Tally, event_order
 from services.metrics import Metrics
+from services.spool import Spool, SpoolFull
 from services.store.base import Store
 
 log = logging.getLogger("faithwatch.ingest")
@@ -53,7 +60,11 @@ _FAILED_MEMORY = 10_000
 
 
 class IngestUnavailable(FaithwatchError):
-    """The ingestor cannot take records now (queue full, or shutting down)."""
+    """The ingestor cannot take records now (queue or spool full, or shutting down)."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, for the Retry-After header
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,7 @@ class _Item:
     ticket: int
     records: Sequence[Interaction] | None  # None: a control item (flush or stop)
     flush: bool = True  # a control item fits what waits for the bootstrap
+    mark: int | None = None  # the records' mark in the spool
 
 
 class EmbeddedIngestor(Ingestor):
@@ -142,7 +154,7 @@ class EmbeddedIngestor(Ingestor):
     def __init__(self, pipeline: Pipeline, store: Store, metrics: Metrics | None = None, *,
                  batch_size: int = 256, max_queue: int = 100_000, cluster_refresh_seconds: float = 5.0,
                  checkpoint: Callable[[dict], None] | None = None, checkpoint_seconds: float = 30.0,
-                 monotonic: Callable[[], float] = time.monotonic, notifier=None):
+                 monotonic: Callable[[], float] = time.monotonic, notifier=None, spool: Spool | None = None):
         self.pipeline = pipeline
         self.store = store
         self.metrics = metrics or Metrics()
@@ -167,31 +179,78 @@ class EmbeddedIngestor(Ingestor):
         self.checkpoint_seconds = checkpoint_seconds
         self._last_checkpoint = monotonic()
         self.checkpoints = 0  # saved so far
+        self.spool = spool
+        self.replayed = 0  # records the spool handed back at start
         self._thread = threading.Thread(target=self._run, name="faithwatch-ingest", daemon=True)
         self.metrics.track_queue_depth(lambda: self._depth)
 
     # -- the API side ----------------------------------------------------------------------------
     def start(self) -> Self:
+        """Start the worker; with a spool, first queue what a previous run left in it."""
         if not self._thread.is_alive():
             self._thread.start()
+            if self.spool is not None:
+                self._replay_spool()
         return self
 
-    def _enqueue(self, records: Sequence[Interaction] | None) -> int:
+    def _replay_spool(self) -> None:
+        assert self.spool is not None
+        for seg in self.spool.recover(datetime.now(UTC)):
+            self.outputs.dead_letters(seg.dead_letters)
+            if not seg.records:
+                self.spool.done(seg.mark)
+                continue
+            n = len(seg.records)
+            with self._cond:
+                # Bypasses max_queue (these were accepted), but waits for room between segments.
+                self._cond.wait_for(lambda n=n: self._depth == 0 or self._depth + n <= self.max_queue)
+                self._issued += 1
+                self._queue.append(_Item(self._issued, seg.records, mark=seg.mark))
+                self._depth += n
+                self._cond.notify_all()
+            self.replayed += n
+        if self.replayed:
+            log.warning("replaying %d interactions accepted before the last stop from the spool %s "
+                        "(those already processed are dropped as duplicates)", self.replayed, self.spool.directory)
+
+    def _refuse(self, n: int) -> None:
+        """With the lock held: raise IngestUnavailable if ``n`` more records cannot be queued now."""
+        if self._closing:
+            raise IngestUnavailable("the server is shutting down; retry against another instance")
+        if n and self._depth + n > self.max_queue:
+            raise IngestUnavailable(f"ingest queue full ({self._depth} interactions waiting, limit "
+                                    f"{self.max_queue}); retry shortly")
+
+    def _enqueue(self, records: Sequence[Interaction] | None, mark: int | None = None) -> int:
         with self._cond:
-            if self._closing:
-                raise IngestUnavailable("the server is shutting down; retry against another instance")
-            n = len(records or ())
-            if records and self._depth + n > self.max_queue:
-                raise IngestUnavailable(f"ingest queue full ({self._depth} interactions waiting, limit "
-                                        f"{self.max_queue}); retry shortly")
+            self._refuse(len(records or ()))
             self._issued += 1
-            self._queue.append(_Item(self._issued, records))
-            self._depth += n
+            self._queue.append(_Item(self._issued, records, mark=mark))
+            self._depth += len(records or ())
             self._cond.notify_all()
             return self._issued
 
     def submit(self, records: Sequence[Interaction]) -> int:
-        return self._enqueue(list(records))
+        records = list(records)
+        if self.spool is None or not records:
+            return self._enqueue(records)
+        with self._cond:
+            self._refuse(len(records))  # nothing is written for a batch the queue would refuse
+        try:
+            mark = self.spool.append(records)
+        except SpoolFull as exc:
+            # Room comes back as checkpoints let processed segments go.
+            raise IngestUnavailable(str(exc), retry_after=max(1, math.ceil(min(self.checkpoint_seconds, 30)))) from None
+        except OSError as exc:
+            log.error("writing %d records to the spool failed: %s", len(records), exc)
+            self.metrics.ingest_errors.inc()
+            raise IngestUnavailable("the spool cannot be written (the server log has the reason); retry "
+                                    "shortly") from None
+        try:
+            return self._enqueue(records, mark)
+        except IngestUnavailable:
+            self.spool.done(mark)  # refused after all (a 503): the client sends them again
+            raise
 
     def request_flush(self) -> int:
         return self._enqueue(None)
@@ -247,9 +306,14 @@ class EmbeddedIngestor(Ingestor):
             return
         with self._pipeline_lock:
             state = self.pipeline.to_state()
+            # Every record of a mark up to this one is in the store or in this state.
+            settled = self.spool.settled() if self.spool is not None else None
         self.checkpoint(state)
         self.checkpoints += 1
         self._last_checkpoint = self._monotonic()
+        if settled is not None:
+            assert self.spool is not None
+            self.spool.trim(settled)
 
     # -- the worker side -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -270,6 +334,13 @@ class EmbeddedIngestor(Ingestor):
             log.exception("ingest batch of tickets %d-%d failed", items[0].ticket, items[-1].ticket)
             self.metrics.ingest_errors.inc()
             error = f"{type(exc).__name__}: {exc}"
+        if self.spool is not None:
+            for item in items:
+                if item.mark is not None:
+                    self.spool.done(item.mark)
+            if self.checkpoint is None and items[0].records is None and items[0].flush:
+                # No saved state: only a flush puts everything taken so far in the store.
+                self.spool.trim(self.spool.settled())
         with self._cond:
             for item in items:
                 self._depth -= len(item.records or ())
