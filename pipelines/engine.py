@@ -31,8 +31,8 @@ from pipelines.detector import PatternDetector
 from pipelines.embedding import Embedder
 from pipelines.errors import FaithwatchError
 from pipelines.faithfulness import FaithfulnessScorer
-from pipelines.gating import ClusterModel, OpenIncident
 from pipelines.family import NO_CHANGE, FamilyChange, IntentFamilies, cluster_age
+from pipelines.gating import ClusterModel, OpenIncident
 from pipelines.incident import strictest
 from pipelines.interaction import Interaction
 from pipelines.labels import CategoryIndex, decode_array, encode_array
@@ -400,7 +400,8 @@ class Pipeline:
         cfg = self.cluster_config
         return ClusterModel(
             cluster_ids=tuple(ids), centroids=rows.copy(),
-            family_ids=tuple(info.family_id if info else families.family_of(cid) for cid, info in zip(ids, infos, strict=True)),
+            family_ids=tuple(info.family_id if info else families.family_of(cid)
+                             for cid, info in zip(ids, infos, strict=True)),
             categories=tuple(info.category if info else self.policy.default for info in infos),
             assign_threshold=cfg.assign_threshold, attach_threshold=cfg.pool_attach_threshold,
             incidents=incidents, version=version)
