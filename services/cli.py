@@ -274,6 +274,7 @@ from services import cli_store  # noqa: E402,F401,I001
 from services import cli_kafka  # noqa: E402,F401,I001
 from services import cli_alerts  # noqa: E402,F401,I001
 from services import cli_dashboards  # noqa: E402,F401,I001
+from services import cli_gates  # noqa: E402,F401,I001
 # -- end of command modules --
 
 if __name__ == "__main__":

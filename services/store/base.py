@@ -734,3 +734,16 @@ class Store(abc.ABC):
             "ORDER BY below_baseline DESC, timestamp DESC, interaction_id", params)
         return {**found[0], "last_at": last_at, "last_baseline_low": latest[0]["baseline_low"] if latest else None,
                 "recent_rates": recent, "examples": examples}
+
+    # ---- confidence-gate overrides (migration 0008, services/gates.py) -------------------
+
+    def insert_gate_override(self, row: Row) -> None:
+        """Write one change of a scope's gate (a row of ``gate_overrides``)."""
+        self._insert("gate_overrides", rows_to_columns([{**row, "at": utc(row["at"])}]))
+
+    def gate_override_history(self, scope: str | None = None) -> list[Row]:
+        """Every change of every scope's gate (or of ``scope``'s), oldest first per scope."""
+        params: dict[str, Any] = {}
+        where = _equal(params, scope=scope)
+        return self.query("SELECT scope, version, action, threshold, reason, actor, at FROM gate_overrides FINAL"
+                          + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY scope, version", params)

@@ -54,6 +54,20 @@ ENGINE = ReplacingMergeTree(version)
 ORDER BY (incident_id, sequence, channel)
 SETTINGS index_granularity = 8192;
 
+CREATE TABLE gate_overrides
+(
+    `scope` String,
+    `version` UInt32,
+    `action` LowCardinality(String),
+    `threshold` Nullable(Float64),
+    `reason` String,
+    `actor` String,
+    `at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (scope, version)
+SETTINGS index_granularity = 8192;
+
 CREATE TABLE incident_events
 (
     `event` LowCardinality(String),

@@ -1,0 +1,176 @@
+"""Confidence gates as a live decision: the service behind ``POST /v1/gate`` and ``faithwatch gates``.
+
+:class:`GateService` answers a product's "show this answer or defer it?" for one query or a
+batch: it embeds the queries (its own cache and lock in front of the shared embedding model, so a
+gate call never waits for the ingest thread), places them in the :class:`~pipelines.gating.ClusterModel`
+the ingest thread last published (an immutable value swapped after each batch: no pipeline lock),
+and applies :func:`pipelines.gating.decide` with the operators' overrides. It writes nothing: a
+gate call is not an interaction. Each decision is counted in
+``faithwatch_gate_decisions_total{cluster, decision}``.
+
+Overrides (:func:`set_override`, :func:`unset_override`) are rows of ``gate_overrides``
+(migration 0008), versioned per scope with who/when/why. The service re-reads them at most every
+``refresh_seconds`` (and at once after a change made through the API), so a ``faithwatch gates
+set`` against a ClickHouse server reaches a running API within that time.
+
+:func:`gate_table` is what ``gates list`` and ``GET /v1/gates`` show: per cluster the active gate
+and its source beside the suggested gate of its latest incident with its cost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pipelines.embedding import CachedEmbedder, Embedder
+from pipelines.errors import FaithwatchError
+from pipelines.gating import ClusterModel, Override, active_gate, gate_many
+from pipelines.policy import CategoryPolicy
+from services.metrics import Metrics
+from services.store.base import Row, Store
+
+GATE_TABLE_COLUMNS = ["cluster_id", "family_id", "label", "category", "active_gate", "source", "override_version",
+                      "override_by", "override_at", "override_reason", "suggested_gate", "suggested_by_incident",
+                      "failing_held_back", "failing_total", "faithful_held_back_share"]
+HISTORY_COLUMNS = ["scope", "version", "action", "threshold", "actor", "at", "reason"]
+
+
+class GateError(FaithwatchError):
+    """An override that cannot be set (unknown scope, threshold out of range, no reason)."""
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    query: str
+    confidence: float
+    reversible: bool = True
+
+
+def active_overrides(history: Sequence[Row]) -> dict[str, Override]:
+    """The active override per scope from :meth:`Store.gate_override_history` rows: the highest
+    version of each scope when it is a ``set``.
+
+    >>> rows = [{"scope": "c001", "version": 1, "action": "set", "threshold": 0.9, "reason": "r",
+    ...          "actor": "a", "at": "t"}, {"scope": "c001", "version": 2, "action": "unset",
+    ...          "threshold": None, "reason": "fixed", "actor": "a", "at": "t"}]
+    >>> active_overrides(rows), sorted(active_overrides(rows[:1]))
+    ({}, ['c001'])
+    """
+    latest: dict[str, Row] = {}
+    for row in history:
+        if row["scope"] not in latest or row["version"] > latest[row["scope"]]["version"]:
+            latest[row["scope"]] = row
+    return {scope: Override(scope, float(r["threshold"]), r["reason"], r["actor"], _iso(r["at"]), int(r["version"]))
+            for scope, r in latest.items() if r["action"] == "set"}
+
+
+def _iso(at: object) -> str:
+    return at.isoformat() if isinstance(at, datetime) else str(at)
+
+
+def _known_scope(store: Store, scope: str) -> None:
+    if store.query("SELECT count() AS n FROM clusters WHERE cluster_id = {s:String} OR family_id = {s:String}",
+                   {"s": scope})[0]["n"] == 0:
+        raise GateError(f"no cluster or intent family {scope!r} in the store (see `faithwatch clusters list`)")
+
+
+def _change(store: Store, scope: str, action: str, threshold: float | None, reason: str, actor: str,
+            at: datetime) -> Row:
+    if not reason.strip():
+        raise GateError("a gate change needs a reason (--reason): it is kept with the change")
+    _known_scope(store, scope)
+    versions = [r["version"] for r in store.gate_override_history(scope)]
+    row = {"scope": scope, "version": max(versions, default=0) + 1, "action": action, "threshold": threshold,
+           "reason": reason.strip(), "actor": actor, "at": at}
+    store.insert_gate_override(row)
+    return row
+
+
+def set_override(store: Store, scope: str, threshold: float, reason: str, actor: str, at: datetime) -> Row:
+    """Set the gate of cluster or family ``scope``; the new version's row."""
+    if not 0.0 <= threshold <= 1.0:
+        raise GateError(f"a gate is a confidence between 0 and 1, got {threshold}")
+    return _change(store, scope, "set", round(float(threshold), 4), reason, actor, at)
+
+
+def unset_override(store: Store, scope: str, reason: str, actor: str, at: datetime) -> Row:
+    """Remove ``scope``'s override (the category's gate applies again); the new version's row."""
+    if scope not in active_overrides(store.gate_override_history(scope)):
+        raise GateError(f"{scope!r} has no active gate override")
+    return _change(store, scope, "unset", None, reason, actor, at)
+
+
+def gate_table(store: Store, policy: CategoryPolicy) -> list[Row]:
+    """Per stored cluster: the active gate and where it comes from, and the suggested gate of the
+    latest incident with the cluster among its members, with its cost."""
+    overrides = active_overrides(store.gate_override_history())
+    latest: dict[str, Row] = {}
+    for inc in store.list_incidents(limit=100_000):  # most recently detected first
+        for cid in inc.get("clusters") or [inc["cluster_id"]]:
+            latest.setdefault(cid, inc)
+    rows = []
+    for c in store.list_clusters():
+        cid, fid = c["cluster_id"], c.get("family_id")
+        threshold, source, o = active_gate(cid, fid, policy.get(c["category"]), overrides)
+        inc = latest.get(cid)
+        g = (inc or {}).get("suggested_gate") or {}
+        rows.append({
+            "cluster_id": cid, "family_id": fid, "label": c["label"], "category": c["category"],
+            "active_gate": threshold, "source": source, "override_version": o.version if o else None,
+            "override_by": o.actor if o else None, "override_at": o.at if o else None,
+            "override_reason": o.reason if o else None,
+            "suggested_gate": g.get("threshold"), "suggested_by_incident": inc["incident_id"] if g else None,
+            "failing_held_back": g.get("failing_held_back"), "failing_total": g.get("failing_total"),
+            "faithful_held_back_share": g.get("faithful_held_back_share")})
+    return rows
+
+
+class GateService:
+    """Gate decisions against the published cluster model (see the module docstring)."""
+
+    def __init__(self, embedder: Embedder, policy: CategoryPolicy, model: Callable[[], ClusterModel | None],
+                 store: Store, metrics: Metrics | None = None, *, cache_size: int = 10_000,
+                 refresh_seconds: float = 2.0, monotonic: Callable[[], float] = time.monotonic):
+        # The shared model (onnxruntime sessions run concurrently), not the ingest path's cache:
+        # CachedEmbedder is not thread-safe, so the gate path has its own, behind its own lock.
+        inner = embedder.inner if isinstance(embedder, CachedEmbedder) else embedder
+        self.embedder = CachedEmbedder(inner, cache_size) if cache_size else inner
+        self._embed_lock = threading.Lock()
+        self.policy = policy
+        self.model = model
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.refresh_seconds = refresh_seconds
+        self._monotonic = monotonic
+        self._overrides: Mapping[str, Override] = {}
+        self._loaded_at: float | None = None
+        _ = inner.dim  # load the model now, not on a racing first call
+
+    def overrides(self) -> Mapping[str, Override]:
+        """The active overrides, re-read from the store at most every ``refresh_seconds``."""
+        now = self._monotonic()
+        if self._loaded_at is None or now - self._loaded_at >= self.refresh_seconds:
+            self._overrides = active_overrides(self.store.gate_override_history())
+            self._loaded_at = now
+        return self._overrides
+
+    def invalidate(self) -> None:
+        """Re-read the overrides on the next call (after a change)."""
+        self._loaded_at = None
+
+    def decide(self, requests: Sequence[GateRequest]) -> list[dict]:
+        """One decision per request, in order (``as_dict`` of :class:`~pipelines.gating.GateDecision`)."""
+        if not requests:
+            return []
+        with self._embed_lock:
+            vectors = self.embedder.encode([r.query for r in requests])
+        model = self.model() or ClusterModel()
+        decisions = gate_many(model, vectors, [r.confidence for r in requests], [r.reversible for r in requests],
+                              self.policy, self.overrides())
+        counter = self.metrics.gate_decisions
+        for d in decisions:
+            counter.labels(d.cluster_id or "unassigned", d.decision).inc()
+        return [d.as_dict() for d in decisions]
