@@ -101,6 +101,19 @@ def mount(app: FastAPI, store: Store, ingestor: Any, metrics: Metrics, auth: lis
         answers = await run_in_threadpool(service.decide, requests)
         return answers if isinstance(body, list) else answers[0]
 
+    @app.get("/v1/gate/decisions", dependencies=auth, tags=["gate"])
+    def decisions(since: Annotated[str, Query(description="decisions at or after (RFC 3339 with offset)")],
+                  until: Annotated[str | None, Query(description="decisions before (RFC 3339 with offset)")] = None
+                  ) -> Any:
+        """The decision log per cluster and category: decisions, answered, deferred and the deferral
+        rate (the human-deferral rate per intent), from the per-minute counts in the store (written
+        every few seconds, so the latest seconds may be missing)."""
+        from services.api import instant
+
+        lo, hi = instant("since", since), instant("until", until)
+        rows = store.gate_decision_rates(lo, hi)  # type: ignore[arg-type]
+        return {"count": len(rows), "items": rows}
+
     @app.get("/v1/gates", dependencies=auth, tags=["gate"])
     def gates(history: Annotated[bool, Query(description="every change instead of the active gates")] = False
               ) -> Any:

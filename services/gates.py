@@ -4,9 +4,11 @@
 batch: it embeds the queries (its own cache and lock in front of the shared embedding model, so a
 gate call never waits for the ingest thread), places them in the :class:`~pipelines.gating.ClusterModel`
 the ingest thread last published (an immutable value swapped after each batch: no pipeline lock),
-and applies :func:`pipelines.gating.decide` with the operators' overrides. It writes nothing: a
-gate call is not an interaction. Each decision is counted in
-``faithwatch_gate_decisions_total{cluster, decision}``.
+and applies :func:`pipelines.gating.decide` with the operators' overrides. A gate call is not an
+interaction: it changes no cluster, baseline or stored interaction. Each decision is counted in
+``faithwatch_gate_decisions_total{cluster, decision}`` and, per minute, in the store's
+``gate_decision_minutes`` (the decision log, written every ``flush_seconds`` by a thread of its
+own after :meth:`GateService.start`, and at :meth:`GateService.close`).
 
 Overrides (:func:`set_override`, :func:`unset_override`) are rows of ``gate_overrides``
 (migration 0008), versioned per scope with who/when/why. The service re-reads them at most every
@@ -19,15 +21,17 @@ and its source beside the suggested gate of its latest incident with its cost.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pipelines.embedding import CachedEmbedder, Embedder
 from pipelines.errors import FaithwatchError
-from pipelines.gating import ClusterModel, Override, active_gate, gate_many
+from pipelines.gating import ClusterModel, OpenIncident, Override, Placement, active_gate, decide, gate_many
 from pipelines.policy import CategoryPolicy
 from services.metrics import Metrics
 from services.store.base import Row, Store
@@ -35,6 +39,8 @@ from services.store.base import Row, Store
 GATE_TABLE_COLUMNS = ["cluster_id", "family_id", "label", "category", "active_gate", "source", "override_version",
                       "override_by", "override_at", "override_reason", "suggested_gate", "suggested_by_incident",
                       "failing_held_back", "failing_total", "faithful_held_back_share"]
+log = logging.getLogger("faithwatch.gates")
+
 HISTORY_COLUMNS = ["scope", "version", "action", "threshold", "actor", "at", "reason"]
 
 
@@ -128,12 +134,29 @@ def gate_table(store: Store, policy: CategoryPolicy) -> list[Row]:
     return rows
 
 
+def gate_while_open(event: Mapping, policy: CategoryPolicy, confidence: float = 0.84) -> str:
+    """One line for an opened incident (the demo's): what ``POST /v1/gate`` answers, while it is
+    open and with no override, for an answer in its first cluster at ``confidence``."""
+    cid = event["cluster_id"]
+    category = policy.get(event["category"])
+    families = tuple(event.get("family_ids") or ())
+    inc = OpenIncident(event["incident_id"], frozenset(event.get("clusters") or (cid,)), frozenset(families))
+    d = decide(Placement(cid, families[0] if families else None, category.name, 1.0), confidence, category,
+               incidents=[inc])
+    verdict = "deferred" if d.decision == "defer" else "answered"
+    why = next(r for r in d.reasons if r.startswith(f"incident {inc.incident_id}")).split(": ", 1)[1]
+    return (f"  -> while it is open, POST /v1/gate: {category.name} answers in {cid} at confidence {confidence:.2f} "
+            f"are {verdict} (threshold {d.threshold:.2f}; {why})")
+
+
 class GateService:
     """Gate decisions against the published cluster model (see the module docstring)."""
 
     def __init__(self, embedder: Embedder, policy: CategoryPolicy, model: Callable[[], ClusterModel | None],
                  store: Store, metrics: Metrics | None = None, *, cache_size: int = 10_000,
-                 refresh_seconds: float = 2.0, monotonic: Callable[[], float] = time.monotonic):
+                 refresh_seconds: float = 2.0, flush_seconds: float = 10.0,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         # The shared model (onnxruntime sessions run concurrently), not the ingest path's cache:
         # CachedEmbedder is not thread-safe, so the gate path has its own, behind its own lock.
         inner = embedder.inner if isinstance(embedder, CachedEmbedder) else embedder
@@ -147,6 +170,13 @@ class GateService:
         self._monotonic = monotonic
         self._overrides: Mapping[str, Override] = {}
         self._loaded_at: float | None = None
+        # The decision log: counts per (minute, cluster, category, decision) not yet written.
+        self._clock = clock
+        self._counts: Counter[tuple[datetime, str, str, str]] = Counter()
+        self._counts_lock = threading.Lock()
+        self.flush_seconds = flush_seconds
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
         _ = inner.dim  # load the model now, not on a racing first call
 
     def overrides(self) -> Mapping[str, Override]:
@@ -171,6 +201,47 @@ class GateService:
         decisions = gate_many(model, vectors, [r.confidence for r in requests], [r.reversible for r in requests],
                               self.policy, self.overrides())
         counter = self.metrics.gate_decisions
-        for d in decisions:
-            counter.labels(d.cluster_id or "unassigned", d.decision).inc()
+        minute = self._clock().astimezone(UTC).replace(second=0, microsecond=0)
+        with self._counts_lock:
+            for d in decisions:
+                cluster = d.cluster_id or "unassigned"
+                counter.labels(cluster, d.decision).inc()
+                self._counts[(minute, cluster, d.category, d.decision)] += 1
         return [d.as_dict() for d in decisions]
+
+    # -- the decision log in the store -------------------------------------------------------------
+    def flush(self) -> int:
+        """Write the decision counts gathered since the last flush; how many rows. Counts that
+        fail to write are kept for the next flush."""
+        with self._counts_lock:
+            counts, self._counts = self._counts, Counter()
+        rows = [{"minute": m, "cluster_id": c, "category": cat, "decision": d, "calls": n}
+                for (m, c, cat, d), n in sorted(counts.items())]
+        try:
+            self.store.insert_gate_decisions(rows)
+        except Exception:
+            with self._counts_lock:
+                self._counts.update(counts)
+            raise
+        return len(rows)
+
+    def start(self) -> GateService:
+        """Write the decision log every ``flush_seconds`` from a thread of its own."""
+        if self._flusher is None and self.flush_seconds > 0:
+            self._flusher = threading.Thread(target=self._flush_loop, name="faithwatch-gate-log", daemon=True)
+            self._flusher.start()
+        return self
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            try:
+                self.flush()
+            except Exception:  # the store may be back at the next flush; the counts wait for it
+                log.exception("writing the gate decision log failed")
+
+    def close(self) -> None:
+        """Stop the flushing thread and write what is left."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        self.flush()

@@ -747,3 +747,22 @@ class Store(abc.ABC):
         where = _equal(params, scope=scope)
         return self.query("SELECT scope, version, action, threshold, reason, actor, at FROM gate_overrides FINAL"
                           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY scope, version", params)
+
+    def insert_gate_decisions(self, rows: Sequence[Row]) -> None:
+        """Add per-minute decision counts (rows of ``gate_decision_minutes``)."""
+        if rows:
+            self._insert("gate_decision_minutes", rows_to_columns([{**r, "minute": utc(r["minute"])} for r in rows]))
+
+    def gate_decision_rates(self, since: datetime, until: datetime | None = None) -> list[Row]:
+        """Per cluster and category: gate decisions in ``[since, until)``, answered, deferred and
+        the deferral rate, most deferred first."""
+        params: dict[str, Any] = {"since": utc(since)}
+        where = ["minute >= toStartOfMinute({since:DateTime64(3, 'UTC')})"]
+        if until is not None:
+            where.append("minute < {until:DateTime64(3, 'UTC')}")
+            params["until"] = utc(until)
+        return self.query(
+            "SELECT cluster_id, category, sum(calls) AS decisions, sumIf(calls, decision = 'answer') AS answered, "
+            "sumIf(calls, decision = 'defer') AS deferred, deferred / decisions AS deferral_rate "
+            "FROM gate_decision_minutes WHERE " + " AND ".join(where)
+            + " GROUP BY cluster_id, category ORDER BY deferred DESC, cluster_id, category", params)

@@ -69,6 +69,21 @@ def test_overrides_are_versioned_with_who_when_why(store):
         unset_override(store, "c001", "again", "ana", AT)
 
 
+def test_the_decision_log_adds_up_per_minute(store):
+    m0, m1 = AT, AT.replace(minute=1)
+    row = {"minute": m0, "cluster_id": "c001", "category": "pricing", "decision": "defer", "calls": 3}
+    store.insert_gate_decisions([row, {**row, "decision": "answer", "calls": 1},
+                                 {**row, "minute": m1, "calls": 4}])
+    store.insert_gate_decisions([{**row, "cluster_id": "unassigned", "category": "other", "decision": "answer",
+                                  "calls": 2}])
+    assert store.gate_decision_rates(m0) == [
+        {"cluster_id": "c001", "category": "pricing", "decisions": 8, "answered": 1, "deferred": 7,
+         "deferral_rate": 7 / 8},
+        {"cluster_id": "unassigned", "category": "other", "decisions": 2, "answered": 2, "deferred": 0,
+         "deferral_rate": 0.0}]
+    assert store.gate_decision_rates(m0, until=m1)[0]["decisions"] == 4
+
+
 # ---- the live API ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -87,7 +102,7 @@ def live(tmp_path_factory):
             with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60,
                                                            headers={"Authorization": f"Bearer {TOKEN}"}) as client:
                 yield SimpleNamespace(url=url, client=client, store=store, ingestor=ingestor, records=records,
-                                      metrics=metrics, settings=settings)
+                                      metrics=metrics, settings=settings, gates=app.state.gates)
 
 
 def feed(live, records) -> None:
@@ -168,14 +183,23 @@ def test_on_incident_while_open_and_after_resolve_and_read_only(live):
                                                       "action": {"name": "refund", "reversible": False}}).json()
     assert (irreversible["threshold"], irreversible["decision"]) == (0.9, "defer")
 
-    # read-only: 1,000 calls change neither the pipeline's state nor the store
+    # read-only: 1,000 calls change neither the pipeline's state nor the stored interactions,
+    # clusters and incidents; the decision log counts every one of them
     pipeline = live.ingestor.pipeline
+    live.gates.flush()
+    since = {"since": "2000-01-01T00:00:00Z"}
+    logged = sum(r["decisions"] for r in live.client.get("/v1/gate/decisions", params=since).json()["items"])
     state, counts = pipeline.to_state(), live.store.counts()
     for n in range(1000):
         assert live.client.post("/v1/gate", json={"query": f"{query} {n % 50}", "confidence": 0.5}).status_code == 200
     assert pipeline.to_state() == state and live.store.counts() == counts
     text = live.client.get("/metrics").text
     assert f'faithwatch_gate_decisions_total{{cluster="{cid}",decision="defer"}}' in text
+    assert live.gates.flush() > 0 and live.gates.flush() == 0
+    rows = live.client.get("/v1/gate/decisions", params=since).json()["items"]
+    assert sum(r["decisions"] for r in rows) == logged + 1000
+    assert all(r["decisions"] == r["answered"] + r["deferred"] for r in rows)
+    assert live.client.get("/v1/gate/decisions", params={"since": "2026-11-02"}).status_code == 422
 
     # an override set over the API applies at once, and is listed beside the suggested gate
     res = live.client.put(f"/v1/gates/{cid}", json={"threshold": 0.8, "reason": "pricing table fixed", "by": "ana"})
@@ -219,3 +243,13 @@ def test_cli_set_list_unset(clickhouse_server, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["gates", "list", "--history", "--format", "csv"])
     assert res.exit_code == 0 and "unset" in res.output and "stale pricing table" in res.output
+
+
+@pytest.mark.parametrize("category,verdict,threshold", [("pricing", "deferred", "0.80"), ("policy", "deferred", "0.95"),
+                                                        ("other", "answered", "0.80")])
+def test_the_demo_line_says_what_the_gate_answers_while_an_incident_is_open(category, verdict, threshold):
+    from services.gates import gate_while_open
+
+    line = gate_while_open({"cluster_id": "c001", "category": category, "incident_id": "inc-c001-x",
+                            "clusters": ["c001", "c013"], "family_ids": ["f001"]}, load_policy(DEFAULT_CATEGORIES))
+    assert f"{category} answers in c001 at confidence 0.84 are {verdict} (threshold {threshold}" in line

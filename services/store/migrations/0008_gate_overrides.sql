@@ -17,3 +17,18 @@ CREATE TABLE IF NOT EXISTS gate_overrides
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (scope, version);
+
+-- The gate's decision log: POST /v1/gate decisions counted per minute (processing time: a gate
+-- call has no event time), cluster ('unassigned': close to none), category and decision. The
+-- serving process adds up its counts in memory and writes them every few seconds;
+-- SummingMergeTree adds rows of the same key, so read with sum().
+CREATE TABLE IF NOT EXISTS gate_decision_minutes
+(
+    minute DateTime('UTC'),
+    cluster_id String,
+    category LowCardinality(String),
+    decision LowCardinality(String),
+    calls UInt64
+)
+ENGINE = SummingMergeTree(calls)
+ORDER BY (cluster_id, category, decision, minute);
