@@ -8,6 +8,7 @@ after it resolves.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -216,6 +217,28 @@ def test_on_incident_while_open_and_after_resolve_and_read_only(live):
     assert [(h["version"], h["action"], h["actor"]) for h in history] == [(1, "set", "ana"), (2, "unset", "api")]
 
 
+def test_the_decision_log_is_written_by_its_thread_and_at_close(live):
+    from services.gates import GateRequest, GateService
+
+    later = datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)  # a minute no other test writes
+    pipeline = live.ingestor.pipeline
+    service = GateService(pipeline.embedder, pipeline.policy, live.ingestor.cluster_model, live.store, Metrics(),
+                          flush_seconds=0.05, clock=lambda: later).start()
+
+    def logged() -> int:
+        return sum(r["decisions"] for r in live.store.gate_decision_rates(later))
+
+    service.decide([GateRequest("What exchange rate do you use?", 0.84)] * 3)
+    for _ in range(400):  # the thread writes within a few of its 0.05 s rounds
+        if logged() == 3:
+            break
+        threading.Event().wait(0.05)
+    assert logged() == 3
+    service.decide([GateRequest("How do I reset my PIN?", 0.5)] * 2)
+    service.close()
+    assert logged() == 5
+
+
 # ---- the CLI (against the ClickHouse test server: the way a CLI reaches a running deployment) --
 
 def test_cli_set_list_unset(clickhouse_server, tmp_path, monkeypatch):
@@ -253,3 +276,23 @@ def test_the_demo_line_says_what_the_gate_answers_while_an_incident_is_open(cate
     line = gate_while_open({"cluster_id": "c001", "category": category, "incident_id": "inc-c001-x",
                             "clusters": ["c001", "c013"], "family_ids": ["f001"]}, load_policy(DEFAULT_CATEGORIES))
     assert f"{category} answers in c001 at confidence 0.84 are {verdict} (threshold {threshold}" in line
+
+
+def test_kafka_mode_answers_503_for_decisions_and_keeps_the_overrides(clickhouse_server):
+    from services.kafka.ingest import KafkaIngestor
+
+    database = "t_gates_kafka"
+    settings = load_settings(api={"tokens": [TOKEN], "ingest": "kafka"})
+    with clickhouse_server.store(database) as store:
+        store.command(f"DROP DATABASE IF EXISTS {database}")
+    with clickhouse_server.store(database) as store:
+        store.migrate()
+        store.upsert_clusters([cluster("c001", "f001")])
+        app = create_app(settings.api, store, KafkaIngestor(settings), Metrics())  # never started: no broker
+        with serve_in_thread(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}
+                                                       ) as client:
+            res = client.post("/v1/gate", json={"query": "fee?", "confidence": 0.9})
+            assert res.status_code == 503 and "Kafka mode is not supported yet" in res.text
+            assert client.put("/v1/gates/c001", json={"threshold": 0.9, "reason": "r"}).status_code == 200
+            (row,) = client.get("/v1/gates").json()["items"]
+            assert (row["active_gate"], row["source"]) == (0.9, "cluster override")
