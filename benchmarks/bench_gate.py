@@ -84,7 +84,7 @@ def main() -> None:
                 ingestor.wait(ingestor.request_flush(), None)
                 assert ingestor.wait(ticket, None).done
                 app = create_app(settings.api, store, ingestor, metrics)
-                service = app.state.gates
+                service = app.state.gates.start()  # as `faithwatch serve` runs it: overrides read off the path
                 model = ingestor.cluster_model()
                 inner = service.embedder.inner
                 rows = [("embed one query alone", 1, _measure(calls, lambda k: inner.encode([query(k)])))]
@@ -101,6 +101,7 @@ def main() -> None:
                     rows.append((f"gate, batch of {BATCH}, over HTTP", BATCH, _measure(
                         calls // 4, lambda k: client.post("/v1/gate", json=[
                             {"query": query(k * BATCH + j), "confidence": 0.84} for j in range(BATCH)]))))
+                service.close()
     base_p50 = float(np.percentile(rows[0][2], 50))
     base_p99 = float(np.percentile(rows[0][2], 99))
     lines = [

@@ -11,9 +11,9 @@ interaction: it changes no cluster, baseline or stored interaction. Each decisio
 own after :meth:`GateService.start`, and at :meth:`GateService.close`).
 
 Overrides (:func:`set_override`, :func:`unset_override`) are rows of ``gate_overrides``
-(migration 0008), versioned per scope with who/when/why. The service re-reads them at most every
-``refresh_seconds`` (and at once after a change made through the API), so a ``faithwatch gates
-set`` against a ClickHouse server reaches a running API within that time.
+(migration 0008), versioned per scope with who/when/why. The service's thread re-reads them every
+``refresh_seconds`` (a change made through the API applies at once), so a ``faithwatch gates set``
+against a ClickHouse server reaches a running API within that time.
 
 :func:`gate_table` is what ``gates list`` and ``GET /v1/gates`` show: per cluster the active gate
 and its source beside the suggested gate of its latest incident with its cost.
@@ -180,12 +180,19 @@ class GateService:
         _ = inner.dim  # load the model now, not on a racing first call
 
     def overrides(self) -> Mapping[str, Override]:
-        """The active overrides, re-read from the store at most every ``refresh_seconds``."""
+        """The active overrides. After :meth:`start` the background thread re-reads them every
+        ``refresh_seconds`` and a gate call never queries the store (except after a change made
+        through the API, or before the first read); without it, the call re-reads them when older."""
         now = self._monotonic()
-        if self._loaded_at is None or now - self._loaded_at >= self.refresh_seconds:
-            self._overrides = active_overrides(self.store.gate_override_history())
-            self._loaded_at = now
+        stale = self._loaded_at is None or (self._flusher is None and now - self._loaded_at >= self.refresh_seconds)
+        if stale:
+            self.reload()
         return self._overrides
+
+    def reload(self) -> None:
+        """Read the active overrides from the store now."""
+        self._overrides = active_overrides(self.store.gate_override_history())
+        self._loaded_at = self._monotonic()
 
     def invalidate(self) -> None:
         """Re-read the overrides on the next call (after a change)."""
@@ -226,18 +233,27 @@ class GateService:
         return len(rows)
 
     def start(self) -> GateService:
-        """Write the decision log every ``flush_seconds`` from a thread of its own."""
-        if self._flusher is None and self.flush_seconds > 0:
+        """From a thread of its own: re-read the overrides every ``refresh_seconds`` and write the
+        decision log every ``flush_seconds``, so no gate call waits for the store."""
+        if self._flusher is None:
             self._flusher = threading.Thread(target=self._flush_loop, name="faithwatch-gate-log", daemon=True)
             self._flusher.start()
         return self
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
+        step = max(0.01, min(self.refresh_seconds, self.flush_seconds))
+        last_flush = self._monotonic()
+        while not self._stop.wait(step):
             try:
-                self.flush()
-            except Exception:  # the store may be back at the next flush; the counts wait for it
-                log.exception("writing the gate decision log failed")
+                self.reload()
+            except Exception:  # the overrides read last stay in force until the store answers
+                log.exception("reading the gate overrides failed")
+            if self._monotonic() - last_flush >= self.flush_seconds:
+                last_flush = self._monotonic()
+                try:
+                    self.flush()
+                except Exception:  # the store may be back at the next flush; the counts wait for it
+                    log.exception("writing the gate decision log failed")
 
     def close(self) -> None:
         """Stop the flushing thread and write what is left."""

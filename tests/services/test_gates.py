@@ -217,23 +217,34 @@ def test_on_incident_while_open_and_after_resolve_and_read_only(live):
     assert [(h["version"], h["action"], h["actor"]) for h in history] == [(1, "set", "ana"), (2, "unset", "api")]
 
 
-def test_the_decision_log_is_written_by_its_thread_and_at_close(live):
+def eventually(check, rounds: int = 400) -> bool:
+    """Whether ``check()`` holds within ``rounds`` polls 0.05 s apart (a background thread's work)."""
+    for _ in range(rounds):
+        if check():
+            return True
+        threading.Event().wait(0.05)
+    return check()
+
+
+def test_the_service_thread_writes_the_log_and_rereads_overrides(live):
     from services.gates import GateRequest, GateService
 
     later = datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)  # a minute no other test writes
     pipeline = live.ingestor.pipeline
     service = GateService(pipeline.embedder, pipeline.policy, live.ingestor.cluster_model, live.store, Metrics(),
-                          flush_seconds=0.05, clock=lambda: later).start()
+                          flush_seconds=0.05, refresh_seconds=0.05, clock=lambda: later).start()
 
     def logged() -> int:
         return sum(r["decisions"] for r in live.store.gate_decision_rates(later))
 
     service.decide([GateRequest("What exchange rate do you use?", 0.84)] * 3)
-    for _ in range(400):  # the thread writes within a few of its 0.05 s rounds
-        if logged() == 3:
-            break
-        threading.Event().wait(0.05)
-    assert logged() == 3
+    assert eventually(lambda: logged() == 3)
+    # a change written to the store by another process (the CLI) reaches the running service
+    scope = live.store.list_clusters()[-1]["cluster_id"]
+    set_override(live.store, scope, 0.97, "set elsewhere", "cli", AT)
+    assert eventually(lambda: scope in service.overrides())
+    unset_override(live.store, scope, "done", "cli", AT)
+    assert eventually(lambda: scope not in service.overrides())
     service.decide([GateRequest("How do I reset my PIN?", 0.5)] * 2)
     service.close()
     assert logged() == 5
