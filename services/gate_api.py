@@ -19,7 +19,7 @@ from services.gates import (
     GateError,
     GateRequest,
     GateService,
-    active_overrides,
+    UnknownScope,
     gate_table,
     set_override,
     unset_override,
@@ -134,18 +134,16 @@ def mount(app: FastAPI, store: Store, ingestor: Any, metrics: Metrics, auth: lis
         try:
             return changed(set_override(store, scope, body.threshold, body.reason, body.by, clock()))
         except GateError as exc:
-            raise HTTPException(404 if "no cluster" in str(exc) else 422, str(exc)) from None
+            raise HTTPException(404 if isinstance(exc, UnknownScope) else 422, str(exc)) from None
 
     @app.delete("/v1/gates/{scope}", dependencies=auth, tags=["gate"],
                 responses={404: {"description": "no active override for this scope"}})
     def delete_gate(scope: str, reason: Annotated[str, Query(min_length=1)],
                     by: Annotated[str, Query(min_length=1)] = "api") -> Any:
         """Remove a cluster's or family's override: its category's gate applies again."""
-        if scope not in active_overrides(store.gate_override_history(scope)):
-            raise HTTPException(404, f"{scope!r} has no active gate override")
         try:
             return changed(unset_override(store, scope, reason, by, clock()))
         except GateError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise HTTPException(404 if isinstance(exc, UnknownScope) else 422, str(exc)) from None
 
     return service

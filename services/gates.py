@@ -45,7 +45,11 @@ HISTORY_COLUMNS = ["scope", "version", "action", "threshold", "actor", "at", "re
 
 
 class GateError(FaithwatchError):
-    """An override that cannot be set (unknown scope, threshold out of range, no reason)."""
+    """An override that cannot be set or removed (threshold out of range, no reason, ...)."""
+
+
+class UnknownScope(GateError):
+    """No cluster or family by that id, or no active override to remove."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def _iso(at: object) -> str:
 def _known_scope(store: Store, scope: str) -> None:
     if store.query("SELECT count() AS n FROM clusters WHERE cluster_id = {s:String} OR family_id = {s:String}",
                    {"s": scope})[0]["n"] == 0:
-        raise GateError(f"no cluster or intent family {scope!r} in the store (see `faithwatch clusters list`)")
+        raise UnknownScope(f"no cluster or intent family {scope!r} in the store (see `faithwatch clusters list`)")
 
 
 def _change(store: Store, scope: str, action: str, threshold: float | None, reason: str, actor: str,
@@ -105,7 +109,7 @@ def set_override(store: Store, scope: str, threshold: float, reason: str, actor:
 def unset_override(store: Store, scope: str, reason: str, actor: str, at: datetime) -> Row:
     """Remove ``scope``'s override (the category's gate applies again); the new version's row."""
     if scope not in active_overrides(store.gate_override_history(scope)):
-        raise GateError(f"{scope!r} has no active gate override")
+        raise UnknownScope(f"{scope!r} has no active gate override")
     return _change(store, scope, "unset", None, reason, actor, at)
 
 
