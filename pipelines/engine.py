@@ -34,6 +34,7 @@ from pipelines.errors import FaithwatchError, InvalidRecord
 from pipelines.event_clock import EventClock
 from pipelines.faithfulness import FaithfulnessScorer
 from pipelines.family import NO_CHANGE, FamilyChange, IntentFamilies, cluster_age
+from pipelines.gating import ClusterModel, OpenIncident
 from pipelines.incident import strictest
 from pipelines.interaction import DeadLetter, Interaction
 from pipelines.labels import CategoryIndex, decode_array, encode_array
@@ -395,6 +396,29 @@ class Pipeline:
         if not self.clusterer.fitted:
             return {}
         return dict(sorted(self._family_info.items(), key=lambda kv: (len(kv[0]), kv[0])))
+
+    def cluster_model(self, version: int = 0) -> ClusterModel:
+        """An immutable copy of what the confidence gate reads (pipelines/gating.py): centroids,
+        ids, families and categories as last reported, and the open incidents. Build it on the
+        thread that runs the pipeline and publish it; readers never touch the pipeline."""
+        if not self.clusterer.fitted:
+            return ClusterModel(version=version)
+        ids, rows = self.clusterer.centroid_rows()
+        infos = [self._labels.get(cid) for cid in ids]
+        families = self.intent_families
+        incidents = tuple(
+            OpenIncident(iid, frozenset(inc.members) | {inc.cluster_id},
+                         frozenset({m.family_id for m in inc.members.values() if m.family_id}
+                                   | {families.family_of(c) for c in inc.members}))
+            for iid, inc in self.detector.open_incidents.items())
+        cfg = self.cluster_config
+        return ClusterModel(
+            cluster_ids=tuple(ids), centroids=rows.copy(),
+            family_ids=tuple(info.family_id if info else families.family_of(cid)
+                             for cid, info in zip(ids, infos, strict=True)),
+            categories=tuple(info.category if info else self.policy.default for info in infos),
+            assign_threshold=cfg.assign_threshold, attach_threshold=cfg.pool_attach_threshold,
+            incidents=incidents, version=version)
 
     # -- state -------------------------------------------------------------------------------
     def to_state(self) -> dict:

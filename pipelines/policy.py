@@ -23,6 +23,19 @@ def raise_severity(severity: Severity) -> Severity:
     return SEVERITIES[min(SEVERITIES.index(severity) + 1, len(SEVERITIES) - 1)]
 
 
+class RaiseTo(BaseModel):
+    """``on_incident: {raise_to: X}``: while an incident is open, the gate is at least X."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    raise_to: float = Field(ge=0, le=1)
+
+
+# While an incident is open on a query's cluster or family: ``defer`` every answer, raise the gate
+# (``{raise_to: X}``), or change nothing (``none``). See pipelines/gating.py.
+OnIncident = Literal["defer", "none"] | RaiseTo
+
+
 class Category(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,6 +47,21 @@ class Category(BaseModel):
     gate: float = Field(0.8, ge=0, le=1, description="the product's confidence gate for these answers")
     severity: Severity = "warning"
     outreach: bool = Field(False, description="customers hit by an incident must be contacted")
+    irreversible_gate: float | None = Field(None, ge=0, le=1, description="the gate for answers that lead to an "
+                                            "irreversible action (at least `gate`; None: `gate`)")
+    on_incident: OnIncident = Field("none", description="what the gate does while an incident is open on the "
+                                    "query's cluster or family: defer, {raise_to: X} or none")
+
+    @model_validator(mode="after")
+    def _stricter_when_irreversible(self):
+        if self.irreversible_gate is not None and self.irreversible_gate < self.gate:
+            raise ValueError(f"irreversible_gate ({self.irreversible_gate}) must be at least gate ({self.gate})")
+        return self
+
+    @property
+    def strict_gate(self) -> float:
+        """The gate for an irreversible action."""
+        return self.gate if self.irreversible_gate is None else self.irreversible_gate
 
 
 class Override(BaseModel):

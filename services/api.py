@@ -696,6 +696,11 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                              lambda **page: store.sessions(cluster, lo, hi, below_baseline=below_baseline, **page),
                              f"sessions-{cluster}")
 
+    # Confidence gates: POST /v1/gate and /v1/gates (services/gate_api.py).
+    from services import gate_api
+
+    gate_api.mount(app, store, ingestor, metrics, auth, clock)
+
     # Read-only ClickHouse HTTP on the embedded store, for Grafana (services/clickhouse_proxy.py).
     from services import clickhouse_proxy
 

@@ -156,6 +156,10 @@ def demo_cmd(ctx, data_dir, seed, days, per_day, progress, notify_file):
     if not opened:
         click.echo("No incident was opened.")
         return
+    from alerts.categories import load_policy
+    from services.gates import gate_while_open
+
+    policy = load_policy(settings.categories_file)
     for ev in opened:
         click.echo("")
         click.echo(report.incident_text(ev.to_json_dict()))
@@ -163,6 +167,7 @@ def demo_cmd(ctx, data_dir, seed, days, per_day, progress, notify_file):
             hit = [s for s in ev.session_ids if s in truth.incident_session_ids]
             click.echo(f"  -> raised after {len(hit)} of the {len(truth.incident_session_ids)} "
                        f"injected sessions had been hit")
+        click.echo(gate_while_open(ev.to_json_dict(), policy))
     click.echo("\nIncident timeline:")
     click.echo(report.table([{"event": e.event, "status": e.status, "at": e.event_at.strftime("%Y-%m-%d %H:%M"),
                               "clusters": len(e.clusters), "added": " ".join(e.clusters_added),
@@ -274,6 +279,7 @@ from services import cli_store  # noqa: E402,F401,I001
 from services import cli_kafka  # noqa: E402,F401,I001
 from services import cli_alerts  # noqa: E402,F401,I001
 from services import cli_dashboards  # noqa: E402,F401,I001
+from services import cli_gates  # noqa: E402,F401,I001
 # -- end of command modules --
 
 if __name__ == "__main__":

@@ -121,6 +121,9 @@ def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
         stopping.append(signum)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    gates = app.state.gates  # the confidence gate's decision log (services/gates.py), if it runs here
+    if gates is not None:
+        gates.start()
     try:
         with ingestor:
             server.run()
@@ -129,6 +132,8 @@ def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
         # leaving the block drained the queue and saved the pipeline's state
         totals = ingestor.totals()
     finally:
+        if gates is not None:
+            gates.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if totals is None:

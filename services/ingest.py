@@ -46,6 +46,7 @@ from typing import Self
 
 from pipelines.engine import Output, Pipeline
 from pipelines.errors import FaithwatchError
+from pipelines.gating import ClusterModel
 from pipelines.interaction import Interaction
 from pipelines.records import ClusterInfo
 from services.flow import Outputs, Tally, event_order
@@ -116,6 +117,11 @@ class Ingestor(abc.ABC):
         """The live baseline of ``cluster_id``; None where this process runs no detector."""
         return None
 
+    def cluster_model(self) -> ClusterModel | None:
+        """The cluster model last published for the confidence gate; None where this process runs
+        no pipeline (Kafka mode, not supported yet)."""
+        return None
+
     @property
     @abc.abstractmethod
     def depth(self) -> int:
@@ -183,6 +189,10 @@ class EmbeddedIngestor(Ingestor):
         self.replayed = 0  # records the spool handed back at start
         self._thread = threading.Thread(target=self._run, name="faithwatch-ingest", daemon=True)
         self.metrics.track_queue_depth(lambda: self._depth)
+        # What gate calls read: an immutable snapshot replaced (one reference assignment, atomic)
+        # after every batch, so they never take the pipeline lock.
+        self._model_version = 0
+        self._model = pipeline.cluster_model()
 
     # -- the API side ----------------------------------------------------------------------------
     def start(self) -> Self:
@@ -267,6 +277,9 @@ class EmbeddedIngestor(Ingestor):
     def totals(self) -> dict:
         with self._cond:
             return self._totals.as_dict()
+
+    def cluster_model(self) -> ClusterModel:
+        return self._model
 
     def baseline(self, cluster_id: str) -> Baseline | None:
         with self._pipeline_lock:
@@ -388,6 +401,8 @@ class EmbeddedIngestor(Ingestor):
             if refresh:
                 # Sizes and last-seen times change with every answer; labels only now and then.
                 clusters.update(self.pipeline.clusters)
+            self._model_version += 1
+            self._model = self.pipeline.cluster_model(self._model_version)
         if refresh:
             self._last_refresh = self._monotonic()
         self.outputs.dead_letters(out.dead_letters(now, "http"))  # valid, but too far ahead of the stream

@@ -56,6 +56,9 @@ class Metrics:
         self.delivery_latency = Histogram("faithwatch_notify_attempt_duration_seconds",
                                           "time of one delivery attempt (HTTP request to answer or error)", ["channel"],
                                           registry=r)
+        self.gate_decisions = Counter("faithwatch_gate_decisions", "confidence-gate decisions (POST /v1/gate), by "
+                                      "cluster (unassigned: close to none) and decision (answer, defer)",
+                                      ["cluster", "decision"], registry=r)
         for kind in ("opened", "updated", "resolved"):
             self.incident_events.labels(kind=kind)
 

@@ -750,3 +750,35 @@ class Store(abc.ABC):
             "ORDER BY below_baseline DESC, timestamp DESC, interaction_id", params)
         return {**found[0], "last_at": last_at, "last_baseline_low": latest[0]["baseline_low"] if latest else None,
                 "recent_rates": recent, "examples": examples}
+
+    # ---- confidence-gate overrides (migration 0007, services/gates.py) -------------------
+
+    def insert_gate_override(self, row: Row) -> None:
+        """Write one change of a scope's gate (a row of ``gate_overrides``)."""
+        self._insert("gate_overrides", rows_to_columns([{**row, "at": utc(row["at"])}]))
+
+    def gate_override_history(self, scope: str | None = None) -> list[Row]:
+        """Every change of every scope's gate (or of ``scope``'s), oldest first per scope."""
+        params: dict[str, Any] = {}
+        where = _equal(params, scope=scope)
+        return self.query("SELECT scope, version, action, threshold, reason, actor, at FROM gate_overrides FINAL"
+                          + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY scope, version", params)
+
+    def insert_gate_decisions(self, rows: Sequence[Row]) -> None:
+        """Add per-minute decision counts (rows of ``gate_decision_minutes``)."""
+        if rows:
+            self._insert("gate_decision_minutes", rows_to_columns([{**r, "minute": utc(r["minute"])} for r in rows]))
+
+    def gate_decision_rates(self, since: datetime, until: datetime | None = None) -> list[Row]:
+        """Per cluster and category: gate decisions in ``[since, until)``, answered, deferred and
+        the deferral rate, most deferred first."""
+        params: dict[str, Any] = {"since": utc(since)}
+        where = ["minute >= toStartOfMinute({since:DateTime64(3, 'UTC')})"]
+        if until is not None:
+            where.append("minute < {until:DateTime64(3, 'UTC')}")
+            params["until"] = utc(until)
+        return self.query(
+            "SELECT cluster_id, category, sum(calls) AS decisions, sumIf(calls, decision = 'answer') AS answered, "
+            "sumIf(calls, decision = 'defer') AS deferred, deferred / decisions AS deferral_rate "
+            "FROM gate_decision_minutes WHERE " + " AND ".join(where)
+            + " GROUP BY cluster_id, category ORDER BY deferred DESC, cluster_id, category", params)

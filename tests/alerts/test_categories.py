@@ -31,3 +31,18 @@ def test_bad_policy_files_are_clear_errors(tmp_path, text, match):
 def test_missing_policy_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_policy(tmp_path / "none.yaml")
+
+
+def test_shipped_policy_has_stricter_irreversible_gates_and_incident_policies():
+    p = load_policy(DEFAULT_CATEGORIES)
+    assert p.get("pricing").on_incident == "defer" and p.get("pricing").strict_gate == 0.90
+    assert p.get("policy").on_incident.raise_to == 0.95
+    assert p.get("other").on_incident == "none" and p.get("other").strict_gate == p.get("other").gate
+    assert all(c.strict_gate >= c.gate for c in p.categories)
+
+
+def test_an_irreversible_gate_below_the_gate_is_a_clear_error(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("default: other\ncategories: [{name: other, gate: 0.9, irreversible_gate: 0.8}]\n")
+    with pytest.raises(ConfigError, match="irreversible_gate"):
+        load_policy(f)

@@ -146,6 +146,7 @@ def test_the_demo_delivers_its_incident(tmp_path, receivers):
     assert res.exit_code == 0, res.output
     events = [json.loads(line) for line in (data / "demo" / "alerts.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "opened" and events[0]["category"] == "pricing"
+    assert "POST /v1/gate: pricing answers in" in res.output and "at confidence 0.84 are deferred" in res.output
     assert [r.headers["webhook-id"] for r in receivers["hook"].requests] == [
         f"{e['incident_id']}:{e['sequence']}" for e in events]
     assert f"alert deliveries: {3 * len(events)} sent" in res.stderr

@@ -54,6 +54,32 @@ ENGINE = ReplacingMergeTree(version)
 ORDER BY (incident_id, sequence, channel)
 SETTINGS index_granularity = 8192;
 
+CREATE TABLE gate_decision_minutes
+(
+    `minute` DateTime('UTC'),
+    `cluster_id` String,
+    `category` LowCardinality(String),
+    `decision` LowCardinality(String),
+    `calls` UInt64
+)
+ENGINE = SummingMergeTree(calls)
+ORDER BY (cluster_id, category, decision, minute)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE gate_overrides
+(
+    `scope` String,
+    `version` UInt32,
+    `action` LowCardinality(String),
+    `threshold` Nullable(Float64),
+    `reason` String,
+    `actor` String,
+    `at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (scope, version)
+SETTINGS index_granularity = 8192;
+
 CREATE TABLE incident_events
 (
     `event` LowCardinality(String),
