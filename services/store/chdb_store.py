@@ -112,7 +112,7 @@ class ChdbStore(Store):
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp, ChdbStore(Path(tmp)) as store:
     ...     store.migrate()[-1], store.migrate(), store.counts()["interactions"]
-    ('0006_notification_outbox', [], 0)
+    ('0007_gate_overrides', [], 0)
     """
 
     def __init__(self, path: Path, database: str = "faithwatch"):
