@@ -8,6 +8,7 @@ request ran, after), and the slowest ``/healthz`` answer while it ran.
     python -m benchmarks.bench_reliability                    # 2 MB of 1,000,000 one-character lines
     python -m benchmarks.bench_reliability --repo /tmp/base   # the same against another checkout
     python -m benchmarks.bench_reliability --spool            # records/s acknowledged, spool on and off
+    python -m benchmarks.bench_reliability --sustained 120    # steady ingest with the real model, exact counts
 
 Results go to RELIABILITY.md by hand (they depend on the machine); prints one JSON object.
 """
@@ -47,10 +48,12 @@ def _rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def _server(repo: Path, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """``faithwatch serve`` from ``repo`` on a fresh data dir (hashing embedder, no token): (process, URL)."""
+def _server(repo: Path, data_dir: Path | None = None, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``faithwatch serve`` from ``repo`` on a fresh data dir (or ``data_dir``; hashing embedder unless
+    ``env`` says otherwise, no token): (process, URL)."""
     port = _free_port()
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = str(data_dir or tmp)
         env = {**os.environ, "PYTHONPATH": str(repo), "FAITHWATCH_EMBEDDING__BACKEND": "hashing",
                "FAITHWATCH_API__INSECURE": "true", "FAITHWATCH_DATA_DIR": data, "HF_HUB_OFFLINE": "1", **env}
         proc = subprocess.Popen([sys.executable, "-c", "from services.cli import main; main()", "serve",
@@ -150,6 +153,69 @@ def ingest_rate(repo: Path, spool: bool, requests: int, per_request: int, client
             "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 1)}
 
 
+def sustained(repo: Path, seconds: float, rate: float, per_request: int, clients: int, backend: str) -> dict:
+    """``clients`` producers post batches of ``per_request`` BANKING77 queries (producer-scored) at
+    ``rate`` records/s in all for ``seconds``, to a server with the ``backend`` embedder; then one
+    flush, a clean stop (SIGTERM), and the store counted: every acknowledged record must be stored
+    exactly once. Reports the POST latency (p50/p99), 503s, the largest queue and the server's RSS."""
+    from services.datasets import load_banking77
+    from services.store.chdb_store import ChdbStore
+
+    queries = [q for qs in load_banking77("train").values() for q in qs]
+    t0 = datetime(2026, 11, 2, tzinfo=UTC)
+    n = int(seconds * rate) // per_request * per_request
+    records = [{"interaction_id": f"r{k}", "session_id": f"s{k // 3}", "customer_id": f"u{k // 7}",
+                "timestamp": (t0 + timedelta(seconds=k / rate)).isoformat(),
+                "query": queries[(k * 7919) % len(queries)],
+                "response": "Here is what applies to your account.", "confidence": 0.85,
+                "faithfulness": 0.95 if k % 29 else 0.3} for k in range(n)]
+    batches = [records[k:k + per_request] for k in range(0, n, per_request)]
+    interval = clients * per_request / rate  # each client's pace
+    statuses: list[int] = []
+    latencies: list[float] = []
+    accepted, depth, rss = [0], [0], [0.0]
+    with tempfile.TemporaryDirectory() as data:
+        with _server(repo, Path(data), FAITHWATCH_EMBEDDING__BACKEND=backend) as (proc, url):
+            def client(mine: list[list[dict]]) -> None:
+                with httpx.Client(timeout=120) as http:
+                    start = time.monotonic()
+                    for j, batch in enumerate(mine):
+                        time.sleep(max(0.0, start + j * interval - time.monotonic()))
+                        t = time.perf_counter()
+                        res = http.post(f"{url}/v1/interactions", json=batch)
+                        latencies.append(time.perf_counter() - t)
+                        statuses.append(res.status_code)
+                        if res.status_code == 202:
+                            body = res.json()
+                            accepted[0] += body.get("accepted", 0)
+                            depth[0] = max(depth[0], body.get("queue_depth", 0))
+                        rss[0] = max(rss[0], _rss_mb(proc.pid))
+
+            threads = [threading.Thread(target=client, args=(batches[c::clients],)) for c in range(clients)]
+            started = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            sent_for = time.perf_counter() - started
+            flush = httpx.post(f"{url}/v1/flush", params={"timeout": 900}, timeout=960).json()
+            drained = time.perf_counter() - started
+            proc.terminate()
+            proc.wait(120)
+        with ChdbStore(Path(data) / "chdb") as store:
+            rows = store.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0]
+    latencies.sort()
+    return {"backend": backend, "seconds": round(sent_for, 1), "records": n, "rate_asked": rate,
+            "rate_acknowledged": round(accepted[0] / sent_for, 1), "requests": len(statuses),
+            "status_202": statuses.count(202), "status_503": statuses.count(503), "accepted": accepted[0],
+            "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
+            "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+            "max_queue_depth": depth[0], "rss_mb_peak": round(rss[0]),
+            "drained_after_s": round(drained, 1), "pipeline": flush.get("pipeline"),
+            "stored_rows": int(rows["n"]), "stored_ids": int(rows["ids"]),
+            "exact": int(rows["n"]) == int(rows["ids"]) == accepted[0]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout whose server runs")
@@ -158,9 +224,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="instead: records/s acknowledged with the write-ahead spool and without (api.spool)")
     parser.add_argument("--requests", type=int, default=400, help="--spool: requests in all")
     parser.add_argument("--per-request", type=int, default=100, help="--spool: records per request")
-    parser.add_argument("--clients", type=int, default=4, help="--spool: concurrent producers")
+    parser.add_argument("--clients", type=int, default=4, help="--spool/--sustained: concurrent producers")
+    parser.add_argument("--sustained", type=float, metavar="SECONDS",
+                        help="instead: steady ingest for this long with the real model, then exact counts")
+    parser.add_argument("--rate", type=float, default=150.0, help="--sustained: records/s in all")
+    parser.add_argument("--backend", default="onnx", help="--sustained: the server's embedding backend")
     args = parser.parse_args(argv)
-    if args.spool:
+    if args.sustained:
+        result = sustained(args.repo, args.sustained, args.rate, 20, args.clients, args.backend)
+    elif args.spool:
         result: dict = {"rows": [ingest_rate(args.repo, spool, args.requests, args.per_request, args.clients)
                                  for spool in (True, False)]}
     else:
