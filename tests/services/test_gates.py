@@ -306,7 +306,8 @@ def test_incidents_show_lists_the_active_gates_beside_the_suggested_one_and_adop
     with clickhouse_server.store(database) as store:
         store.migrate()
         store.upsert_clusters([cluster("c001", "f001"), cluster("c013", "f001")])
-        store.insert_incident_events([sample_event("inc-1"), sample_event("inc-2", clusters=("c001", "c013"))])
+        store.insert_incident_events([sample_event("inc-1"), sample_event("inc-2", clusters=("c001", "c013")),
+                                      sample_event("inc-3", suggested_gate=None)])
         set_override(store, "c013", 0.93, "tightened", "ana", AT)
     for name, value in {"FAITHWATCH_STORE__BACKEND": "clickhouse", "FAITHWATCH_STORE__URL": clickhouse_server.url,
                         "FAITHWATCH_STORE__PASSWORD": clickhouse_server.password.get_secret_value(),
@@ -325,6 +326,8 @@ def test_incidents_show_lists_the_active_gates_beside_the_suggested_one_and_adop
         ("c001", 0.89, "cluster override", getpass.getuser()), ("c013", 0.93, "cluster override", "ana")]
     assert shown["suggested"]["threshold"] == 0.89
     assert shown["adopt"] == 'faithwatch gates set f001 0.89 --reason "adopt the gate suggested by inc-2"'
+    text = runner.invoke(main, ["incidents", "show", "inc-3"]).output  # no suggested gate: nothing to adopt
+    assert "  active gate  c001 0.89 (cluster override v1 by" in text and "adopt" not in text
     assert "no incident" in runner.invoke(main, ["incidents", "show", "inc-404"]).output
 
 
