@@ -119,6 +119,22 @@ def family_rate_timeseries() -> timeseries.Panel:
     return c.default_timeseries("Below-baseline rate by family", "percentunit").with_target(series_query(sql))
 
 
+def deferral_rate_timeseries() -> timeseries.Panel:
+    sql = f"""
+        SELECT $__timeInterval(g.minute) AS time, if(l.label = '', g.cluster_id, l.label) AS intent,
+               sumIf(g.calls, g.decision = 'defer') / sum(g.calls) AS deferral_rate
+        FROM gate_decision_minutes AS g
+        LEFT JOIN ({_LABELS}) AS l ON l.cluster_id = g.cluster_id
+        WHERE $__timeFilter(g.minute)
+        GROUP BY time, intent
+        ORDER BY time, intent"""
+    return (c.default_timeseries("Human-deferral rate by intent (confidence gate)", "percentunit")
+            .description("Share of POST /v1/gate decisions deferred to a human, per cluster ('unassigned': a "
+                         "query close to no cluster), from the gate's decision log (gate_decision_minutes, "
+                         "processing time). Empty when no product calls the gate.")
+            .with_target(series_query(sql)))
+
+
 def volume_timeseries() -> timeseries.Panel:
     sql = f"""
         SELECT $__timeInterval(bucket) AS time, sum(interactions) AS answers,
@@ -169,5 +185,6 @@ def build() -> dashboard.Dashboard:
             .with_panel(below_baseline_heatmap())
             .with_panel(family_rate_timeseries())
             .with_panel(volume_timeseries())
+            .with_panel(deferral_rate_timeseries())
             .with_panel(families_table())
             .with_panel(open_incidents_table()))

@@ -53,6 +53,7 @@ from services.columns import (
     with_member_count,
 )
 from services.flush import FlushGate, wait_for
+from services.gates import incident_gates
 from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import CONTENT_TYPE, Metrics
 from services.otlp import OtlpReceiver
@@ -240,8 +241,19 @@ class IncidentList(BaseModel):
     items: list[IncidentRow]
 
 
+class IncidentGates(BaseModel):
+    active: list[dict[str, Any]] = Field(description="per member cluster: its active gate and source (cluster "
+                                                     "override, family override, category gate) with the override's "
+                                                     "version, author, time and reason")
+    suggested: dict[str, Any] | None = Field(description="the gate that would have held the failing answers back, "
+                                                         "with its cost (null when none was computed)")
+    adopt: str | None = Field(description="the one command that adopts the suggested gate")
+
+
 class IncidentDetail(IncidentRow):
     events: list[dict[str, Any]]
+    gates: IncidentGates = Field(description="the active gates of the member clusters beside the suggested one "
+                                             "(docs/gates.md)")
 
 
 class SessionRow(_Open):
@@ -653,11 +665,12 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
     @app.get("/v1/incidents/{incident_id}", response_model=IncidentDetail, dependencies=auth, tags=["incidents"],
              responses={404: {"description": "no such incident"}})
     def incident(incident_id: str) -> Any:
-        """One incident's latest state and every event (opened, updated, resolved)."""
+        """One incident's latest state and every event (opened, updated, resolved), with the active
+        gates of its member clusters beside its suggested gate and the command that adopts it."""
         found = store.get_incident(incident_id)
         if found is None:
             raise HTTPException(404, f"no incident {incident_id!r}")
-        return with_member_count([found])[0]
+        return {**with_member_count([found])[0], "gates": incident_gates(store, app.state.gate_policy(), found)}
 
     @app.get("/v1/incidents/{incident_id}/sessions", response_model=SessionList, dependencies=auth,
              tags=["incidents"], responses={**csv_doc, 404: {"description": "no such incident"}})

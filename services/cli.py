@@ -245,11 +245,17 @@ def incidents_list(ctx, status, cluster, category, fmt, data_dir):
 @data_dir_option
 @click.pass_context
 def incidents_show(ctx, incident_id, fmt, data_dir):
-    """One incident: its latest state (member clusters and cause included) and events."""
+    """One incident: its latest state (member clusters and cause included) and events, with the
+    active gates of its member clusters beside its suggested gate and the command that adopts it."""
+    from alerts.categories import load_policy
+    from services.gates import incident_gates
+
+    policy = load_policy(_settings(ctx.find_root(), data_dir=data_dir).categories_file)
     with reading_store(ctx, data_dir) as store:
         inc = store.get_incident(incident_id)
-    if inc is None:
-        raise FaithwatchError(f"no incident {incident_id}")
+        if inc is None:
+            raise FaithwatchError(f"no incident {incident_id}")
+        inc["gates"] = incident_gates(store, policy, inc)
     with_member_count([inc])
     click.echo(report.as_json(inc) if fmt == "json" else report.incident_text(inc))
 

@@ -82,6 +82,8 @@ def mount(app: FastAPI, store: Store, ingestor: Any, metrics: Metrics, auth: lis
         from alerts.categories import DEFAULT_CATEGORIES
         return load_policy(categories_file or DEFAULT_CATEGORIES)
 
+    app.state.gate_policy = policy  # the incident view shows the active gates too (services/api.py)
+
     @app.post("/v1/gate", dependencies=auth, tags=["gate"], response_model=GateAnswer | list[GateAnswer],
               responses={422: {"description": "a bad body: `detail` names the field"},
                          503: {"description": "no live pipeline in this process (Kafka mode)"}})

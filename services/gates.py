@@ -16,7 +16,8 @@ Overrides (:func:`set_override`, :func:`unset_override`) are rows of ``gate_over
 against a ClickHouse server reaches a running API within that time.
 
 :func:`gate_table` is what ``gates list`` and ``GET /v1/gates`` show: per cluster the active gate
-and its source beside the suggested gate of its latest incident with its cost.
+and its source beside the suggested gate of its latest incident with its cost;
+:func:`incident_gates` is the same beside one incident (``GET /v1/incidents/{id}``, ``incidents show``).
 """
 
 from __future__ import annotations
@@ -123,19 +124,47 @@ def gate_table(store: Store, policy: CategoryPolicy) -> list[Row]:
             latest.setdefault(cid, inc)
     rows = []
     for c in store.list_clusters():
-        cid, fid = c["cluster_id"], c.get("family_id")
-        threshold, source, o = active_gate(cid, fid, policy.get(c["category"]), overrides)
-        inc = latest.get(cid)
+        inc = latest.get(c["cluster_id"])
         g = (inc or {}).get("suggested_gate") or {}
         rows.append({
-            "cluster_id": cid, "family_id": fid, "label": c["label"], "category": c["category"],
-            "active_gate": threshold, "source": source, "override_version": o.version if o else None,
-            "override_by": o.actor if o else None, "override_at": o.at if o else None,
-            "override_reason": o.reason if o else None,
+            **_active_row(c, policy, overrides),
             "suggested_gate": g.get("threshold"), "suggested_by_incident": inc["incident_id"] if g else None,
             "failing_held_back": g.get("failing_held_back"), "failing_total": g.get("failing_total"),
             "faithful_held_back_share": g.get("faithful_held_back_share")})
     return rows
+
+
+def _active_row(c: Mapping, policy: CategoryPolicy, overrides: Mapping[str, Override]) -> Row:
+    """One cluster's active gate, its source and the override behind it (if any)."""
+    cid, fid = c["cluster_id"], c.get("family_id")
+    threshold, source, o = active_gate(cid, fid, policy.get(c["category"]), overrides)
+    return {"cluster_id": cid, "family_id": fid, "label": c.get("label"), "category": c["category"],
+            "active_gate": threshold, "source": source, "override_version": o.version if o else None,
+            "override_by": o.actor if o else None, "override_at": o.at if o else None,
+            "override_reason": o.reason if o else None}
+
+
+def incident_gates(store: Store, policy: CategoryPolicy, incident: Mapping) -> Row:
+    """What the incident view shows beside its suggested gate: the active gate of each member
+    cluster (``active``: :data:`GATE_TABLE_COLUMNS`' active part), the suggested gate with its cost
+    (``suggested``, or None), and the one command that adopts it (``adopt``, or None). The command
+    sets the gate of the incident's intent family when the incident spans several clusters of one
+    family, else of its cluster."""
+    overrides = active_overrides(store.gate_override_history())
+    members = list(incident.get("clusters") or [incident["cluster_id"]])
+    known = {c["cluster_id"]: c for c in store.list_clusters() if c["cluster_id"] in members}
+    active = [_active_row(known.get(cid) or {"cluster_id": cid, "category": incident["category"],
+                                             "label": incident.get("cluster_label")}, policy, overrides)
+              for cid in members]
+    suggested = incident.get("suggested_gate") or None
+    adopt = None
+    if suggested:
+        families = {r["family_id"] for r in active}
+        scope = families.pop() if len(members) > 1 and len(families) == 1 and None not in families \
+            else incident["cluster_id"]
+        adopt = (f'faithwatch gates set {scope} {suggested["threshold"]:.2f} '
+                 f'--reason "adopt the gate suggested by {incident["incident_id"]}"')
+    return {"active": active, "suggested": suggested, "adopt": adopt}
 
 
 def gate_while_open(event: Mapping, policy: CategoryPolicy, confidence: float = 0.84) -> str:

@@ -79,6 +79,20 @@ def gate_text(g: dict) -> str:
             f"({g.get('faithful_held_back', 0)} of {g.get('faithful_total', 0)} in the baseline window)")
 
 
+def gates_lines(gates: dict | None) -> list[str]:
+    """The active gate of each member cluster and the command adopting the suggested one
+    (:func:`services.gates.incident_gates`; absent from alerts, which are events)."""
+    if not gates:
+        return []
+    active = "; ".join(f"{r['cluster_id']} {r['active_gate']:.2f} ({r['source']}"
+                       + (f" v{r['override_version']} by {r['override_by']}" if r.get("override_version") else "")
+                       + ")" for r in gates["active"])
+    lines = [f"  active gate  {active}"]
+    if gates.get("adopt"):
+        lines.append(f"  adopt        {gates['adopt']}")
+    return lines
+
+
 def incident_text(ev: dict) -> str:
     """The alert as on-call reads it."""
     kind = ev["event"].upper()
@@ -104,6 +118,7 @@ def incident_text(ev: dict) -> str:
     lines.append(f"  confident    {ev['confident_wrong_count']} answers at or above the gate were wrong")
     if ev.get("suggested_gate"):
         lines.append(f"  gate         {gate_text(ev['suggested_gate'])}")
+    lines += gates_lines(ev.get("gates"))
     lines.append(f"  outreach     {'REQUIRED' if ev['outreach_required'] else 'not required'}")
     if ev.get("irreversible_actions"):
         lines.append(f"  actions      {ev['irreversible_actions']} irreversible")

@@ -2,7 +2,8 @@
 
 Three clusters in two families plus one without a family, answers every 10 minutes over three
 days (so the minute, hour and day rollups all hold rows), an open two-cluster incident with
-shared documents, a suggested gate and deliveries, and a resolved one.
+shared documents, a suggested gate and deliveries, and a resolved one; the gate's decision log
+over the last day.
 """
 
 from __future__ import annotations
@@ -101,6 +102,18 @@ def deliveries() -> list[dict]:
              "error": "", "payload": "{}"} for seq in (0, 1)]
 
 
+# The gate's decision log over the last day, every 30 minutes: (cluster, category, decision, calls);
+# c-fee defers 3 of 4 (its incident is open), c-pin none, queries close to no cluster 1 of 2.
+GATE_DECISIONS = (("c-fee", "pricing", "defer", 3), ("c-fee", "pricing", "answer", 1),
+                  ("c-pin", "account", "answer", 4), ("unassigned", "other", "answer", 1),
+                  ("unassigned", "other", "defer", 1))
+
+
+def gate_decisions() -> list[dict]:
+    return [{"minute": END - timedelta(minutes=30 * k + 1), "cluster_id": cid, "category": cat, "decision": d,
+             "calls": n} for k in range(48) for cid, cat, d, n in GATE_DECISIONS]
+
+
 def populate(store) -> int:
     """Writes everything above to a migrated store; returns the number of interactions."""
     rows = interactions()
@@ -108,4 +121,5 @@ def populate(store) -> int:
     store.insert_interactions(rows)
     store.insert_incident_events(incident_events())
     store.insert_deliveries(deliveries())
+    store.insert_gate_decisions(gate_decisions())
     return len(rows)

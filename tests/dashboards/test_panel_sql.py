@@ -162,6 +162,15 @@ def test_the_clusters_table_matches_the_stored_answers(populated, variables):
     assert [rows[c]["open_incidents"] for c in ("c-fee", "c-fee-eur", "c-pin")] == [1, 1, 0]
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_deferral_rate_is_per_intent_from_the_decision_log(populated, variables, case):
+    rows = rows_of(populated, variables, "overview", "Human-deferral rate by intent (confidence gate)", case)
+    rates: dict[str, set[float]] = {}
+    for row in rows:
+        rates.setdefault(row["intent"], set()).add(round(row["deferral_rate"], 6))
+    assert rates == {"exchange fee": {0.75}, "card pin reset": {0.0}, "unassigned": {0.5}}
+
+
 def test_the_incident_dashboard_reads_the_open_incident(populated, variables):
     members = rows_of(populated, variables, "incident", "Member clusters", "3d-5m")
     assert [m["cluster_id"] for m in members] == ["c-fee", "c-fee-eur"]

@@ -8,6 +8,9 @@ after it resolves.
 
 from __future__ import annotations
 
+import getpass
+import json
+import shlex
 import threading
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -210,6 +213,18 @@ def test_on_incident_while_open_and_after_resolve_and_read_only(live):
     rows = {r["cluster_id"]: r for r in live.client.get("/v1/gates").json()["items"]}
     assert rows[cid]["source"] == "cluster override" and rows[cid]["suggested_by_incident"] == iid
     assert rows[cid]["suggested_gate"] is not None and rows[cid]["failing_total"] > 0
+    # ... and in the incident, with the command that adopts the suggested gate
+    incident = live.client.get(f"/v1/incidents/{iid}").json()
+    gates = incident["gates"]
+    assert [r["cluster_id"] for r in gates["active"]] == incident["clusters"]
+    mine = next(r for r in gates["active"] if r["cluster_id"] == cid)
+    assert (mine["active_gate"], mine["source"], mine["override_by"], mine["override_version"]) == (
+        0.8, "cluster override", "ana", 1)
+    assert gates["suggested"] == incident["suggested_gate"] and gates["suggested"]["threshold"] == rows[cid][
+        "suggested_gate"]
+    command = shlex.split(gates["adopt"])
+    assert command[:3] == ["faithwatch", "gates", "set"] and command[3] in incident["clusters"] + incident["family_ids"]
+    assert command[4:] == [f'{gates["suggested"]["threshold"]:.2f}', "--reason", f"adopt the gate suggested by {iid}"]
     assert live.client.delete(f"/v1/gates/{cid}", params={"reason": "back to the category"}).status_code == 200
     assert live.client.delete(f"/v1/gates/{cid}", params={"reason": "again"}).status_code == 404
     assert live.client.put("/v1/gates/c999", json={"threshold": 0.9, "reason": "x"}).status_code == 404
@@ -277,6 +292,43 @@ def test_cli_set_list_unset(clickhouse_server, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["gates", "list", "--history", "--format", "csv"])
     assert res.exit_code == 0 and "unset" in res.output and "stale pricing table" in res.output
+
+
+def test_incidents_show_lists_the_active_gates_beside_the_suggested_one_and_adopting_it_is_one_command(
+        clickhouse_server, monkeypatch):
+    """inc-1 (sample: c001, suggested 0.89) is adopted on its cluster; inc-2 spans c001 and c013 of
+    family f001, so its command sets the family's gate. The printed command is run as printed."""
+    from services.notify.sample import sample_event
+
+    database = "t_gates_incident"
+    with clickhouse_server.store(database) as store:
+        store.command(f"DROP DATABASE IF EXISTS {database}")
+    with clickhouse_server.store(database) as store:
+        store.migrate()
+        store.upsert_clusters([cluster("c001", "f001"), cluster("c013", "f001")])
+        store.insert_incident_events([sample_event("inc-1"), sample_event("inc-2", clusters=("c001", "c013")),
+                                      sample_event("inc-3", suggested_gate=None)])
+        set_override(store, "c013", 0.93, "tightened", "ana", AT)
+    for name, value in {"FAITHWATCH_STORE__BACKEND": "clickhouse", "FAITHWATCH_STORE__URL": clickhouse_server.url,
+                        "FAITHWATCH_STORE__PASSWORD": clickhouse_server.password.get_secret_value(),
+                        "FAITHWATCH_STORE__DATABASE": database}.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    text = runner.invoke(main, ["incidents", "show", "inc-1"]).output
+    assert "  gate         raise 0.80 -> 0.89" in text
+    assert "  active gate  c001 0.80 (category gate)\n" in text
+    adopt = 'faithwatch gates set c001 0.89 --reason "adopt the gate suggested by inc-1"'
+    assert f"  adopt        {adopt}\n" in text
+    res = runner.invoke(main, shlex.split(adopt)[1:])
+    assert res.exit_code == 0, res.output
+    shown = json.loads(runner.invoke(main, ["incidents", "show", "inc-2", "--format", "json"]).output)["gates"]
+    assert [(r["cluster_id"], r["active_gate"], r["source"], r["override_by"]) for r in shown["active"]] == [
+        ("c001", 0.89, "cluster override", getpass.getuser()), ("c013", 0.93, "cluster override", "ana")]
+    assert shown["suggested"]["threshold"] == 0.89
+    assert shown["adopt"] == 'faithwatch gates set f001 0.89 --reason "adopt the gate suggested by inc-2"'
+    text = runner.invoke(main, ["incidents", "show", "inc-3"]).output  # no suggested gate: nothing to adopt
+    assert "  active gate  c001 0.89 (cluster override v1 by" in text and "adopt" not in text
+    assert "no incident" in runner.invoke(main, ["incidents", "show", "inc-404"]).output
 
 
 @pytest.mark.parametrize("category,verdict,threshold", [("pricing", "deferred", "0.80"), ("policy", "deferred", "0.95"),
