@@ -158,10 +158,9 @@ def kafka_outage(seconds: float, per_day: int) -> dict:
     and how long it took from the server's return until every interaction was stored."""
     import urllib.request
 
-    from benchmarks.bench_kafka import Run, start_server
+    from benchmarks.bench_kafka import Run, local_stack
     from pipelines.scenario import IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
     from services.datasets import load_banking77
-    from services.testing.tansu import Tansu
 
     sc = generate(load_banking77("train"), ScenarioConfig(seed=11, days=2.0, per_day=per_day,
                                                           incident=IncidentSpec(onset_day=1.0)))
@@ -170,32 +169,28 @@ def kafka_outage(seconds: float, per_day: int) -> dict:
         tmp = Path(tmp_name)
         path = tmp / "stream.jsonl"
         path.write_text("".join(to_jsonl_lines(sc.records)), encoding="utf-8")
-        server = start_server(tmp / "clickhouse")
-        try:
-            with Tansu.start() as broker:
-                run = Run(broker, server, tmp, "hashing", "outage", kafka__metrics_port=port,
-                          kafka__session_timeout_seconds=6)
-                try:
-                    run.produce(path)
-                    run.start_worker()
-                    run.wait_stored(1, 300)
-                    server.unavailable(True)
-                    time.sleep(seconds)
-                    server.unavailable(False)
-                    back = time.perf_counter()
-                    run.wait_stored(n, 600)
-                    caught_up = time.perf_counter() - back
-                    time.sleep(3)  # the incident sink's last batch
-                    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-                    retries = next(float(line.split()[1]) for line in text.splitlines()
-                                   if line.startswith("faithwatch_worker_store_retries_total"))
-                    with server.store(run.database) as st:
-                        rows = st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0]
-                        events = st.counts()["incident_events"]
-                finally:
-                    run.stop()
-        finally:
-            server.stop()
+        with local_stack(tmp) as (broker, server):
+            run = Run(broker, server, tmp, "hashing", "outage", kafka__metrics_port=port,
+                      kafka__session_timeout_seconds=6)
+            try:
+                run.produce(path)
+                run.start_worker()
+                run.wait_stored(1, 300)
+                server.unavailable(True)
+                time.sleep(seconds)
+                server.unavailable(False)
+                back = time.perf_counter()
+                run.wait_stored(n, 600)
+                caught_up = time.perf_counter() - back
+                time.sleep(3)  # the incident sink's last batch
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+                retries = next(float(line.split()[1]) for line in text.splitlines()
+                               if line.startswith("faithwatch_worker_store_retries_total"))
+                with server.store(run.database) as st:
+                    rows = st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0]
+                    events = st.counts()["incident_events"]
+            finally:
+                run.stop()
     return {"outage_seconds": seconds, "interactions": n, "stored": rows["n"], "distinct_ids": rows["ids"],
             "incident_events": events, "store_retries": int(retries),
             "seconds_to_store_all_after_return": round(caught_up, 1)}
