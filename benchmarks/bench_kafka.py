@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -54,6 +56,17 @@ PARTITIONS = 8
 
 def start_server(path: Path) -> ServerProcess:
     return ServerProcess.start(path, PASSWORD)
+
+
+@contextmanager
+def local_stack(tmp: Path) -> Iterator[tuple[Tansu, ServerProcess]]:
+    """tansu and the ClickHouse HTTP test server (data under ``tmp``), both stopped at the end."""
+    server = start_server(tmp / "clickhouse")
+    try:
+        with Tansu.start() as broker:
+            yield broker, server
+    finally:
+        server.stop()
 
 
 class Run:
@@ -372,21 +385,17 @@ def main(argv: list[str] | None = None) -> Path:
         tmp = Path(tmp_name)
         path = tmp / "stream.jsonl"
         path.write_text("".join(to_jsonl_lines(sc.records)), encoding="utf-8")
-        server = start_server(tmp / "clickhouse")
-        try:
-            with Tansu.start() as broker:
-                runs = []
-                for workers in (1, 2):
-                    runs.append(throughput(broker, server, tmp, path, n, backend, workers, timeout, **extra))
-                    print(json.dumps(runs[-1]), flush=True)
-                rate = 0.5 * runs[0]["after_ready"]
-                if quick:  # a smoke run: the stream in about 8 s, whatever the rate
-                    rate = n / 8.0
-                lat = latency(broker, server, tmp, path, n, backend, rate, timeout, **extra) | {"quick": quick}
-                shown = {k: v for k, v in lat.items() if k not in ("to_scored", "after_bootstrap")}
-                print(json.dumps(shown), flush=True)
-        finally:
-            server.stop()
+        with local_stack(tmp) as (broker, server):
+            runs = []
+            for workers in (1, 2):
+                runs.append(throughput(broker, server, tmp, path, n, backend, workers, timeout, **extra))
+                print(json.dumps(runs[-1]), flush=True)
+            rate = 0.5 * runs[0]["after_ready"]
+            if quick:  # a smoke run: the stream in about 8 s, whatever the rate
+                rate = n / 8.0
+            lat = latency(broker, server, tmp, path, n, backend, rate, timeout, **extra) | {"quick": quick}
+            shown = {k: v for k, v in lat.items() if k not in ("to_scored", "after_bootstrap")}
+            print(json.dumps(shown), flush=True)
     size = f"{n:,} interactions over {config.days:g} days"
     command = "python -m benchmarks.bench_kafka" + (" --quick" if quick else "")
     out = write_fragment("kafka", "Kafka driver: throughput with 1 and 2 workers, produce-to-incident latency",

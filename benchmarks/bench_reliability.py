@@ -9,6 +9,7 @@ request ran, after), and the slowest ``/healthz`` answer while it ran.
     python -m benchmarks.bench_reliability --repo /tmp/base   # the same against another checkout
     python -m benchmarks.bench_reliability --spool            # records/s acknowledged, spool on and off
     python -m benchmarks.bench_reliability --sustained 120    # steady ingest with the real model, exact counts
+    python -m benchmarks.bench_reliability --kafka-outage 60  # a Kafka worker with ClickHouse down 60 s
 
 Results go to RELIABILITY.md by hand (they depend on the machine); prints one JSON object.
 """
@@ -216,6 +217,51 @@ def sustained(repo: Path, seconds: float, rate: float, per_request: int, clients
             "exact": int(rows["n"]) == int(rows["ids"]) == accepted[0]}
 
 
+def kafka_outage(seconds: float, per_day: int) -> dict:
+    """A ``faithwatch worker`` (hashing embedder) runs a produced stream; once its first interactions
+    are stored, the ClickHouse HTTP test server answers 503 for ``seconds``. Reported: what the
+    store holds at the end (rows, distinct ids, incident events), the retries the worker counted,
+    and how long it took from the server's return until every interaction was stored."""
+    import urllib.request
+
+    from benchmarks.bench_kafka import Run, local_stack
+    from pipelines.scenario import IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
+    from services.datasets import load_banking77
+
+    sc = generate(load_banking77("train"), ScenarioConfig(seed=11, days=2.0, per_day=per_day,
+                                                          incident=IncidentSpec(onset_day=1.0)))
+    n, port = len(sc.records), _free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-outage-") as tmp_name:
+        tmp = Path(tmp_name)
+        path = tmp / "stream.jsonl"
+        path.write_text("".join(to_jsonl_lines(sc.records)), encoding="utf-8")
+        with local_stack(tmp) as (broker, server):
+            run = Run(broker, server, tmp, "hashing", "outage", kafka__metrics_port=port,
+                      kafka__session_timeout_seconds=6)
+            try:
+                run.produce(path)
+                run.start_worker()
+                run.wait_stored(1, 300)
+                server.unavailable(True)
+                time.sleep(seconds)
+                server.unavailable(False)
+                back = time.perf_counter()
+                run.wait_stored(n, 600)
+                caught_up = time.perf_counter() - back
+                time.sleep(3)  # the incident sink's last batch
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+                retries = next(float(line.split()[1]) for line in text.splitlines()
+                               if line.startswith("faithwatch_worker_store_retries_total"))
+                with server.store(run.database) as st:
+                    rows = st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0]
+                    events = st.counts()["incident_events"]
+            finally:
+                run.stop()
+    return {"outage_seconds": seconds, "interactions": n, "stored": rows["n"], "distinct_ids": rows["ids"],
+            "incident_events": events, "store_retries": int(retries),
+            "seconds_to_store_all_after_return": round(caught_up, 1)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout whose server runs")
@@ -229,8 +275,13 @@ def main(argv: list[str] | None = None) -> dict:
                         help="instead: steady ingest for this long with the real model, then exact counts")
     parser.add_argument("--rate", type=float, default=150.0, help="--sustained: records/s in all")
     parser.add_argument("--backend", default="onnx", help="--sustained: the server's embedding backend")
+    parser.add_argument("--kafka-outage", type=float, default=None, metavar="SECONDS",
+                        help="instead: the ClickHouse server down this long while a Kafka worker runs a stream")
+    parser.add_argument("--per-day", type=int, default=1500, help="--kafka-outage: interactions per day (2 days)")
     args = parser.parse_args(argv)
-    if args.sustained:
+    if args.kafka_outage is not None:
+        result = kafka_outage(args.kafka_outage, args.per_day)
+    elif args.sustained:
         result = sustained(args.repo, args.sustained, args.rate, 20, args.clients, args.backend)
     elif args.spool:
         result: dict = {"rows": [ingest_rate(args.repo, spool, args.requests, args.per_request, args.clients)

@@ -12,7 +12,9 @@
   (changelog-backed); its messages are acknowledged only once a checkpoint includes them, so the
   committed offset never runs ahead of the state. A worker that is assigned the partition
   restores the checkpoint and skips what it already holds.
-- sinks: batched, idempotent writes of those topics to the store.
+- sinks: batched, idempotent writes of those topics to the store; a failed write is retried with
+  backoff (counted: ``faithwatch_worker_store_retries_total``) and its messages are acknowledged
+  only once written.
 
 Agents only decode, call the stages and emit. CPU work runs beside the event loop on two threads:
 one prepares (embedding, scoring; it also builds pipelines, the only other user of the embedder),
@@ -52,6 +54,10 @@ log = logging.getLogger("faithwatch.kafka")
 
 CHECKPOINT_TABLE = "sequence-checkpoint"
 FETCH_BYTES = 256 * 1024  # per partition and fetch (see create_app)
+# A store write that fails is retried after this long, doubled after each further failure up to
+# the max: a ClickHouse server that is down for a while stalls the sinks, it loses nothing.
+STORE_RETRY_SECONDS = 0.5
+STORE_RETRY_MAX_SECONDS = 5.0
 _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -103,7 +109,7 @@ class Runtime:
         self.last_checkpoint = monotonic()
         self.since_checkpoint = 0
         self.counts = {"read": 0, "dead_letters": 0, "prepared": 0, "checkpoints": 0, "stored_interactions": 0,
-                       "idle_releases": 0, "late": 0}
+                       "idle_releases": 0, "late": 0, "store_retries": 0}
         self.metrics.track_counts("faithwatch_worker", lambda: dict(self.counts),
                                   "records through this worker's stages since it started")
 
@@ -341,12 +347,33 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
             await prepared.send(value=messages.tick())
 
     # -- sinks ------------------------------------------------------------------------------
+    async def store_retrying(name: str, write, rows: list) -> None:
+        """``write(rows)`` on the store thread until it succeeds: a store that is down (or answers
+        errors) is retried with backoff (doubling from STORE_RETRY_SECONDS up to
+        STORE_RETRY_MAX_SECONDS), each failed attempt logged and counted (``store_retries``)."""
+        delay = STORE_RETRY_SECONDS
+        while True:
+            try:
+                await rt.on_io(write, rows)
+                return
+            except Exception as exc:  # noqa: BLE001 - any store error: nothing acknowledged, retry
+                rt.counts["store_retries"] += 1
+                log.warning("%s: writing %d rows to the store failed (%s: %s); retrying in %.1f s",
+                            name, len(rows), type(exc).__name__, str(exc)[:300], delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
+
     def sink(topic, name: str, decode, write) -> None:
         async def agent(stream):
-            async for values in stream.take(2000, within=1.0):
-                rows = [decode(v) for v in values if v is not None]
+            # Acknowledged by hand once written: ``take`` acknowledges a batch when the agent
+            # leaves it, even by an exception or a cancelled retry, which would commit rows
+            # never written. Unacknowledged messages are read again by the next owner.
+            async for events in stream.noack_take(2000, within=1.0):
+                rows = [decode(ev.value) for ev in events if ev.value is not None]
                 if rt.store is not None and rows:
-                    await rt.on_io(write, rows)
+                    await store_retrying(name, write, rows)
+                for ev in events:
+                    await stream.ack(ev)
 
         app.agent(topic, name=name)(agent)
 

@@ -22,6 +22,9 @@ What it implements (what clickhouse-connect 1.12 sends, see docs/storage.md):
   ``X-ClickHouse-Exception-Code`` header, like a server.
 - Optional ``--user``/``--password``: basic auth or ``X-ClickHouse-User``/``-Key`` headers,
   516 AUTHENTICATION_FAILED otherwise.
+- An outage on demand (fault tests): after SIGUSR1 every request, ``/ping`` included, gets
+  503 Service Unavailable without reaching the engine, until SIGUSR2
+  (:meth:`ServerProcess.unavailable`).
 
 The protocol (parsing a request, encoding an answer or an error) is services.clickhouse_protocol,
 shared with ``/clickhouse`` on ``faithwatch serve``. Requests run one at a time on one chDB
@@ -116,6 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def do_GET(self) -> None:  # noqa: N802
+        if self._down():
+            return
         url = urlsplit(self.path)
         if url.path in ("/ping", "/") and "query" not in dict(parse_qsl(url.query)):
             self._reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
@@ -128,7 +133,16 @@ class _Handler(BaseHTTPRequestHandler):
         except QueryError as error:
             self._error(error)
             return
-        self._handle(body)
+        if not self._down():
+            self._handle(body)
+
+    def _down(self) -> bool:
+        """Answer 503 when the server plays unavailable (SIGUSR1 .. SIGUSR2)."""
+        if not self.server.unavailable:
+            return False
+        self._reply(503, b"Service Unavailable (the test server is down on purpose)\n",
+                    {"Content-Type": "text/plain; charset=UTF-8"})
+        return True
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -204,6 +218,7 @@ class ClickHouseHttpServer(ThreadingHTTPServer):
                  password: str | None = None, verbose: bool = False):
         self.engine = ChdbEngine(path)
         self.user, self.password, self.verbose = user, password, verbose
+        self.unavailable = False
         self._sessions: set[str] = set()
         self._sessions_lock = threading.Lock()
         try:
@@ -266,6 +281,10 @@ class ServerProcess:
 
         return ClickHouseStore(self.url, user=self.user, password=self.password, database=database)
 
+    def unavailable(self, down: bool) -> None:
+        """Play a server that is down (every request answered 503) or back up."""
+        self.process.send_signal(signal.SIGUSR1 if down else signal.SIGUSR2)
+
     def stop(self) -> None:
         stop_process(self.process, timeout=30)
 
@@ -289,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     server = ClickHouseHttpServer(args.path, args.host, args.port, args.user, args.password, args.verbose)
     # SIGTERM ends serve_forever like Ctrl-C does, so the chDB session is closed cleanly.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    signal.signal(signal.SIGUSR1, lambda *_: setattr(server, "unavailable", True))
+    signal.signal(signal.SIGUSR2, lambda *_: setattr(server, "unavailable", False))
     host, port = server.server_address[:2]
     print(f"listening on http://{host}:{port}", flush=True)
     try:

@@ -205,13 +205,10 @@ def test_end_to_end_matches_the_embedded_driver(setup, stream):
     wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) >= expected
              and stored(setup, "incident_events") == expected, setup, "every interaction and incident event")
     # The worker's Prometheus metrics: its stage counters and what its sequence stage emitted.
-    def scrape() -> dict[str, float]:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        return {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln and not ln.startswith("#")}
-
-    wait_for(lambda: scrape()["faithwatch_interactions_scored_total"] == stream["n"], setup, "the metrics")
-    values = scrape()
+    wait_for(lambda: _scrape(port)["faithwatch_interactions_scored_total"] == stream["n"], setup, "the metrics")
+    values = _scrape(port)
     assert values["faithwatch_worker_read_total"] == stream["n"]
+    assert values["faithwatch_worker_store_retries_total"] == 0  # the store was up throughout
     assert values["faithwatch_interactions_scored_total"] == stream["n"]
     assert sum(v for k, v in values.items() if k.startswith("faithwatch_incident_events_total")) == expected
     assert setup.stop(w) == 0
@@ -252,13 +249,17 @@ def test_poison_messages_go_to_dead_letters_and_the_stream_goes_on(setup, stream
     assert all(d["source"].startswith("kafka:") and "offset" in d["position"] for d in dead)
 
 
-def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(setup, stream, channels):
+def test_workers_sigkilled_in_a_loop_then_restarted_lose_and_duplicate_nothing(setup, stream, channels):
+    """Three workers SIGKILLed one after the other (after a quarter, a half and three quarters of
+    the stream are stored), then a fourth runs to the end: as an uninterrupted run."""
     setup.produce(stream["path"])
     alerts = setup.tmp / "alerts.jsonl"
-    first = setup.worker(alerts, "first", channels.file)
-    wait_for(lambda: stored(setup, "interactions") >= stream["n"] // 3, setup, "a third of the stream")
-    setup.stop(first, signal.SIGKILL)
-    assert stored(setup, "interactions") < stream["n"], "the worker finished before it was killed"
+    for k, part in enumerate((4, 2, 4 / 3)):
+        w = setup.worker(alerts, f"killed{k}", channels.file)
+        wait_for(lambda part=part: stored(setup, "interactions") >= stream["n"] // part, setup, f"1/{part} stored")
+        setup.stop(w, signal.SIGKILL)
+        if k == 0:
+            assert stored(setup, "interactions") < stream["n"], "the worker finished before it was killed"
     second = setup.worker(alerts, "second", channels.file)
     expected = lines(stream["alerts"])
     ids = event_ids(stream["alerts"])
@@ -273,11 +274,47 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(setup, str
     assert set(got) == set(ids) and len(got) - len(set(got)) <= 1, got
     assert "restored checkpoint" in setup.logs()
     with setup.store() as st:
+        assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
+            "n": stream["n"], "ids": stream["n"]}
         counts = st.counts()
         rows = st.query("SELECT interaction_id, cluster_id, below_baseline FROM interactions")
     assert counts["interactions"] == stream["n"] and counts["incident_events"] == expected
     assert {r["interaction_id"]: (r["cluster_id"], r["below_baseline"]) for r in rows} == {
         k: (v["cluster_id"], v["below_baseline"]) for k, v in stream["scored"].items()}
+
+
+def test_clickhouse_down_while_the_worker_runs_loses_and_duplicates_nothing(setup, stream):
+    """The ClickHouse server answers 503 to everything for 10 s while the worker runs the stream:
+    its sinks retry (counted in its metrics), nothing is acknowledged before it is written, and
+    the store ends with every interaction and incident event once."""
+    setup.produce(stream["path"])
+    alerts, port = setup.tmp / "alerts.jsonl", free_port()
+    w = setup.worker(alerts, kafka__metrics_port=port)
+    wait_for(lambda: stored(setup, "interactions") > 0, setup, "the first interactions stored")
+    setup.server.unavailable(True)
+    try:
+        wait_for(lambda: stored(setup, "interactions") == -1, setup, "the server down")
+        time.sleep(10)  # the worker goes on reading and sequencing; its sinks cannot write
+        retries = _scrape(port)["faithwatch_worker_store_retries_total"]
+    finally:
+        setup.server.unavailable(False)
+    assert retries > 0, setup.logs()
+    expected = lines(stream["alerts"])
+    wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) >= expected
+             and stored(setup, "incident_events") == expected, setup, "every interaction and incident event")
+    assert setup.stop(w) == 0
+    assert alerts.read_text() == stream["alerts"].read_text()
+    assert "writing" in setup.logs() and "retrying in" in setup.logs()
+    with setup.store() as st:
+        assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
+            "n": stream["n"], "ids": stream["n"]}
+        events = st.query("SELECT incident_id, sequence FROM incident_events FINAL")
+    assert sorted(f"{e['incident_id']}:{e['sequence']}" for e in events) == sorted(event_ids(stream["alerts"]))
+
+
+def _scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln and not ln.startswith("#")}
 
 
 def test_a_second_worker_joining_changes_nothing_and_each_event_is_delivered_once(setup, stream, channels):
