@@ -44,6 +44,7 @@ from typing import Literal
 
 import numpy as np
 
+from pipelines.labels import decode_array, encode_array
 from pipelines.policy import Category, CategoryPolicy, RaiseTo
 
 Decision = Literal["answer", "defer"]
@@ -210,6 +211,35 @@ class ClusterModel:
         self.centroids.flags.writeable = False
         if not (len(self.cluster_ids) == len(self.family_ids) == len(self.categories) == len(self.centroids)):
             raise ValueError("a ClusterModel needs one id, family, category and centroid per cluster")
+
+    def to_state(self) -> dict:
+        """What a process without the pipeline needs to place queries, JSON-safe (centroids exact,
+        base64); not the open incidents (a reader takes those from the store) nor the version."""
+        return {"cluster_ids": list(self.cluster_ids), "centroids": encode_array(self.centroids),
+                "family_ids": list(self.family_ids), "categories": list(self.categories),
+                "assign_threshold": self.assign_threshold, "attach_threshold": self.attach_threshold}
+
+    @classmethod
+    def from_state(cls, state: dict, *, version: int = 0,
+                   incidents: tuple[OpenIncident, ...] = ()) -> ClusterModel:
+        """Inverse of :meth:`to_state`.
+
+        >>> m = ClusterModel(("c001",), np.eye(1, 4, dtype=np.float32), ("f001",), ("pricing",), 0.8, 0.7)
+        >>> r = ClusterModel.from_state(m.to_state(), version=3)
+        >>> r.same_clusters(m), r.version, r.centroids.dtype
+        (True, 3, dtype('float32'))
+        """
+        return cls(tuple(state["cluster_ids"]), decode_array(state["centroids"]), tuple(state["family_ids"]),
+                   tuple(state["categories"]), float(state["assign_threshold"]), float(state["attach_threshold"]),
+                   incidents, version)
+
+    def same_clusters(self, other: ClusterModel) -> bool:
+        """Whether ``other`` places every query as this one does (incidents and version aside)."""
+        return (self.cluster_ids == other.cluster_ids and self.family_ids == other.family_ids
+                and self.categories == other.categories and self.assign_threshold == other.assign_threshold
+                and self.attach_threshold == other.attach_threshold
+                and self.centroids.dtype == other.centroids.dtype
+                and np.array_equal(self.centroids, other.centroids))
 
     def place(self, vectors: np.ndarray, default_category: str) -> list[Placement]:
         """Where each row of ``vectors`` (query embeddings) falls; changes nothing.

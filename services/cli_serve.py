@@ -51,9 +51,15 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
         store.migrate()
         metrics = Metrics()
         if api.ingest == "kafka":
+            from alerts.categories import load_policy
+            from services.kafka.gate_model import GateModelFollower
             from services.kafka.ingest import KafkaIngestor
+            from services.wiring import build_embedder
 
-            return _serve(settings, store, KafkaIngestor(settings, metrics), metrics)
+            # POST /v1/gate: the queries are embedded here with the workers' model and placed in
+            # the cluster model the sequence stage publishes (services/kafka/gate_model.py).
+            gate = GateModelFollower(settings, store, build_embedder(settings), load_policy(settings.categories_file))
+            return _serve(settings, store, KafkaIngestor(settings, metrics, gate=gate), metrics)
         checkpoint = Checkpoint.in_data_dir(settings.data_dir)
         if reset_state:
             checkpoint.discard()

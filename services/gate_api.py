@@ -19,6 +19,7 @@ from services.gates import (
     GateError,
     GateRequest,
     GateService,
+    ModelUnavailable,
     UnknownScope,
     gate_table,
     set_override,
@@ -70,10 +71,10 @@ class GateSet(BaseModel):
 
 def mount(app: FastAPI, store: Store, ingestor: Any, metrics: Metrics, auth: list, clock: Callable[[], datetime],
           categories_file=None) -> GateService | None:
-    """Add the gate routes; the :class:`GateService` (None when this process runs no pipeline)."""
-    pipeline = getattr(ingestor, "pipeline", None)
-    service = None if pipeline is None else GateService(pipeline.embedder, pipeline.policy, ingestor.cluster_model,
-                                                        store, metrics)
+    """Add the gate routes; the :class:`GateService` (None when the ingestor offers no cluster model:
+    see :meth:`services.ingest.Ingestor.gate_inputs`)."""
+    inputs = ingestor.gate_inputs()
+    service = None if inputs is None else GateService(*inputs, ingestor.cluster_model, store, metrics)
     app.state.gates = service
 
     def policy():
@@ -86,7 +87,7 @@ def mount(app: FastAPI, store: Store, ingestor: Any, metrics: Metrics, auth: lis
 
     @app.post("/v1/gate", dependencies=auth, tags=["gate"], response_model=GateAnswer | list[GateAnswer],
               responses={422: {"description": "a bad body: `detail` names the field"},
-                         503: {"description": "no live pipeline in this process (Kafka mode)"}})
+                         503: {"description": "no cluster model yet (Kafka mode: none published or read yet)"}})
     async def gate(body: Annotated[GateQuery | list[GateQuery], Body()]) -> Any:
         """Show this answer, or defer it? One object, or a list (a batch, answered in order).
 
@@ -94,13 +95,16 @@ def mount(app: FastAPI, store: Store, ingestor: Any, metrics: Metrics, auth: lis
         the operator's override for its cluster or family, else its category's gate, raised for
         irreversible actions and while an incident is open (docs/gates.md). Nothing is stored."""
         if service is None:
-            raise HTTPException(503, "gate decisions need the live pipeline of `faithwatch serve` (embedded mode); "
-                                     "Kafka mode is not supported yet")
+            raise HTTPException(503, "gate decisions need a cluster model: this server has no pipeline and "
+                                     "follows no published model")
         items = body if isinstance(body, list) else [body]
         if len(items) > MAX_GATE_BATCH:
             raise HTTPException(422, f"body: {len(items)} queries, at most {MAX_GATE_BATCH} per call: split the batch")
         requests = [GateRequest(q.query, q.confidence, q.action.reversible if q.action else True) for q in items]
-        answers = await run_in_threadpool(service.decide, requests)
+        try:
+            answers = await run_in_threadpool(service.decide, requests)
+        except ModelUnavailable as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
         return answers if isinstance(body, list) else answers[0]
 
     @app.get("/v1/gate/decisions", dependencies=auth, tags=["gate"])

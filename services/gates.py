@@ -53,6 +53,10 @@ class UnknownScope(GateError):
     """No cluster or family by that id, or no active override to remove."""
 
 
+class ModelUnavailable(GateError):
+    """No cluster model to place queries in yet (Kafka mode before the first one arrived): 503."""
+
+
 @dataclass(frozen=True)
 class GateRequest:
     query: str

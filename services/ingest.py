@@ -44,10 +44,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+from pipelines.embedding import Embedder
 from pipelines.engine import Output, Pipeline
 from pipelines.errors import FaithwatchError
 from pipelines.gating import ClusterModel
 from pipelines.interaction import Interaction
+from pipelines.policy import CategoryPolicy
 from pipelines.records import ClusterInfo
 from services.flow import Outputs, Tally, event_order
 from services.metrics import Metrics
@@ -118,9 +120,15 @@ class Ingestor(abc.ABC):
         return None
 
     def cluster_model(self) -> ClusterModel | None:
-        """The cluster model last published for the confidence gate; None where this process runs
-        no pipeline (Kafka mode, not supported yet)."""
+        """The cluster model last published for the confidence gate (may raise
+        :class:`services.gates.ModelUnavailable`); None where there is none."""
         return None
+
+    def gate_inputs(self) -> tuple[Embedder, CategoryPolicy] | None:
+        """What the confidence gate embeds queries with (the stream's model) and the categories it
+        applies; None where this process offers no :meth:`cluster_model`."""
+        pipeline = getattr(self, "pipeline", None)
+        return None if pipeline is None else (pipeline.embedder, pipeline.policy)
 
     @property
     @abc.abstractmethod

@@ -63,6 +63,7 @@ class KafkaSettings(_Section):
     incidents_topic: str = "faithwatch.incidents"
     dead_letter_topic: str = "faithwatch.dead-letter"
     cluster_model_topic: str = "faithwatch.cluster-model"
+    gate_model_topic: str = Field("faithwatch.gate-model", description="compacted, one partition: the sequence stage publishes what POST /v1/gate needs (centroids, families, categories) in chunks; a Kafka-mode API follows it")
     partitions: int = Field(8, ge=1)
     prepared_topic: str = Field("faithwatch.prepared", description="internal: prepared records and watermarks, one partition")
     app_id: str = Field("faithwatch", description="faust app id: the consumer group, and the prefix of the checkpoint table's changelog topic")

@@ -42,7 +42,7 @@ from pipelines.engine import Output, Pipeline
 from pipelines.errors import InvalidRecord
 from pipelines.interaction import DeadLetter, parse_record
 from services.flow import JsonLines, Outputs, Tally, event_key
-from services.kafka import messages
+from services.kafka import gate_model, messages
 from services.kafka.sequencer import MANIFEST_KEY, Sequencer, checkpoint_entries, read_checkpoint
 from services.metrics import Metrics
 from services.notify.notifier import Notifier
@@ -100,6 +100,7 @@ class Runtime:
         self.io = ThreadPoolExecutor(1, thread_name_prefix="faithwatch-store")
         self._preparer: Pipeline | None = None
         self.seq: Sequencer | None = None
+        self.gate_model: gate_model.Publisher | None = None  # made by the sequence stage's restore
         self.generation = 0
         self.pending: list[Any] = []  # prepared events processed but not yet in a checkpoint
         self.in_flight: list[Any] = []  # delivery futures of what the sequence stage sent since then
@@ -186,6 +187,9 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
     dead = app.topic(k.dead_letter_topic, partitions=k.partitions, internal=True, **_RAW)
     cluster_model = app.topic(k.cluster_model_topic, partitions=k.partitions, internal=True, compacting=True,
                               **_RAW)
+    # What POST /v1/gate needs, for a Kafka-mode API (services/kafka/gate_model.py): one partition,
+    # so the chunks and their manifest stay in order. Nothing here consumes it: declared on first use.
+    gate_topic = app.topic(k.gate_model_topic, partitions=1, internal=True, compacting=True, **_RAW)
     # Keys and values are JSON (chunks are base64 text, the manifest an object).
     table = app.Table(CHECKPOINT_TABLE, default=None, partitions=1, use_partitioner=True)
 
@@ -240,8 +244,22 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
             rt.generation = int(manifest["generation"])
             log.warning("sequence: restored checkpoint generation %d (prepared offset %d)",
                         rt.generation, seq.offset)
+        rt.gate_model = gate_model.Publisher(rt.embedder.name, int(table.get(gate_model.TABLE_KEY) or 0))
         rt.last_checkpoint = rt.monotonic()
         return seq
+
+    async def publish_gate_model(seq: Sequencer) -> None:
+        """The gate's cluster model, if it changed since the last publication: chunks, then (once
+        they are delivered) the manifest; its generation is kept in the checkpoint table."""
+        publisher = rt.gate_model
+        entries = await rt.on_seq(lambda: publisher.entries(seq.pipeline.cluster_model()))
+        if entries is None:
+            return
+        await gate_topic.maybe_declare()
+        *chunks, manifest = [(key.encode(), value.encode()) for key, value in entries]
+        await send_all(gate_topic, chunks)
+        await send_all(gate_topic, [manifest])
+        table[gate_model.TABLE_KEY] = publisher.generation
 
     async def emit(out: Output) -> None:
         # Not confirmed per batch (three broker round trips each time): the checkpoint confirms
@@ -270,6 +288,7 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         table[MANIFEST_KEY] = manifest
         clusters = list(seq.pipeline.clusters.values())
         await send_all(cluster_model, [(c.cluster_id.encode(), messages.row(c)) for c in clusters])
+        await publish_gate_model(seq)
         await app.producer.flush()
         sent, rt.in_flight = rt.in_flight, []
         if sent:

@@ -9,7 +9,9 @@ and store them; the API reads the results from the shared ClickHouse store.
 So in Kafka mode ``?wait=true`` waits for the broker's acknowledgement only, ``POST /v1/flush``
 has nothing to do here (the workers release a quiet stream after ``kafka.reorder_idle_seconds``),
 the live baseline of ``GET /v1/clusters/{id}`` is not available in this process, and the
-``pipeline`` totals are None.
+``pipeline`` totals are None. ``POST /v1/gate`` places queries in the cluster model the sequence
+stage publishes, which a :class:`~services.kafka.gate_model.GateModelFollower` (``gate``: with the embedder and
+categories of the workers' settings) reads, started and stopped with this ingestor.
 """
 
 from __future__ import annotations
@@ -19,18 +21,27 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from pipelines.embedding import Embedder
+from pipelines.gating import ClusterModel
 from pipelines.interaction import Interaction
+from pipelines.policy import CategoryPolicy
 from services.ingest import Ingestor, IngestUnavailable, WaitResult
 from services.metrics import Metrics
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from services.kafka.gate_model import GateModelFollower
 
 log = logging.getLogger("faithwatch.kafka.ingest")
 
 
 class KafkaIngestor(Ingestor):
-    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, timeout: float = 30.0):
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, timeout: float = 30.0,
+                 gate: GateModelFollower | None = None):
         self.settings = settings
+        self.gate = gate
         self.metrics = metrics or Metrics()
         self.timeout = timeout
         self.topic = settings.kafka.interactions_topic
@@ -41,6 +52,12 @@ class KafkaIngestor(Ingestor):
         self._tickets = 0
         self._published = 0
         self._closing = False
+
+    def gate_inputs(self) -> tuple[Embedder, CategoryPolicy] | None:
+        return None if self.gate is None else (self.gate.embedder, self.gate.policy)
+
+    def cluster_model(self) -> ClusterModel | None:
+        return None if self.gate is None else self.gate.model()
 
     def _run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout)
@@ -53,6 +70,8 @@ class KafkaIngestor(Ingestor):
         from services.kafka.app import broker_hosts
 
         self._thread.start()
+        if self.gate is not None:
+            self.gate.start()
 
         async def make():
             p = AIOKafkaProducer(bootstrap_servers=broker_hosts(self.settings.kafka.brokers), acks="all",
@@ -123,6 +142,8 @@ class KafkaIngestor(Ingestor):
                 self._run(self._producer.stop())
             except Exception:
                 log.exception("stopping the kafka producer")
+        if self.gate is not None:
+            self.gate.close(timeout)
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)

@@ -341,8 +341,12 @@ def test_the_demo_line_says_what_the_gate_answers_while_an_incident_is_open(cate
     assert f"{category} answers in c001 at confidence 0.84 are {verdict} (threshold {threshold}" in line
 
 
-def test_kafka_mode_answers_503_for_decisions_and_keeps_the_overrides(clickhouse_server):
+def test_kafka_mode_answers_503_until_a_model_arrived_and_keeps_the_overrides(clickhouse_server):
+    """Kafka mode before the sequence stage published a model (the follower never started: no
+    broker here; tests/services/kafka/test_kafka_worker.py has the gate with a real one)."""
+    from services.kafka.gate_model import GateModelFollower
     from services.kafka.ingest import KafkaIngestor
+    from services.wiring import build_embedder
 
     database = "t_gates_kafka"
     settings = load_settings(api={"tokens": [TOKEN], "ingest": "kafka"})
@@ -351,11 +355,20 @@ def test_kafka_mode_answers_503_for_decisions_and_keeps_the_overrides(clickhouse
     with clickhouse_server.store(database) as store:
         store.migrate()
         store.upsert_clusters([cluster("c001", "f001")])
-        app = create_app(settings.api, store, KafkaIngestor(settings), Metrics())  # never started: no broker
+        embedder = build_embedder(load_settings(embedding={"backend": "hashing"}))
+        gate = GateModelFollower(settings, store, embedder, load_policy(DEFAULT_CATEGORIES))
+        app = create_app(settings.api, store, KafkaIngestor(settings, gate=gate), Metrics())  # never started
         with serve_in_thread(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}
                                                        ) as client:
             res = client.post("/v1/gate", json={"query": "fee?", "confidence": 0.9})
-            assert res.status_code == 503 and "Kafka mode is not supported yet" in res.text
+            assert res.status_code == 503 and res.headers["retry-after"] == "5"
+            assert res.json()["detail"].startswith("gate decisions in Kafka mode: no cluster model has arrived yet "
+                                                   f"on {settings.kafka.gate_model_topic}")
+            bare = create_app(settings.api, store, KafkaIngestor(settings), Metrics())  # no follower: no gate
+            with serve_in_thread(bare) as bare_url:
+                res = httpx.post(f"{bare_url}/v1/gate", json={"query": "fee?", "confidence": 0.9},
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+                assert res.status_code == 503 and "follows no published model" in res.text
             assert client.put("/v1/gates/c001", json={"threshold": 0.9, "reason": "r"}).status_code == 200
             (row,) = client.get("/v1/gates").json()["items"]
             assert (row["active_gate"], row["source"]) == (0.9, "cluster override")

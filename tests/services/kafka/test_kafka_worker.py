@@ -447,3 +447,105 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def _gate_requests(stream: dict, lines_: list[str], incident_clusters: set[str]) -> list[dict]:
+    """Gate calls on queries of the stream: some in the incident's clusters, the rest spread out;
+    confidences around the gates, some irreversible."""
+    records = [json.loads(line) for line in lines_]
+    hit = [r for r in records if stream["scored"][r["interaction_id"]]["cluster_id"] in incident_clusters][:8]
+    chosen = hit + records[::60]
+    return [{"query": r["query"], "confidence": (0.5, 0.84, 0.97)[k % 3],
+             **({"action": {"reversible": False}} if k % 4 == 3 else {})} for k, r in enumerate(chosen)]
+
+
+def _embedded_gate(pipeline, store, requests: list[dict]) -> list[dict]:
+    """What the embedded gate (`faithwatch serve`'s GateService on the pipeline's model) answers."""
+    from services.gates import GateRequest, GateService
+    from services.metrics import Metrics
+
+    model = pipeline.cluster_model(1)
+    service = GateService(pipeline.embedder, pipeline.policy, lambda: model, store, Metrics(), cache_size=0)
+    return service.decide([GateRequest(r["query"], r["confidence"], r.get("action", {}).get("reversible", True))
+                           for r in requests])
+
+
+def test_gate_in_kafka_mode_decides_as_the_embedded_gate(setup, stream):
+    """POST /v1/gate on a Kafka-mode API: 503 until the sequence stage has published its cluster
+    model, then the embedded gate's decisions for the same stream (cluster, family, category,
+    threshold, decision, reasons), including on_incident while the incident is open (the store's
+    open incidents) and its end once the rest of the stream resolves it."""
+    import httpx
+
+    from services.embedded import replay
+    from services.flow import DeadLetterFile
+    from services.settings import load_settings
+    from services.wiring import build_pipeline
+
+    events = [json.loads(e) for e in stream["alerts"].read_text().splitlines()]
+    assert events[-1]["event"] == "resolved"
+    cut = events[-2]["event_at"]  # the stream up to here ends with the incident open
+    all_lines = stream["path"].read_text().splitlines()
+    head = [line for line in all_lines if json.loads(line)["timestamp"] <= cut]
+    tail = [line for line in all_lines if json.loads(line)["timestamp"] > cut]
+    (setup.tmp / "head.jsonl").write_text("\n".join(head) + "\n")
+    (setup.tmp / "tail.jsonl").write_text("\n".join(tail) + "\n")
+    requests = _gate_requests(stream, all_lines, set(events[-2]["clusters"]))
+
+    port, token = free_port(), "g-t0ken"
+    env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token])}
+    log = (setup.tmp / "api.log").open("w")
+    api = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
+                           stdout=log, stderr=subprocess.STDOUT)
+    setup.workers.append(api)
+    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+    wait_for(lambda: _healthy(url), setup, "the API")
+    early = httpx.post(f"{url}/v1/gate", json=requests[0], headers=headers, timeout=30)
+    assert early.status_code == 503, early.text
+    assert "no cluster model has arrived yet" in early.json()["detail"], early.text
+
+    # The reference: the embedded pipeline on the same records, in the same two parts.
+    settings = load_settings(embedding={"backend": "hashing"}, data_dir=setup.tmp / "embedded")
+    pipeline = build_pipeline(settings)
+    replay(pipeline, setup.tmp / "head.jsonl", store=None, dead_letters=DeadLetterFile(setup.tmp / "dl.jsonl"))
+
+    setup.produce(setup.tmp / "head.jsonl")
+    setup.worker(setup.tmp / "alerts.jsonl")
+    wait_for(lambda: stored(setup, "interactions") == len(head), setup, "the head of the stream stored")
+    with setup.store() as st:
+        expected = _embedded_gate(pipeline, st, requests)
+    opened = [d for d in expected if d["incident_id"] is not None]
+    assert opened and all(d["decision"] == "defer" for d in opened if d["category"] == "pricing"), expected
+    assert {d["decision"] for d in expected} == {"answer", "defer"}
+    _wait_for_gate(setup, url, headers, requests, expected)
+
+    replay(pipeline, setup.tmp / "tail.jsonl", store=None, dead_letters=DeadLetterFile(setup.tmp / "dl.jsonl"))
+    setup.produce(setup.tmp / "tail.jsonl")
+    wait_for(lambda: stored(setup, "interactions") == stream["n"], setup, "the rest of the stream stored")
+    with setup.store() as st:
+        resolved = _embedded_gate(pipeline, st, requests)
+    assert all(d["incident_id"] is None for d in resolved)  # the rollback trigger ended with the incident
+    _wait_for_gate(setup, url, headers, requests, resolved)
+    assert setup.stop(api) == 0, (setup.tmp / "api.log").read_text()[-3000:]
+
+
+def _wait_for_gate(setup: Setup, url: str, headers: dict, requests: list[dict], expected: list[dict]) -> None:
+    """Until the Kafka-mode API's batch answer equals ``expected`` (the worker publishes its model at
+    its next checkpoint, the API re-reads the open incidents every 2 s); then the single form too."""
+    import httpx
+
+    last: list = []
+
+    def same() -> bool:
+        res = httpx.post(f"{url}/v1/gate", json=requests, headers=headers, timeout=30)
+        last[:] = [res.status_code, res.json()]
+        return res.status_code == 200 and res.json() == expected
+
+    try:
+        wait_for(same, setup, "the Kafka-mode gate to answer as the embedded gate", timeout=60)
+    except BaseException:
+        diff = [(e, g) for e, g in zip(expected, last[1], strict=False) if e != g] if last[0] == 200 else last
+        print("gate differences (expected, got):", json.dumps(diff[:5], indent=1))
+        raise
+    single = httpx.post(f"{url}/v1/gate", json=requests[0], headers=headers, timeout=30)
+    assert single.status_code == 200 and single.json() == expected[0]
