@@ -6,12 +6,12 @@ batch; in Kafka mode the clusters live in the worker holding the sequence stage,
 publishes the model to ``kafka.gate_model_topic`` and the API process follows the topic:
 
 - **What**: :meth:`ClusterModel.to_state` (cluster ids, centroids exact as base64 float arrays,
-  families, categories, the clusterer's thresholds) and the name of the embedding model, gzip'd
-  JSON cut into chunks below 512 KB (Kafka's default largest message is 1 MB) under one of two
-  slots, then a manifest naming generation, slot, chunk count and the SHA-256 of the whole: the
-  checkpoint's encoding (:func:`~services.kafka.sequencer.checkpoint_entries`). One partition,
-  compacted: the keys are ``manifest`` and ``state/{slot}/{k}``, so the topic holds about two
-  models whatever its age.
+  families, categories, the clusterer's thresholds) and the name of the embedding model: JSON in
+  a gzip container (stored, not compressed), cut into chunks below 512 KB (Kafka's default
+  largest message is 1 MB) under one of two slots, then a manifest naming generation, slot,
+  chunk count and the SHA-256 of the whole: the checkpoints' encoding
+  (:func:`~services.kafka.sequencer.checkpoint_entries`). One partition, compacted: the keys are
+  ``manifest`` and ``state/{slot}/{k}``, so the topic holds about two models whatever its age.
 - **When**: at the sequence stage's checkpoints (every ``kafka.checkpoint_seconds`` or
   ``checkpoint_records``, and after an idle release), only when the model changed since the last
   publication (new or merged clusters, families, categories, or centroids that moved), never per
@@ -70,7 +70,9 @@ class Publisher:
         generation = self.generation + 1
         state = {"kind": KIND, "version": VERSION, "embedder": self.embedder, "generation": generation,
                  **model.to_state()}
-        chunks, manifest = checkpoint_entries(state, generation=generation, offset=-1)
+        # Stored, not compressed: centroids (base64 floats) barely compress, and level 6 costs the
+        # sequence thread about 3x as long (docs/kafka.md, "The gate's cluster model topic").
+        chunks, manifest = checkpoint_entries(state, generation=generation, offset=-1, compresslevel=0)
         self.generation, self._last = generation, model
         return [*chunks, (MANIFEST_KEY, _json(manifest))]
 

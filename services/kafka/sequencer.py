@@ -169,15 +169,15 @@ class Sequencer:
                    int(state["offset"]))
 
 
-def checkpoint_entries(state: dict, *, generation: int, offset: int,
-                       chunk_bytes: int = CHUNK_BYTES) -> tuple[list[tuple[str, str]], dict]:
+def checkpoint_entries(state: dict, *, generation: int, offset: int, chunk_bytes: int = CHUNK_BYTES,
+                       compresslevel: int = 6) -> tuple[list[tuple[str, str]], dict]:
     """``state`` gzip'd and cut into chunks (base64 text, keys under the generation's slot), and the
     manifest (generation, slot, chunk count, offset, checksum).
 
     Write the chunks first and the manifest last: until the manifest is written, readers see the
     previous generation, whose chunks live in the other slot and are untouched.
     """
-    blob = gzip.compress(json.dumps(state, separators=(",", ":")).encode(), compresslevel=6)
+    blob = gzip.compress(json.dumps(state, separators=(",", ":")).encode(), compresslevel=compresslevel)
     parts = [blob[k:k + chunk_bytes] for k in range(0, len(blob), chunk_bytes)] or [b""]
     slot = generation % 2
     entries = [(f"state/{slot}/{k}", base64.b64encode(part).decode("ascii")) for k, part in enumerate(parts)]

@@ -395,12 +395,29 @@ def test_a_worker_replaying_the_stream_pages_nobody_again_and_alertmanager_stays
     assert last["labels"]["incident_id"] == events[-1]["incident_id"] and "endsAt" not in last
 
 
-def test_api_in_kafka_mode_publishes_and_reads_what_the_workers_stored(setup, stream):
+def test_api_in_kafka_mode_publishes_reads_what_the_workers_stored_and_gates_as_embedded(setup, stream):
     """POST /v1/interactions on `faithwatch serve` with api.ingest=kafka -> the interactions topic ->
-    a worker -> the shared store -> GET /v1/incidents on the same server: replay's incidents."""
+    a worker -> the shared store -> GET /v1/incidents on the same server: replay's incidents.
+
+    POST /v1/gate on the same server: 503 until the sequence stage has published its cluster model,
+    then the embedded gate's decisions for the same records (cluster, family, category, threshold,
+    decision, reasons), with on_incident while the incident is open (the stream's head; incidents
+    from the store) and without once the rest of the stream has resolved it."""
     import httpx
 
+    from services.embedded import replay
+    from services.flow import DeadLetterFile
+    from services.settings import load_settings
     from services.testing.tansu import free_port
+    from services.wiring import build_pipeline
+
+    events = [json.loads(e) for e in stream["alerts"].read_text().splitlines()]
+    assert events[-1]["event"] == "resolved"
+    cut = events[-2]["event_at"]  # the stream up to here ends with the incident open
+    records = stream["path"].read_text().splitlines()
+    head = [line for line in records if json.loads(line)["timestamp"] <= cut]
+    tail = [line for line in records if json.loads(line)["timestamp"] > cut]
+    requests = _gate_requests(stream, records, set(events[-2]["clusters"]))
 
     port, token = free_port(), "k-t0ken"
     notify = setup.tmp / "notify.yaml"  # checked, not used: the workers deliver
@@ -412,27 +429,52 @@ def test_api_in_kafka_mode_publishes_and_reads_what_the_workers_stored(setup, st
                            stdout=log, stderr=subprocess.STDOUT)
     setup.workers.append(api)  # stopped (SIGKILL) by the fixture if the test fails
     url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+    # The embedded reference (the gate of `faithwatch serve`), on the same two parts of the stream.
+    pipeline = build_pipeline(load_settings(embedding={"backend": "hashing"}, data_dir=setup.tmp / "embedded"))
+    for part, name in ((head, "head"), (tail, "tail")):
+        (setup.tmp / f"{name}.jsonl").write_text("\n".join(part) + "\n")
+    replay(pipeline, setup.tmp / "head.jsonl", store=None, dead_letters=DeadLetterFile(setup.tmp / "dl.jsonl"))
     wait_for(lambda: _healthy(url), setup, "the API")
-    records = stream["path"].read_text().splitlines()
-    accepted = 0
-    for k in range(0, len(records), 300):
-        res = httpx.post(f"{url}/v1/interactions?wait=true", timeout=60, content="\n".join(records[k:k + 300]),
-                         headers={**headers, "Content-Type": "application/x-ndjson"})
-        assert res.status_code == 202, res.text
-        body = res.json()
-        assert body["processed"] is True and body["pipeline"] is None and body["invalid"] == 0
-        accepted += body["accepted"]
-    assert accepted == stream["n"]
+    early = httpx.post(f"{url}/v1/gate", json=requests[0], headers=headers, timeout=30)
+    assert early.status_code == 503, early.text
+    assert "no cluster model has arrived yet" in early.json()["detail"], early.text
+
+    def post(part: list[str]) -> int:
+        accepted = 0
+        for k in range(0, len(part), 300):
+            res = httpx.post(f"{url}/v1/interactions?wait=true", timeout=60, content="\n".join(part[k:k + 300]),
+                             headers={**headers, "Content-Type": "application/x-ndjson"})
+            assert res.status_code == 202, res.text
+            body = res.json()
+            assert body["processed"] is True and body["pipeline"] is None and body["invalid"] == 0
+            accepted += body["accepted"]
+        return accepted
+
+    assert post(head) == len(head)
     alerts = setup.tmp / "alerts.jsonl"
     setup.worker(alerts)
+    wait_for(lambda: stored(setup, "interactions") == len(head), setup, "the worker to store the head")
+    with setup.store() as st:
+        expected = _embedded_gate(pipeline, st, requests)
+    opened = [d for d in expected if d["incident_id"] is not None]
+    assert opened and all(d["decision"] == "defer" for d in opened if d["category"] == "pricing"), expected
+    assert {d["decision"] for d in expected} == {"answer", "defer"}
+    _wait_for_gate(setup, url, headers, requests, expected)
+
+    assert post(tail) == len(tail)
+    replay(pipeline, setup.tmp / "tail.jsonl", store=None, dead_letters=DeadLetterFile(setup.tmp / "dl.jsonl"))
     expected = lines(stream["alerts"])
     wait_for(lambda: stored(setup, "interactions") == stream["n"] and stored(setup, "incident_events") == expected,
              setup, "the worker to store what the API published")
     assert alerts.read_text() == stream["alerts"].read_text()
+    with setup.store() as st:
+        resolved = _embedded_gate(pipeline, st, requests)
+    assert all(d["incident_id"] is None for d in resolved)  # the rollback trigger ended with the incident
+    _wait_for_gate(setup, url, headers, requests, resolved)
     got = httpx.get(f"{url}/v1/incidents", headers=headers, timeout=30)
     assert got.status_code == 200, got.text
-    opened = {json.loads(e)["incident_id"] for e in stream["alerts"].read_text().splitlines()}
-    assert {i["incident_id"] for i in got.json()["items"]} == opened
+    opened_ids = {json.loads(e)["incident_id"] for e in stream["alerts"].read_text().splitlines()}
+    assert {i["incident_id"] for i in got.json()["items"]} == opened_ids
     flush = httpx.post(f"{url}/v1/flush", headers=headers, timeout=30)
     assert flush.status_code == 200 and flush.json() == {"processed": True, "pipeline": None}
     assert setup.stop(api) == 0, (setup.tmp / "api.log").read_text()[-3000:]
@@ -468,65 +510,6 @@ def _embedded_gate(pipeline, store, requests: list[dict]) -> list[dict]:
     service = GateService(pipeline.embedder, pipeline.policy, lambda: model, store, Metrics(), cache_size=0)
     return service.decide([GateRequest(r["query"], r["confidence"], r.get("action", {}).get("reversible", True))
                            for r in requests])
-
-
-def test_gate_in_kafka_mode_decides_as_the_embedded_gate(setup, stream):
-    """POST /v1/gate on a Kafka-mode API: 503 until the sequence stage has published its cluster
-    model, then the embedded gate's decisions for the same stream (cluster, family, category,
-    threshold, decision, reasons), including on_incident while the incident is open (the store's
-    open incidents) and its end once the rest of the stream resolves it."""
-    import httpx
-
-    from services.embedded import replay
-    from services.flow import DeadLetterFile
-    from services.settings import load_settings
-    from services.wiring import build_pipeline
-
-    events = [json.loads(e) for e in stream["alerts"].read_text().splitlines()]
-    assert events[-1]["event"] == "resolved"
-    cut = events[-2]["event_at"]  # the stream up to here ends with the incident open
-    all_lines = stream["path"].read_text().splitlines()
-    head = [line for line in all_lines if json.loads(line)["timestamp"] <= cut]
-    tail = [line for line in all_lines if json.loads(line)["timestamp"] > cut]
-    (setup.tmp / "head.jsonl").write_text("\n".join(head) + "\n")
-    (setup.tmp / "tail.jsonl").write_text("\n".join(tail) + "\n")
-    requests = _gate_requests(stream, all_lines, set(events[-2]["clusters"]))
-
-    port, token = free_port(), "g-t0ken"
-    env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token])}
-    log = (setup.tmp / "api.log").open("w")
-    api = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
-                           stdout=log, stderr=subprocess.STDOUT)
-    setup.workers.append(api)
-    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
-    wait_for(lambda: _healthy(url), setup, "the API")
-    early = httpx.post(f"{url}/v1/gate", json=requests[0], headers=headers, timeout=30)
-    assert early.status_code == 503, early.text
-    assert "no cluster model has arrived yet" in early.json()["detail"], early.text
-
-    # The reference: the embedded pipeline on the same records, in the same two parts.
-    settings = load_settings(embedding={"backend": "hashing"}, data_dir=setup.tmp / "embedded")
-    pipeline = build_pipeline(settings)
-    replay(pipeline, setup.tmp / "head.jsonl", store=None, dead_letters=DeadLetterFile(setup.tmp / "dl.jsonl"))
-
-    setup.produce(setup.tmp / "head.jsonl")
-    setup.worker(setup.tmp / "alerts.jsonl")
-    wait_for(lambda: stored(setup, "interactions") == len(head), setup, "the head of the stream stored")
-    with setup.store() as st:
-        expected = _embedded_gate(pipeline, st, requests)
-    opened = [d for d in expected if d["incident_id"] is not None]
-    assert opened and all(d["decision"] == "defer" for d in opened if d["category"] == "pricing"), expected
-    assert {d["decision"] for d in expected} == {"answer", "defer"}
-    _wait_for_gate(setup, url, headers, requests, expected)
-
-    replay(pipeline, setup.tmp / "tail.jsonl", store=None, dead_letters=DeadLetterFile(setup.tmp / "dl.jsonl"))
-    setup.produce(setup.tmp / "tail.jsonl")
-    wait_for(lambda: stored(setup, "interactions") == stream["n"], setup, "the rest of the stream stored")
-    with setup.store() as st:
-        resolved = _embedded_gate(pipeline, st, requests)
-    assert all(d["incident_id"] is None for d in resolved)  # the rollback trigger ended with the incident
-    _wait_for_gate(setup, url, headers, requests, resolved)
-    assert setup.stop(api) == 0, (setup.tmp / "api.log").read_text()[-3000:]
 
 
 def _wait_for_gate(setup: Setup, url: str, headers: dict, requests: list[dict], expected: list[dict]) -> None:
