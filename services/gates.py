@@ -3,7 +3,9 @@
 :class:`GateService` answers a product's "show this answer or defer it?" for one query or a
 batch: it embeds the queries (its own cache and lock in front of the shared embedding model, so a
 gate call never waits for the ingest thread), places them in the :class:`~pipelines.gating.ClusterModel`
-the ingest thread last published (an immutable value swapped after each batch: no pipeline lock),
+the ingest thread last published (an immutable value swapped after each batch: no pipeline lock;
+in Kafka mode the one the sequence stage published, with the store's open incidents:
+services/kafka/gate_model.py, whose source raises :class:`ModelUnavailable` until one arrived),
 and applies :func:`pipelines.gating.decide` with the operators' overrides. A gate call is not an
 interaction: it changes no cluster, baseline or stored interaction. Each decision is counted in
 ``faithwatch_gate_decisions_total{cluster, decision}`` and, per minute, in the store's

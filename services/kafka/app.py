@@ -11,7 +11,9 @@
   of the notifier this worker runs while it holds the partition). Its state is checkpointed into a table
   (changelog-backed); its messages are acknowledged only once a checkpoint includes them, so the
   committed offset never runs ahead of the state. A worker that is assigned the partition
-  restores the checkpoint and skips what it already holds.
+  restores the checkpoint and skips what it already holds. At a checkpoint it also publishes the
+  confidence gate's cluster model when it changed (services/kafka/gate_model.py), for a
+  Kafka-mode API's ``POST /v1/gate``.
 - sinks: batched, idempotent writes of those topics to the store; a failed write is retried with
   backoff (counted: ``faithwatch_worker_store_retries_total``) and its messages are acknowledged
   only once written.
