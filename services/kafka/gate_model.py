@@ -135,7 +135,6 @@ class GateModelFollower:
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="faithwatch-gate-model", daemon=True)
-        self._tasks: list[asyncio.Future] = []
         self.status = f"no cluster model has arrived yet on {self.topic} (the worker holding the sequence stage " \
                       "publishes one at its first checkpoint after the clusters are fitted)"
 
@@ -161,14 +160,24 @@ class GateModelFollower:
         if not self._thread.is_alive():
             self._thread.start()
             for coro in (self._follow(), self._read_incidents()):
-                self._tasks.append(asyncio.run_coroutine_threadsafe(coro, self._loop))
+                asyncio.run_coroutine_threadsafe(coro, self._loop)
         return self
 
     def close(self, timeout: float | None = 10.0) -> None:
+        """Stop following (the consumer is closed) and the thread."""
         if not self._thread.is_alive():
             return
-        for t in self._tasks:
-            t.cancel()
+
+        async def stop() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout)
+        except Exception:  # noqa: BLE001 - stopping anyway
+            log.exception("gate model: stopping the consumer")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
 

@@ -70,8 +70,6 @@ class KafkaIngestor(Ingestor):
         from services.kafka.app import broker_hosts
 
         self._thread.start()
-        if self.gate is not None:
-            self.gate.start()
 
         async def make():
             p = AIOKafkaProducer(bootstrap_servers=broker_hosts(self.settings.kafka.brokers), acks="all",
@@ -84,6 +82,8 @@ class KafkaIngestor(Ingestor):
         except Exception as exc:
             self._loop.call_soon_threadsafe(self._loop.stop)
             raise IngestUnavailable(f"kafka {self.settings.kafka.brokers}: {exc}") from exc
+        if self.gate is not None:
+            self.gate.start()
         return self
 
     async def _send(self, records: Sequence[Interaction]) -> None:

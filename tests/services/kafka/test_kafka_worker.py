@@ -117,6 +117,7 @@ class Setup:
             kafka__interactions_topic=f"{tag}.interactions", kafka__prepared_topic=f"{tag}.prepared",
             kafka__scored_topic=f"{tag}.scored", kafka__incidents_topic=f"{tag}.incidents",
             kafka__dead_letter_topic=f"{tag}.dead-letter", kafka__cluster_model_topic=f"{tag}.cluster-model",
+            kafka__gate_model_topic=f"{tag}.gate-model",
             kafka__reorder_idle_seconds=2, kafka__checkpoint_seconds=1, kafka__batch_seconds=0.3,
             kafka__session_timeout_seconds=6, notify__alertmanager_refresh_seconds=1, notify__backoff_seconds=0.2,
             store__backend="clickhouse", store__url=server.url,
