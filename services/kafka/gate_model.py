@@ -91,13 +91,19 @@ class Assembler:
         self.model: ClusterModel | None = None
         self.problem: str | None = None
 
-    def add(self, key: str, value: str | None) -> bool:
-        """One message (None: a tombstone); True when it completed a new model."""
+    def add(self, key: str, value: str | None, assemble: bool = True) -> bool:
+        """One message (None: a tombstone); True when it completed a new model. With ``assemble``
+        false a manifest is only kept (catching up on older publications: :meth:`assemble` later)."""
         if value is None:
             self._values.pop(key, None)
             return False
         self._values[key] = value
-        if key != MANIFEST_KEY:
+        return key == MANIFEST_KEY and assemble and self.assemble()
+
+    def assemble(self) -> bool:
+        """Take the model the latest manifest names, if its chunks are all there and match; True
+        when that gave a model."""
+        if MANIFEST_KEY not in self._values:
             return False
         try:
             got = read_checkpoint(self._values.get)
@@ -208,11 +214,18 @@ class GateModelFollower:
                 tp = TopicPartition(self.topic, 0)
                 consumer.assign([tp])
                 await consumer.seek_to_beginning(tp)
-                log.info("gate model: following %s from the beginning", self.topic)
+                # Until the end of what the topic held at start, only the latest value per key is
+                # kept (an uncompacted log holds many publications): one model is assembled there.
+                end = (await consumer.end_offsets([tp]))[tp]
+                log.info("gate model: following %s from the beginning (%d messages now)", self.topic, end)
                 async for msg in consumer:
                     key = msg.key.decode() if msg.key is not None else ""
                     value = msg.value.decode() if msg.value is not None else None
-                    if self.assembler.add(key, value):
+                    caught_up = msg.offset >= end - 1
+                    new = self.assembler.add(key, value, assemble=caught_up)
+                    if msg.offset == end - 1 and key != MANIFEST_KEY:
+                        new = self.assembler.assemble()
+                    if new:
                         self._combine()
                         log.info("gate model: generation %d, %d clusters", self.assembler.model.version,
                                  len(self.assembler.model.cluster_ids))

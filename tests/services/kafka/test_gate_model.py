@@ -99,3 +99,12 @@ def test_open_incidents_come_from_store_rows():
     assert (inc.incident_id, inc.clusters, inc.family_ids) == ("inc-c004-x", {"c004", "c008"}, {"f004"})
     older = open_incident({"incident_id": "inc-c001-y", "cluster_id": "c001", "clusters": [], "family_ids": []})
     assert older.clusters == {"c001"} and older.family_ids == frozenset()
+
+
+def test_catching_up_on_an_uncompacted_log_assembles_only_the_latest_publication():
+    p = Publisher("e")
+    log = p.entries(model(seed=1)) + p.entries(model(seed=2)) + p.entries(model(seed=3))
+    reader = Assembler("e")
+    assert not any(reader.add(k, v, assemble=False) for k, v in log)
+    assert reader.model is None
+    assert reader.assemble() is True and reader.model.same_clusters(model(seed=3)) and reader.model.version == 3
