@@ -254,6 +254,7 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         """The gate's cluster model, if it changed since the last publication: chunks, then (once
         they are delivered) the manifest; its generation is kept in the checkpoint table."""
         publisher = rt.gate_model
+        assert publisher is not None  # made by restore(), before any checkpoint
         entries = await rt.on_seq(lambda: publisher.entries(seq.pipeline.cluster_model()))
         if entries is None:
             return
