@@ -25,22 +25,35 @@ from pathlib import Path
 BATCH = 256
 
 
-def main(argv: list[str]) -> None:
-    folder, rounds = Path(argv[0]), int(argv[1])
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def load_prepared(folder: Path) -> list:
+    """The folder's ``Prepared`` records, in stream order: ``stream.jsonl`` and ``embeddings.npy``,
+    and ``faithfulness.json`` (``[score, source]`` per line) where the faithfulness was computed,
+    else the producer's scores."""
     import numpy as np
 
-    import pipelines
     from pipelines.engine import Prepared
     from pipelines.interaction import Interaction
-    from services.settings import load_settings
-    from services.wiring import build_embedder, build_pipeline
 
     lines = (folder / "stream.jsonl").read_text(encoding="utf-8").splitlines()
     vectors = np.load(folder / "embeddings.npy")
     interactions = [Interaction.model_validate_json(line) for line in lines]
-    prepared = [Prepared(i, vectors[k], i.faithfulness, "producer" if i.faithfulness is not None else "none")
-                for k, i in enumerate(interactions)]
+    scores = folder / "faithfulness.json"
+    if scores.exists():
+        given = json.loads(scores.read_text(encoding="utf-8"))
+        return [Prepared(i, vectors[k], f, src)
+                for k, (i, (f, src)) in enumerate(zip(interactions, given, strict=True))]
+    return [Prepared(i, vectors[k], i.faithfulness, "producer" if i.faithfulness is not None else "none")
+            for k, i in enumerate(interactions)]
+
+
+def main(argv: list[str]) -> None:
+    folder, rounds = Path(argv[0]), int(argv[1])
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import pipelines
+    from services.settings import load_settings
+    from services.wiring import build_embedder, build_pipeline
+
+    prepared = load_prepared(folder)
     batches = [prepared[k:k + BATCH] for k in range(0, len(prepared), BATCH)]
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(None, data_dir=Path(tmp))
