@@ -76,7 +76,9 @@ class StageClock:
         """Wrap the pipeline's parts (``HOOKS``); call before the pipeline sees its first batch
         (the detector is wrapped as it is now: do not replace it afterwards)."""
         for path, method, part in HOOKS:
-            self.wrap(getattr(pipeline, path) if path else pipeline, method, part)
+            obj = getattr(pipeline, path) if path else pipeline
+            if hasattr(obj, method):  # an older tree may not have every part
+                self.wrap(obj, method, part)
         return self
 
     def split(self, total: float) -> dict[str, float]:
