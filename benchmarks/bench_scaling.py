@@ -47,7 +47,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,7 @@ class PartitionedDetection:
         # (timed once) and takes the result (timed for all, so divided by their number).
         self.exchange_cpu = 0.0
         self.events: list[tuple[int, IncidentEvent]] = []  # (partition, event) in emission order
+        self.page_of: dict[str, str] = {}  # incident id -> its page (the correlator's), see correlate
         self.last_at: datetime | None = None
         self._master = copy.deepcopy(self.detectors[0].global_baseline)
         self._commits: list[tuple[datetime, float, float | None, bool]] = []
@@ -128,6 +129,9 @@ class PartitionedDetection:
         self.count[p] += 1
         self.last_at = interaction.timestamp
         self.events += [(p, e) for e in j.events]
+        for e in j.events:
+            if e.event == "opened":
+                self.correlate(p, e.incident_id)
 
     def watermark(self) -> None:
         """The partitions' global baselines become the embedded one's (every commit of every
@@ -153,39 +157,29 @@ class PartitionedDetection:
             self.events += [(p, e) for e in d.advance(self.last_at)]
             self.cpu[p] += time.thread_time() - t1
 
+    def correlate(self, p: int, incident_id: str) -> None:
+        """The correlator: put the incident that just opened in partition ``p`` on the page of an
+        incident *of another partition* that shares its cause, by the rule one detector applies
+        (``PatternDetector._correlated``: the same cause document, else no conflicting cause and a
+        shared family; open incidents first, then those resolved in the last ``rejoin_hours``).
+        Incidents of one partition were kept apart by its detector (two causes in one family) and
+        are never merged. (It reads the other partitions' incidents as they are now; a correlator
+        fed by their events would see them up to one watermark later.)"""
+        d = self.detectors[p]
+        inc = d.incidents[incident_id]
+        families = {self.family_of(cid) for cid in inc.members}
+        others = [o for q, o in enumerate(self.detectors) if q != p]
+        match, _ = d._correlated(inc.cause, families, [i for o in others for i in o.incidents.values()])
+        if match is None:
+            match, _ = d._correlated(inc.cause, families,
+                                     [i for o in others for i in reversed(o.resolved.values())])
+        self.page_of[incident_id] = self.page_of.get(match.incident_id, match.incident_id) if match else incident_id
+
     @property
     def split_clusters(self) -> int:
         """Clusters whose family is now detected in another partition than theirs (a family the
         families' re-link merged across partitions: its test is split)."""
         return sum(1 for cid, p in self.home.items() if partition_of(self.family_of(cid), self.partitions) != p)
-
-
-def pages(events: Sequence[tuple[int, IncidentEvent]], rejoin_hours: float) -> dict[str, str]:
-    """The correlator: incident id -> the page it is part of (the id of the page's first incident).
-
-    An incident that opens joins the page of an incident *of another partition*, still open or
-    resolved in the last ``rejoin_hours``, that shares its cause: the same cause document first,
-    else no conflicting cause and a shared family (the rule a single detector applies,
-    ``PatternDetector._correlated``). Incidents of one partition were kept apart by its detector
-    on purpose (two causes in one family) and stay apart.
-    """
-    page_of: dict[str, str] = {}
-    known: dict[str, tuple[int, tuple | None, frozenset, datetime | None]] = {}
-    keep = timedelta(hours=rejoin_hours)
-    for p, ev in events:
-        cause = (ev.cause.doc_id, ev.cause.doc_version) if ev.cause else None
-        fams = frozenset(ev.family_ids)
-        if ev.incident_id not in page_of:
-            page_of[ev.incident_id] = ev.incident_id
-            live = [(iid, c, f) for iid, (q, c, f, res) in known.items()
-                    if q != p and (res is None or ev.event_at - res <= keep)]
-            match = next((iid for iid, c, _f in live if cause is not None and c == cause), None)
-            if match is None:
-                match = next((iid for iid, c, f in live if (cause is None or c is None) and fams & f), None)
-            if match is not None:
-                page_of[ev.incident_id] = page_of[match]
-        known[ev.incident_id] = (p, cause, fams, ev.resolved_at)
-    return page_of
 
 
 def paged_events(events: list[dict], page_of: dict[str, str]) -> list[dict]:
@@ -442,7 +436,7 @@ def incidents_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def incident_rows(st, scenario, run: Run, rejoin_hours: float) -> list[dict]:
+def incident_rows(st, scenario, run: Run) -> list[dict]:
     from benchmarks.bench_incidents import evaluate
 
     records = scenario.records
@@ -452,8 +446,7 @@ def incident_rows(st, scenario, run: Run, rejoin_hours: float) -> list[dict]:
     for p, lay in run.layouts.items():
         raw = [e.model_dump(mode="json") for _, e in lay.events]
         part = evaluate(scenario.truth, records, raw, run.scored_cluster)
-        paged = evaluate(scenario.truth, records, paged_events(raw, pages(lay.events, rejoin_hours)),
-                         run.scored_cluster)
+        paged = evaluate(scenario.truth, records, paged_events(raw, lay.page_of), run.scored_cluster)
         c = cmp[p]
         rows.append({"stream": st.name, "dataset": st.dataset, "P": p,
                      "embedded": [o.incidents for o in embedded.patterns],
@@ -495,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             pipeline = build(settings, None, embedder)
             scenario, stream = prepared_scenario(st, args.seed, pipeline)
             run = simulate(pipeline, stream)
-            rows = incident_rows(st, scenario, run, settings.detect.rejoin_hours)
+            rows = incident_rows(st, scenario, run)
             i_rows += rows
             log(f"{st.name}: " + "; ".join(f"P={r['P']} {r['embedded']}/{r['partitions']}/{r['pages']}"
                                             for r in rows))

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
 
 from benchmarks import bench_scaling
 from benchmarks.bench_detection import DATASETS
 from benchmarks.stage_clock import StageClock
+from pipelines.incident import DocSeen, Failure, Incident, Member
 from pipelines.interaction import Interaction
+from pipelines.policy import Category
 from pipelines.scenario import IncidentSpec, ScenarioConfig, generate
 from services.flow import event_order
 from services.settings import Settings
@@ -57,29 +58,39 @@ def test_throughput_is_bounded_by_the_owner_and_the_busiest_partition(run):
     assert set(run.parts) >= {"assign", "nearest", "refit", "families", "detect", "records", "other"}
 
 
-def event(iid: str, hours: float, cause: str | None, families: tuple[str, ...], resolved: float | None = None):
+def incident(iid: str, hours: float, doc: str | None, clusters: tuple[str, ...]) -> Incident:
     at = T0 + timedelta(hours=hours)
-    return SimpleNamespace(incident_id=iid, event_at=at, family_ids=families,
-                           cause=SimpleNamespace(doc_id=cause, doc_version="v1") if cause else None,
-                           resolved_at=None if resolved is None else T0 + timedelta(hours=resolved))
+    docs = (DocSeen(doc, "v1", True, None, None),) if doc else ()
+    failures = [Failure(f"{iid}-{k}", f"s-{iid}-{k}", f"s-{iid}-{k}", None, at, "q", "a", 0.1, 0.9, docs, False, False,
+                        clusters[0]) for k in range(3)]
+    general = Category(name="general")
+    return Incident(iid, clusters[0], at, at, failures,
+                    members={c: Member(c, c, None, general, at, at, "opened") for c in clusters})
 
 
-def test_correlator_merges_a_cause_across_partitions_only():
-    events = [
-        (0, event("a", 0, "kb-help", ("f1",))),
-        (1, event("b", 1, "kb-help", ("f2",))),  # same cause, other partition: a's page
-        (0, event("c", 2, "kb-other", ("f1",))),  # another cause in a's partition: its own page
-        (2, event("d", 3, None, ("f1",))),  # no cause, shares a's family, other partition
-        (1, event("e", 4, "kb-other", ("f9",))),  # c's cause, other partition
-        (1, event("f", 5, "kb-x", ("f5",), resolved=5)),
-        (2, event("g", 5 + 50, "kb-x", ("f6",))),  # f resolved 50 h ago: past the rejoin window
-    ]
-    page_of = bench_scaling.pages(events, rejoin_hours=24)
-    assert page_of == {"a": "a", "b": "a", "c": "c", "d": "a", "e": "c", "f": "f", "g": "g"}
+def test_correlator_merges_a_cause_across_partitions_only(run):
+    family = {"c1": "f1", "c2": "f2", "c3": "f1", "c4": "f4", "c5": "f5", "c6": "f6"}
+    lay = bench_scaling.PartitionedDetection(3, run.layouts[1].detectors[0], family.__getitem__, lambda f: 1)
+    d0, d1, d2 = lay.detectors
+
+    def opens(p: int, inc: Incident) -> str:
+        lay.detectors[p].incidents[inc.incident_id] = inc
+        lay.correlate(p, inc.incident_id)
+        return lay.page_of[inc.incident_id]
+
+    assert opens(0, incident("a", 0, "kb-help", ("c1",))) == "a"
+    assert opens(1, incident("b", 1, "kb-help", ("c2",))) == "a"  # same cause, other partition
+    assert opens(0, incident("c", 2, "kb-other", ("c3",))) == "c"  # another cause in a's partition
+    assert opens(2, incident("d", 3, None, ("c3",))) == "a"  # no cause, a's family, other partition
+    assert opens(1, incident("e", 4, "kb-other", ("c4",))) == "c"  # c's cause, other partition
+    f = incident("f", 5, "kb-x", ("c5",))
+    d1.resolved["f"] = f  # resolved within rejoin_hours: still joinable
+    assert opens(2, incident("g", 6, "kb-x", ("c6",))) == "f"
+    lay.page_of["f"] = "f"
     raw = [{"incident_id": iid, "sequence": 0, "event": "opened", "detected_at": T0.isoformat(),
-            "cluster_id": f"c-{iid}", "clusters": [f"c-{iid}"], "session_ids": [f"s-{iid}"]} for iid in page_of]
-    merged = {m["incident_id"]: m for m in bench_scaling.paged_events(raw, page_of)}
-    assert sorted(merged) == ["a", "c", "f", "g"]
+            "cluster_id": f"c-{iid}", "clusters": [f"c-{iid}"], "session_ids": [f"s-{iid}"]} for iid in lay.page_of]
+    merged = {m["incident_id"]: m for m in bench_scaling.paged_events(raw, lay.page_of)}
+    assert sorted(merged) == ["a", "c", "f"]
     assert merged["a"]["clusters"] == ["c-a", "c-b", "c-d"] and merged["c"]["session_ids"] == ["s-c", "s-e"]
 
 
