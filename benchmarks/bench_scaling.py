@@ -427,13 +427,20 @@ def throughput_tables(rows: list[tuple[str, Run]]) -> list[str]:
 
 def incidents_table(rows: list[dict]) -> list[str]:
     lines = ["| stream | data set | P | incidents per pattern: embedded | partitions | pages | same incidents as "
-             "embedded (ids, clusters, sessions) | identical events | false (embedded; pages) | split clusters |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "embedded (ids, clusters, sessions) | identical events | session recall (embedded; pages) | "
+             "false (embedded; pages) | split clusters |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['stream']} | {r['dataset']} | {r['P']} | {r['embedded']} | {r['partitions']} | "
                      f"{r['pages']} | {r['same']}/{r['of']} | {'yes' if r['identical'] else 'no'} | "
-                     f"{r['false_embedded']}; {r['false_pages']} | {r['split_clusters']} |")
+                     f"{r['recall_embedded']}; {r['recall_pages']} | {r['false_embedded']}; {r['false_pages']} | "
+                     f"{r['split_clusters']} |")
     return lines
+
+
+def recall(outcome) -> str:
+    """Each pattern's session recall over all its incidents (or pages), as bench_incidents reads it."""
+    return "[" + ", ".join("-" if o.recall_all is None else f"{o.recall_all:.2f}" for o in outcome.patterns) + "]"
 
 
 def incident_rows(st, scenario, run: Run) -> list[dict]:
@@ -453,6 +460,7 @@ def incident_rows(st, scenario, run: Run) -> list[dict]:
                      "partitions": [o.incidents for o in part.patterns],
                      "pages": [o.incidents for o in paged.patterns],
                      "same": c["same_as_embedded"], "of": c["embedded"], "identical": c["identical"],
+                     "recall_embedded": recall(embedded), "recall_pages": recall(paged),
                      "false_embedded": embedded.false_incidents, "false_pages": paged.false_incidents,
                      "split_clusters": c["split_clusters"]})
     return rows
@@ -463,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     ap.add_argument("--quick", action="store_true", help="two small pattern streams, no throughput streams")
     ap.add_argument("--only", help="only the throughput streams whose name contains this (no pattern streams)")
     ap.add_argument("--seed", type=int, default=11, help="seed of the pattern streams")
+    ap.add_argument("--patterns-only", action="store_true", help="only the pattern streams (incidents)")
     args = ap.parse_args(argv)
     from services.settings import load_settings
     from services.wiring import build_embedder
@@ -470,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     settings = load_settings(None)
     embedder = build_embedder(settings)
     t_rows: list[tuple[str, Run]] = []
-    if not args.quick:
+    if not args.quick and not args.patterns_only:
         for name, n, intents, cut in STREAMS:
             if args.only and args.only not in name:
                 continue
@@ -496,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 t_rows.append((f"{st.name} (pattern stream)", run))
     body = report(t_rows, i_rows, args.seed)
     command = "python -m benchmarks.bench_scaling" + (" --quick" if args.quick else "") + \
-        (f" --only '{args.only}'" if args.only else "")
+        (f" --only '{args.only}'" if args.only else "") + (" --patterns-only" if args.patterns_only else "")
     path = common.write_fragment("scaling", "Scale-out of the ordered stage, simulated (issue #16)", command, body,
                                  quick=args.quick)
     print(body)
