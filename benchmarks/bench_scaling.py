@@ -34,6 +34,7 @@ embedder and scorer, cached under ``~/.cache/faithwatch/bench_scaling``) for inc
     python -m benchmarks.bench_scaling                 # everything (about 10-15 min on a quiet machine)
     python -m benchmarks.bench_scaling --quick         # two small pattern streams (smoke)
     python -m benchmarks.bench_scaling --only 1,000    # one throughput stream
+    python -m benchmarks.bench_scaling --patterns-only # only the incident comparison
 """
 
 from __future__ import annotations

@@ -9,11 +9,16 @@ scores, one day), embedded once with this tree's default (ONNX fp32) embedder an
 prepared batches through ``Pipeline.sequence`` in a process of its own
 (:mod:`benchmarks.sequence_runner`), ``--rounds`` times per pass, the trees' passes interleaved
 (A B A B ...) so that a change of machine load hits both; the best round counts. Output hashes
-(scored rows and incident events) say whether two trees gave the same results.
+(scored rows and incident events) say whether two trees gave the same results. Beside it, in each
+tree's first pass: the prepare half of one worker (``Pipeline.prepare`` with the real default
+embedder) on ``--prepare`` interactions of the same stream, and with ``--profile`` where the
+sequence half's time goes (each stage's CPU, :mod:`benchmarks.stage_clock`, and cProfile's top
+functions), in an extra pass that the timed rounds do not include.
 
     python -m benchmarks.bench_sequence                                   # this tree, the default streams
     python -m benchmarks.bench_sequence --code /tmp/before --code .       # two trees, side by side
     python -m benchmarks.bench_sequence --quick                           # one small stream (smoke)
+    python -m benchmarks.bench_sequence --profile                         # and where the time goes
 """
 
 from __future__ import annotations
