@@ -363,6 +363,12 @@ def main(argv: list[str] | None = None) -> Path:
         ari = "–" if same != same else f"{same:.3f}"
         body.append(f"| {label} | {mode} | {LABEL[b]} | {r.n:,} | {r.clusters:,} | {ari} | {rate:,.0f} | "
                     f"{100 * rate / emb[b]['rate']:.0f} % | {r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {r.rss_mb:,.0f} |")
+    body += ["", "The ordered (sequence) half alone (cluster assignment, families, detection: the stage that does not "
+             "scale out), with real embeddings precomputed once, at about 100, 1,000 and 4,000 clusters, beside the "
+             "prepare half per worker on the same streams, and where its time goes per stage: "
+             "`python -m benchmarks.bench_sequence --profile` (section \"Throughput: the ordered (sequence) half "
+             "alone\"). How that stage would split over several cores: `python -m benchmarks.bench_scaling` "
+             "(docs/scaling.md)."]
     body += ["", "### Identical incidents across batch sizes and thread counts", "",
              f"The BANKING77 stale-pricing demo stream ({len(lines):,} interactions, built-in scorer), replayed "
              "with each setting; events compared field by field.", "",
