@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -25,6 +26,7 @@ import pytest
 from pipelines.scenario import IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
 from services.datasets import load_banking77
 from services.testing.receiver import Receiver
+from services.testing.s3 import S3Server
 from services.testing.tansu import Tansu, free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -438,6 +440,93 @@ def test_api_in_kafka_mode_publishes_and_reads_what_the_workers_stored(setup, st
     assert setup.stop(api) == 0, (setup.tmp / "api.log").read_text()[-3000:]
     assert "Kafka mode" in (setup.tmp / "api.log").read_text()
     assert "alerts are delivered by the stream workers" in (setup.tmp / "api.log").read_text()
+
+
+def _serve_kafka_api(setup: Setup, **settings) -> tuple[str, dict]:
+    """``faithwatch serve`` with api.ingest=kafka: its 202 means the broker acknowledged the records."""
+    port, token = free_port(), "k-t0ken"
+    env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token]),
+           **_env_vars(settings)}
+    log = (setup.tmp / "api.log").open("w")
+    api = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
+                           stdout=log, stderr=subprocess.STDOUT)
+    setup.workers.append(api)  # stopped (SIGKILL) by the fixture if the test fails
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _healthy(url), setup, "the API")
+    return url, {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def durable_broker() -> Iterator[Tansu]:
+    """tansu keeping its topics in S3 (moto's server), so that a restarted broker still has them."""
+    with S3Server.start() as s3, Tansu.start(storage=s3.storage_url, env=s3.env) as b:
+        yield b
+
+
+def test_a_broker_restarted_mid_stream_loses_and_duplicates_nothing(durable_broker, clickhouse_server, stream,
+                                                                   tmp_path):
+    """Records posted in batches of 50 to the API in Kafka mode while a worker runs; once half the
+    stream is acknowledged and a quarter stored, the broker is SIGKILLed, kept down for 5 s and
+    started again on the same port and storage (S3), while the posting goes on. The API answers 503
+    for what the broker did not acknowledge within 2 s (counted in faithwatch_ingest_errors_total),
+    and the client sends that batch again until it gets a 202: at the end the store holds every
+    acknowledged record once, and every incident event the worker emitted once."""
+    setup = Setup(durable_broker, clickhouse_server, tmp_path)
+    try:
+        _broker_restart(setup, durable_broker, stream)
+    finally:
+        for p in setup.workers:
+            setup.stop(p, signal.SIGKILL)
+
+
+def _broker_restart(setup: Setup, broker: Tansu, stream: dict) -> None:
+    import httpx
+
+    url, headers = _serve_kafka_api(setup, kafka__publish_timeout_seconds=2)
+    alerts = setup.tmp / "alerts.jsonl"
+    setup.worker(alerts)
+    records = stream["path"].read_text().splitlines()
+    acknowledged, refused, restarted = 0, 0, None
+    for k in range(0, len(records), 50):
+        batch = "\n".join(records[k:k + 50])
+        while True:
+            try:
+                res = httpx.post(f"{url}/v1/interactions", content=batch, timeout=60,
+                                 headers={**headers, "Content-Type": "application/x-ndjson"})
+            except httpx.TransportError:
+                res = None
+            if res is not None and res.status_code == 202:
+                acknowledged += res.json()["accepted"]
+                break
+            assert res is None or res.status_code == 503, res.text
+            refused += 1
+            time.sleep(0.2)
+        if not restarted and k + 50 >= len(records) // 2:  # half acknowledged: wait for the worker, then kill
+            wait_for(lambda: stored(setup, "interactions") >= stream["n"] // 4, setup, "a quarter stored")
+            restarted = threading.Thread(target=broker.restart, args=(signal.SIGKILL, 5))
+            restarted.start()  # the posting goes on while the broker is down
+    assert restarted and acknowledged == stream["n"]
+    restarted.join()
+    # The pauses (the wait above, the broker down) let the worker release its reorder buffer
+    # early, so some records arrive late and its incident events need not be replay's: the check
+    # is that each event it emitted is stored once, and each acknowledged record.
+    wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) > 0
+             and stored(setup, "incident_events") == lines(alerts), setup, "every interaction and incident event",
+             timeout=180)
+    api_metrics = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+    [errors] = [float(ln.split()[1]) for ln in api_metrics.splitlines()
+                if ln.startswith("faithwatch_ingest_errors_total")]
+    for p in list(setup.workers):
+        assert setup.stop(p) == 0, setup.logs()
+    assert refused > 0 and errors == refused, (refused, errors)
+    with setup.store() as st:
+        assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
+            "n": stream["n"], "ids": stream["n"]}
+        stored_ids = {r["interaction_id"] for r in st.query("SELECT interaction_id FROM interactions")}
+        events = st.query("SELECT incident_id, sequence FROM incident_events FINAL")
+    assert stored_ids == set(stream["scored"])
+    assert sorted(f"{e['incident_id']}:{e['sequence']}" for e in events) == sorted(event_ids(alerts))
+    assert "publishing 50 records" in (setup.tmp / "api.log").read_text()  # the 503s, logged
 
 
 def _healthy(url: str) -> bool:
