@@ -52,6 +52,7 @@ class StoreSettings(_Section):
     client_cert: Path | None = Field(None, description="client certificate for mutual TLS (PEM)")
     client_cert_key: Path | None = Field(None, description="key of client_cert, if not inside it")
     connect_timeout: float = Field(10.0, gt=0, description="seconds to connect to a ClickHouse server")
+    repair_at_start: bool = Field(True, description="clickhouse: `faithwatch worker` checks at start that the hour and day rollups count what interactions holds and rebuilds the days that drift (what a crash of the server mid-insert leaves; `faithwatch store check --repair` by hand)")
     ttl_days: int | None = Field(None, ge=1, description="days raw interactions are kept (None: forever); applied by `faithwatch migrate`")
     rollup_ttl_days: int | None = Field(None, ge=1, description="days per-minute rollups are kept (None: forever); applied by `faithwatch migrate`")
 

@@ -536,3 +536,27 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_worker_rebuilds_the_rollups_a_crash_left_short_before_it_writes(setup):
+    """On a ClickHouse server no open marker tells that a writer died mid-insert (the interactions
+    stored, their rollup rows not): every worker start checks and rebuilds the drifting days."""
+    from services.store.consistency import rollup_drift
+    from tests.services.test_store_check import scored, tiers
+
+    with setup.store() as st:
+        st.migrate()
+        st.insert_interactions([scored(k, "pricing" if k % 2 else "policy") for k in range(600)])
+        st.command("ALTER TABLE rollup_hours DELETE WHERE cluster_id = 'pricing' AND toDayOfMonth(bucket) = 3 "
+                   "SETTINGS mutations_sync = 2")
+        st.command("ALTER TABLE rollup_days DELETE WHERE cluster_id = 'pricing' AND toDayOfMonth(bucket) = 3 "
+                   "SETTINGS mutations_sync = 2")
+        assert [(r["cluster_id"], r["day"].day) for r in rollup_drift(st)] == [("pricing", 3)]
+    w = setup.worker(setup.tmp / "alerts.jsonl")
+    log = setup.tmp / "w-0.log"
+    wait_for(lambda: "Worker]: Ready" in log.read_text(), setup, "the worker")
+    assert "rollups of 1 cluster-days did not match" in log.read_text()
+    assert setup.stop(w) == 0
+    with setup.store() as st:
+        assert rollup_drift(st) == []
+        assert tiers(st) == dict.fromkeys(("rollup_minutes", "rollup_hours", "rollup_days"), 600)
