@@ -318,9 +318,11 @@ class OtlpReceiver:
         spans = spans_of(_parse(body, content_type))
         mark = self._write(body, content_type, request_id)
         self._start()
-        rejected = self._take(spans, request_id, mark)
-        if mark is not None:
-            self._settle_mark(mark)
+        try:
+            rejected = self._take(spans, request_id, mark)
+        finally:
+            if mark is not None:
+                self._settle_mark(mark)  # done now if it holds no trace
         reasons = [f"span {r.span_id} of trace {r.trace_id}: {r.field}: {r.reason}"
                    for r in rejected[:_REASONS_IN_ANSWER]]
         if len(rejected) > _REASONS_IN_ANSWER:

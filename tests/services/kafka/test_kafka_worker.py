@@ -1,4 +1,5 @@
-"""The Kafka driver against a real broker (tansu, memory storage) and real worker processes.
+"""The Kafka driver against a real broker (tansu, memory storage; S3 storage on moto's server for
+the broker-restart test) and real worker processes.
 
 The store is the ClickHouse HTTP test server (tests/services/conftest.py), which worker processes
 and this test process reach at the same time; every test uses its own topics, consumer group and
@@ -19,6 +20,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -156,18 +158,26 @@ class Setup:
     def store(self):
         return self.server.store(self.database)
 
-    def logs(self) -> str:
-        return "\n".join(f.read_text()[-4000:] for f in sorted(self.tmp.glob("*.log")))
+    def logs(self, tail: int | None = 4000) -> str:
+        """The processes' logs, the last ``tail`` characters of each (None: whole)."""
+        return "\n".join(f.read_text()[-tail if tail else 0:] for f in sorted(self.tmp.glob("*.log")))
 
 
-@pytest.fixture
-def setup(broker, clickhouse_server, tmp_path) -> Iterator[Setup]:
-    s = Setup(broker, clickhouse_server, tmp_path)
+@contextmanager
+def running(broker: Tansu, server, tmp: Path) -> Iterator[Setup]:
+    """A Setup whose processes are SIGKILLed at the end (those a failed test left running)."""
+    s = Setup(broker, server, tmp)
     try:
         yield s
     finally:
         for p in s.workers:
             s.stop(p, signal.SIGKILL)
+
+
+@pytest.fixture
+def setup(broker, clickhouse_server, tmp_path) -> Iterator[Setup]:
+    with running(broker, clickhouse_server, tmp_path) as s:
+        yield s
 
 
 def wait_for(predicate: Callable[[], bool], setup: Setup, what: str, timeout: float = 120) -> None:
@@ -274,7 +284,7 @@ def test_workers_sigkilled_in_a_loop_then_restarted_lose_and_duplicate_nothing(s
     # again (at-least-once over HTTP, docs/alerts.md), nothing else is.
     got = channels.hook_ids()
     assert set(got) == set(ids) and len(got) - len(set(got)) <= 1, got
-    assert "restored checkpoint" in setup.logs()
+    assert "restored checkpoint" in setup.logs(tail=None)
     with setup.store() as st:
         assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
             "n": stream["n"], "ids": stream["n"]}
@@ -306,7 +316,7 @@ def test_clickhouse_down_while_the_worker_runs_loses_and_duplicates_nothing(setu
              and stored(setup, "incident_events") == expected, setup, "every interaction and incident event")
     assert setup.stop(w) == 0
     assert alerts.read_text() == stream["alerts"].read_text()
-    assert "writing" in setup.logs() and "retrying in" in setup.logs()
+    assert "writing" in setup.logs(tail=None) and "retrying in" in setup.logs(tail=None)
     with setup.store() as st:
         assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
             "n": stream["n"], "ids": stream["n"]}
@@ -402,19 +412,9 @@ def test_api_in_kafka_mode_publishes_and_reads_what_the_workers_stored(setup, st
     a worker -> the shared store -> GET /v1/incidents on the same server: replay's incidents."""
     import httpx
 
-    from services.testing.tansu import free_port
-
-    port, token = free_port(), "k-t0ken"
     notify = setup.tmp / "notify.yaml"  # checked, not used: the workers deliver
     notify.write_text("channels:\n  am: {type: alertmanager, url: 'http://127.0.0.1:9'}\nroutes:\n  - channels: [am]\n")
-    env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token]),
-           "FAITHWATCH_NOTIFY_FILE": str(notify)}
-    log = (setup.tmp / "api.log").open("w")
-    api = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
-                           stdout=log, stderr=subprocess.STDOUT)
-    setup.workers.append(api)  # stopped (SIGKILL) by the fixture if the test fails
-    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
-    wait_for(lambda: _healthy(url), setup, "the API")
+    api, url, headers = _serve_kafka_api(setup, notify_file=notify)
     records = stream["path"].read_text().splitlines()
     accepted = 0
     for k in range(0, len(records), 300):
@@ -442,8 +442,9 @@ def test_api_in_kafka_mode_publishes_and_reads_what_the_workers_stored(setup, st
     assert "alerts are delivered by the stream workers" in (setup.tmp / "api.log").read_text()
 
 
-def _serve_kafka_api(setup: Setup, **settings) -> tuple[str, dict]:
-    """``faithwatch serve`` with api.ingest=kafka: its 202 means the broker acknowledged the records."""
+def _serve_kafka_api(setup: Setup, **settings) -> tuple[subprocess.Popen, str, dict]:
+    """``faithwatch serve`` with api.ingest=kafka (its 202 means the broker acknowledged the
+    records): the process, its URL and the headers with its token."""
     port, token = free_port(), "k-t0ken"
     env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token]),
            **_env_vars(settings)}
@@ -453,36 +454,31 @@ def _serve_kafka_api(setup: Setup, **settings) -> tuple[str, dict]:
     setup.workers.append(api)  # stopped (SIGKILL) by the fixture if the test fails
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _healthy(url), setup, "the API")
-    return url, {"Authorization": f"Bearer {token}"}
+    return api, url, {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
-def durable_broker() -> Iterator[Tansu]:
+def durable() -> Iterator[Tansu]:
     """tansu keeping its topics in S3 (moto's server), so that a restarted broker still has them."""
     with S3Server.start() as s3, Tansu.start(storage=s3.storage_url, env=s3.env) as b:
         yield b
 
 
-def test_a_broker_restarted_mid_stream_loses_and_duplicates_nothing(durable_broker, clickhouse_server, stream,
-                                                                   tmp_path):
+def test_a_broker_restarted_mid_stream_loses_and_duplicates_nothing(durable, clickhouse_server, stream, tmp_path):
     """Records posted in batches of 50 to the API in Kafka mode while a worker runs; once half the
     stream is acknowledged and a quarter stored, the broker is SIGKILLed, kept down for 5 s and
     started again on the same port and storage (S3), while the posting goes on. The API answers 503
     for what the broker did not acknowledge within 2 s (counted in faithwatch_ingest_errors_total),
     and the client sends that batch again until it gets a 202: at the end the store holds every
     acknowledged record once, and every incident event the worker emitted once."""
-    setup = Setup(durable_broker, clickhouse_server, tmp_path)
-    try:
-        _broker_restart(setup, durable_broker, stream)
-    finally:
-        for p in setup.workers:
-            setup.stop(p, signal.SIGKILL)
+    with running(durable, clickhouse_server, tmp_path) as setup:
+        _broker_restart(setup, durable, stream)
 
 
 def _broker_restart(setup: Setup, broker: Tansu, stream: dict) -> None:
     import httpx
 
-    url, headers = _serve_kafka_api(setup, kafka__publish_timeout_seconds=2)
+    _, url, headers = _serve_kafka_api(setup, kafka__publish_timeout_seconds=2)
     alerts = setup.tmp / "alerts.jsonl"
     setup.worker(alerts)
     records = stream["path"].read_text().splitlines()
