@@ -96,8 +96,9 @@ def _spool(settings: Settings, name: str = "spool"):
     if left:
         log.warning("api.spool=false: %d spool segments in %s from an earlier run are not replayed", len(left),
                     directory)
-    click.echo("faithwatch: api.spool=false: accepted interactions live in memory until processed and "
-               "checkpointed; a crash loses them", err=True)
+    what = ("OTLP spans held for their trace live in memory until released" if name == "otlp-spool" else
+            "accepted interactions live in memory until processed and checkpointed")
+    click.echo(f"faithwatch: api.spool=false: {what}; a crash loses them", err=True)
     return None
 
 
