@@ -1,7 +1,9 @@
 """The write-ahead spool: accepted interactions on disk before the server answers 202.
 
 ``faithwatch serve`` (embedded ingest) appends every accepted batch to the spool and syncs it to
-disk before the request is answered; the ingest worker takes the batch from memory as before. So
+disk before the request is answered (``POST /v1/traces`` keeps a spool of its own for the requests
+whose spans it holds, writing whole lines with :meth:`Spool.append_lines` and reading them back
+with :meth:`Spool.recover_lines`: services/otlp.py); the ingest worker takes the batch from memory as before. So
 a SIGKILL or a power loss after a 202 loses nothing: the next start replays the spool into the
 pipeline before it takes new requests, and what was already processed is dropped downstream (the
 pipeline's seen ids, restored from the checkpoint, and the store, which skips an
