@@ -58,6 +58,7 @@ from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import CONTENT_TYPE, Metrics
 from services.otlp import OtlpReceiver
 from services.settings import ApiSettings
+from services.spool import Spool
 from services.store.base import SessionKey, Store, session_key
 
 log = logging.getLogger("faithwatch.api")
@@ -408,8 +409,9 @@ def check_auth(settings: ApiSettings) -> list[bytes]:
 
 
 def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics: Metrics | None = None,
-               clock=lambda: datetime.now(UTC)) -> FastAPI:
-    """The API over ``store`` and ``ingestor`` (both owned, started and closed by the caller)."""
+               clock=lambda: datetime.now(UTC), otlp_spool: Spool | None = None) -> FastAPI:
+    """The API over ``store`` and ``ingestor`` (both owned, started and closed by the caller);
+    ``otlp_spool`` (owned by the caller too) makes the 202 of ``POST /v1/traces`` durable."""
     tokens = check_auth(settings)
     if not tokens:
         log.warning("serving WITHOUT authentication (api.insecure): every route is open")
@@ -448,7 +450,7 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
     docs_auth = [] if settings.public_docs else auth
 
     # OTLP/HTTP trace ingest (services/otlp.py): spans become interactions for the same ingestor.
-    otlp = app.state.otlp = OtlpReceiver(settings, store, ingestor, metrics, clock)
+    otlp = app.state.otlp = OtlpReceiver(settings, store, ingestor, metrics, clock, spool=otlp_spool)
     app.include_router(otlp.router(auth))
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=docs_auth)

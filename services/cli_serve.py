@@ -90,19 +90,21 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
                 notifier.close()  # what is still pending goes out after the next start
 
 
-def _spool(settings: Settings):
-    """The write-ahead spool under DATA_DIR/spool (services/spool.py), or None with api.spool=false."""
+def _spool(settings: Settings, name: str = "spool"):
+    """The write-ahead spool under DATA_DIR/``name`` (services/spool.py), or None with api.spool=false:
+    ``spool`` for accepted interactions, ``otlp-spool`` for accepted OTLP trace requests."""
     from services.spool import Spool
 
-    directory = Path(settings.data_dir) / "spool"
+    directory = Path(settings.data_dir) / name
     if settings.api.spool:
         return Spool(directory, max_bytes=settings.api.spool_max_bytes, segment_bytes=settings.api.spool_segment_bytes)
     left = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
     if left:
         log.warning("api.spool=false: %d spool segments in %s from an earlier run are not replayed", len(left),
                     directory)
-    click.echo("faithwatch: api.spool=false: accepted interactions live in memory until processed and "
-               "checkpointed; a crash loses them", err=True)
+    what = ("OTLP spans held for their trace live in memory until released" if name == "otlp-spool" else
+            "accepted interactions live in memory until processed and checkpointed")
+    click.echo(f"faithwatch: api.spool=false: {what}; a crash loses them", err=True)
     return None
 
 
@@ -113,7 +115,8 @@ def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
     from services.api import create_app
 
     api = settings.api
-    app = create_app(api, store, ingestor, metrics)
+    otlp_spool = _spool(settings, "otlp-spool")
+    app = create_app(api, store, ingestor, metrics, otlp_spool=otlp_spool)
     server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, lifespan="off",
                                            log_level="info", timeout_graceful_shutdown=api.wait_timeout_seconds))
     stopping: list[int] = []
@@ -132,12 +135,15 @@ def _serve(settings: Settings, store, ingestor, metrics) -> dict | None:
         gates.start()
     try:
         with ingestor:
+            app.state.otlp.recover()  # traces a previous run held, back in the hold before new requests
             server.run()
             app.state.otlp.close()  # held traces go to the ingestor before it drains
             click.echo(f"faithwatch: stopping; draining {ingestor.depth} queued interactions", err=True)
         # leaving the block drained the queue and saved the pipeline's state
         totals = ingestor.totals()
     finally:
+        if otlp_spool is not None:
+            otlp_spool.close()
         if gates is not None:
             gates.close()
         for s, handler in previous.items():

@@ -13,7 +13,15 @@ The shell around :mod:`pipelines.otlp_mapping` (what spans mean) and :mod:`pipel
   ``api.otlp.max_traces`` traces), then hands the interactions to the same
   :class:`~services.ingest.Ingestor` as ``POST /v1/interactions`` (so ``api.ingest=kafka``
   publishes them to the interactions topic). ``POST /v1/flush`` and shutdown release every held
-  trace first.
+  trace first;
+- with a spool (``api.spool``, ``DATA_DIR/otlp-spool``, :class:`services.spool.Spool`) writes each
+  request it accepts (decompressed, with its request id) to disk and syncs it before answering, so
+  the spans it holds outlive a crash: :meth:`OtlpReceiver.recover` reads what a previous run left
+  back into the hold at the next start. A request's spool mark is done once every trace it fed has
+  been handed to the ingestor (whose own 202 is durable: its spool, or the broker's ack), and the
+  spool is trimmed then. A span read twice (a crash after the hand-over, before the trim) gives the
+  same interaction id, which the pipeline and the store drop as a duplicate; its dead letters get
+  the same position, which the store keeps once.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from pipelines.trace_hold import HeldTrace, TraceHold
 from services.ingest import Ingestor, IngestUnavailable
 from services.metrics import Metrics
 from services.settings import ApiSettings
+from services.spool import Spool, SpoolFull
 from services.store.base import Store
 
 log = logging.getLogger("faithwatch.otlp")
@@ -199,6 +208,10 @@ def spans_of(request: ExportTraceServiceRequest) -> list[Span]:
     return spans
 
 
+def _parse(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    return parse_json(body) if content_type == JSON else parse_protobuf(body)
+
+
 def _valid_ids(span: Span) -> bool:
     return (len(span.trace_id) == 32 and len(span.span_id) == 16
             and span.trace_id.strip("0") != "" and span.span_id.strip("0") != "")
@@ -211,7 +224,7 @@ class OtlpReceiver:
 
     def __init__(self, settings: ApiSettings, store: Store, ingestor: Ingestor, metrics: Metrics,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, spool: Spool | None = None):
         self.settings = settings
         self.store = store
         self.ingestor = ingestor
@@ -221,6 +234,13 @@ class OtlpReceiver:
         self.hold = TraceHold(settings.otlp.hold_seconds, settings.otlp.max_traces)
         self._lock = threading.Lock()
         self._pending: list[Interaction] = []  # released while the ingest queue was full: retried
+        self.spool = spool
+        self.recovered = 0  # requests read back from the spool at start
+        # Spool bookkeeping: the marks of the requests that fed each held trace, and per mark how
+        # many trace holds (held, or released but not yet handed to the ingestor) still need it.
+        self._trace_marks: dict[str, set[int]] = {}
+        self._mark_refs: dict[int, int] = {}
+        self._pending_marks: list[int] = []  # the marks of the traces behind _pending
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         r = metrics.registry
@@ -295,8 +315,38 @@ class OtlpReceiver:
         if self._pending or self.ingestor.depth >= self.settings.queue_max_records:
             raise OtlpError(503, "ingest queue full; retry shortly", _UNAVAILABLE, {"Retry-After": "1"})
         body = decompress(body, encoding, self.settings.max_body_bytes)
-        spans = spans_of(parse_json(body) if content_type == JSON else parse_protobuf(body))
+        spans = spans_of(_parse(body, content_type))
+        mark = self._write(body, content_type, request_id)
         self._start()
+        try:
+            rejected = self._take(spans, request_id, mark)
+        finally:
+            if mark is not None:
+                self._settle_mark(mark)  # done now if it holds no trace
+        reasons = [f"span {r.span_id} of trace {r.trace_id}: {r.field}: {r.reason}"
+                   for r in rejected[:_REASONS_IN_ANSWER]]
+        if len(rejected) > _REASONS_IN_ANSWER:
+            reasons.append(f"and {len(rejected) - _REASONS_IN_ANSWER} more (dead letters, source otlp)")
+        return len(rejected), reasons
+
+    def _write(self, body: bytes, content_type: str, request_id: str) -> int | None:
+        """With a spool: ``body`` on disk (synced) before the 202; its mark."""
+        if self.spool is None:
+            return None
+        line = json.dumps({"request": request_id, "type": content_type,
+                           "body": base64.b64encode(body).decode("ascii")}).encode() + b"\n"
+        try:
+            return self.spool.append_lines(line)
+        except SpoolFull as exc:
+            raise OtlpError(503, str(exc), _UNAVAILABLE, {"Retry-After": "1"}) from None
+        except OSError as exc:
+            log.error("writing an OTLP request to the spool failed: %s", exc)
+            raise OtlpError(503, "the spool cannot be written (the server log has the reason); retry shortly",
+                            _UNAVAILABLE, {"Retry-After": "1"}) from None
+
+    def _take(self, spans: list[Span], request_id: str, mark: int | None) -> list[Rejected]:
+        """Read ``spans``, hold what belongs to a trace (under ``mark``), dead-letter the rejected
+        LLM spans, release what is due; the rejected ones."""
         rejected: list[Rejected] = []
         now = self.monotonic()
         with self._lock:
@@ -312,29 +362,85 @@ class OtlpReceiver:
                 elif isinstance(item, Rejected):
                     rejected.append(item)
                 else:
+                    if mark is not None:
+                        marks = self._trace_marks.setdefault(item.trace_id, set())
+                        if mark not in marks:
+                            marks.add(mark)
+                            self._mark_refs[mark] = self._mark_refs.get(mark, 0) + 1
                     released += self.hold.add(item.trace_id, item, now)
             released += self.hold.due(now)
+            released_marks = self._marks_of(released)
         self._dead_letter(rejected, f"request {request_id} ")
-        self._release(released)
-        reasons = [f"span {r.span_id} of trace {r.trace_id}: {r.field}: {r.reason}"
-                   for r in rejected[:_REASONS_IN_ANSWER]]
-        if len(rejected) > _REASONS_IN_ANSWER:
-            reasons.append(f"and {len(rejected) - _REASONS_IN_ANSWER} more (dead letters, source otlp)")
-        return len(rejected), reasons
+        self._release(released, released_marks)
+        return rejected
+
+    def recover(self) -> int:
+        """Read the requests a previous run left in the spool back into the hold (before taking new
+        ones); how many. A torn last line (its request was never answered) is skipped and logged."""
+        if self.spool is None:
+            return 0
+        for mark, path, lines in self.spool.recover_lines():
+            for n, line in lines:
+                try:
+                    entry = json.loads(line)
+                    body = base64.b64decode(entry["body"], validate=True)
+                    spans = spans_of(_parse(body, entry["type"]))
+                except (ValueError, KeyError, TypeError, OtlpError) as exc:
+                    torn = "" if line.endswith(b"\n") else " (torn: the write did not complete)"
+                    log.warning("OTLP spool %s line %d cannot be read%s: %s; skipped", path.name, n, torn, exc)
+                    continue
+                self._start()
+                self._take(spans, str(entry["request"]), mark)
+                self.recovered += 1
+            self._settle_mark(mark)
+        if self.recovered:
+            log.warning("OTLP: %d requests accepted before the last stop read back from the spool %s",
+                        self.recovered, self.spool.directory)
+        return self.recovered
+
+    def _marks_of(self, traces: list[HeldTrace]) -> list[int]:
+        """With the lock held: the marks of the requests that fed ``traces`` (just released), each
+        once per trace: one reference each."""
+        marks: list[int] = []
+        for trace in traces:
+            marks += self._trace_marks.pop(trace.trace_id, ())
+        return marks
+
+    def _settle(self, marks: list[int]) -> None:
+        """The traces behind ``marks`` reached the ingestor: drop their references."""
+        with self._lock:
+            for mark in marks:
+                self._mark_refs[mark] -= 1
+        for mark in set(marks):
+            self._settle_mark(mark)
+
+    def _settle_mark(self, mark: int) -> None:
+        """``mark`` is done once no trace hold needs it; then trim the spool."""
+        assert self.spool is not None
+        with self._lock:
+            if self._mark_refs.get(mark, 0) > 0:
+                return
+            self._mark_refs.pop(mark, None)
+        self.spool.done(mark)
+        self.spool.trim(self.spool.settled())
 
     def release_all(self) -> None:
         """Release every held trace now (before ``POST /v1/flush`` and at shutdown)."""
         with self._lock:
             released = self.hold.drain()
-        self._release(released)
+            marks = self._marks_of(released)
+        self._release(released, marks)
 
     def tick(self) -> None:
         """Release the traces held long enough, and retry what the full queue refused."""
         with self._lock:
             released = self.hold.due(self.monotonic())
-        self._release(released)
+            marks = self._marks_of(released)
+        self._release(released, marks)
 
-    def _release(self, traces: list[HeldTrace]) -> None:
+    def _release(self, traces: list[HeldTrace], marks: list[int]) -> None:
+        """Hand the interactions of ``traces`` (and any still waiting) to the ingestor; ``marks``
+        (the spool marks of those traces) are settled once the ingestor took them."""
         interactions: list[Interaction] = []
         rejected: list[Rejected] = []
         for trace in traces:
@@ -346,17 +452,20 @@ class OtlpReceiver:
         self._dead_letter(rejected, "")
         with self._lock:
             batch, self._pending = self._pending + interactions, []
-        if not batch:
-            return
-        try:
-            self.ingestor.submit(batch)
-        except IngestUnavailable as exc:
-            log.warning("OTLP: %d interactions wait for the ingest queue (%s)", len(batch), exc)
-            with self._lock:
-                self._pending = batch + self._pending
-            return
-        self.spans.labels(outcome="interaction").inc(len(batch))
-        self.metrics.ingested.inc(len(batch))
+            waiting, self._pending_marks = self._pending_marks + marks, []
+        if batch:
+            try:
+                self.ingestor.submit(batch)
+            except IngestUnavailable as exc:
+                log.warning("OTLP: %d interactions wait for the ingest queue (%s)", len(batch), exc)
+                with self._lock:
+                    self._pending = batch + self._pending
+                    self._pending_marks = waiting + self._pending_marks
+                return
+            self.spans.labels(outcome="interaction").inc(len(batch))
+            self.metrics.ingested.inc(len(batch))
+        if self.spool is not None:
+            self._settle(waiting)
 
     def _dead_letter(self, rejected: list[Rejected], where: str) -> None:
         if not rejected:

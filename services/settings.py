@@ -52,6 +52,7 @@ class StoreSettings(_Section):
     client_cert: Path | None = Field(None, description="client certificate for mutual TLS (PEM)")
     client_cert_key: Path | None = Field(None, description="key of client_cert, if not inside it")
     connect_timeout: float = Field(10.0, gt=0, description="seconds to connect to a ClickHouse server")
+    repair_at_start: bool = Field(True, description="clickhouse: `faithwatch worker` checks at start that the hour and day rollups count what interactions holds and rebuilds the days that drift (what a crash of the server mid-insert leaves; `faithwatch store check --repair` by hand)")
     ttl_days: int | None = Field(None, ge=1, description="days raw interactions are kept (None: forever); applied by `faithwatch migrate`")
     rollup_ttl_days: int | None = Field(None, ge=1, description="days per-minute rollups are kept (None: forever); applied by `faithwatch migrate`")
 
@@ -73,6 +74,7 @@ class KafkaSettings(_Section):
     checkpoint_seconds: float = Field(10.0, gt=0, description="the sequence stage's state is checkpointed at least this often")
     checkpoint_records: int = Field(5000, ge=1, description="... and after at most this many prepared messages")
     session_timeout_seconds: float = Field(30.0, ge=1, description="consumer group session and rebalance timeout: how long a dead worker holds its partitions")
+    publish_timeout_seconds: float = Field(30.0, gt=0, description="serve in Kafka mode: longest a POST waits for the broker to acknowledge its records (a broker down or restarting); past it the answer is 503 and the client sends the batch again")
     metrics_port: int = Field(0, ge=0, le=65535, description="serve this worker's Prometheus metrics at http://HOST:PORT/metrics (stage counters, scored, incident events, alert deliveries); 0: off")
     metrics_host: str = Field("127.0.0.1", description="address the worker's metrics endpoint listens on (0.0.0.0 in a container)")
 

@@ -1,7 +1,9 @@
 """The write-ahead spool: accepted interactions on disk before the server answers 202.
 
 ``faithwatch serve`` (embedded ingest) appends every accepted batch to the spool and syncs it to
-disk before the request is answered; the ingest worker takes the batch from memory as before. So
+disk before the request is answered (``POST /v1/traces`` keeps a spool of its own for the requests
+whose spans it holds, writing whole lines with :meth:`Spool.append_lines` and reading them back
+with :meth:`Spool.recover_lines`: services/otlp.py); the ingest worker takes the batch from memory as before. So
 a SIGKILL or a power loss after a 202 loses nothing: the next start replays the spool into the
 pipeline before it takes new requests, and what was already processed is dropped downstream (the
 pipeline's seen ids, restored from the checkpoint, and the store, which skips an
@@ -111,32 +113,41 @@ class Spool:
             return [s.path for s in self._segments]
 
     # -- replay ----------------------------------------------------------------------------------
-    def recover(self, received_at: datetime) -> Iterator[Recovered]:
-        """The segments a previous run left, oldest first, each read back whole. Lines that cannot
-        be read are dead letters (``received_at`` is their time)."""
+    def recover_lines(self) -> Iterator[tuple[int, Path, list[tuple[int, bytes]]]]:
+        """The segments a previous run left, oldest first: (mark, path, its non-blank lines with their
+        numbers). A line without its newline is a torn tail (that append was never acknowledged)."""
         for seg in self._recoverable:
+            with seg.path.open("rb") as fh:
+                lines = [(n, line) for n, line in enumerate(fh, start=1) if line.strip()]
+            yield seg.last_mark, seg.path, lines
+        self._recoverable = []
+
+    def recover(self, received_at: datetime) -> Iterator[Recovered]:
+        """The segments a previous run left, oldest first, each read back whole as interactions.
+        Lines that cannot be read are dead letters (``received_at`` is their time)."""
+        for mark, path, lines in self.recover_lines():
             records: list[Interaction] = []
             dead: list[DeadLetter] = []
-            with seg.path.open("rb") as fh:
-                for n, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        records.append(parse_record(line.rstrip(b"\n")))
-                    except InvalidRecord as exc:
-                        torn = "" if line.endswith(b"\n") else " (torn: the write did not complete)"
-                        log.warning("spool %s line %d cannot be read%s: %s: %s; dead-lettered", seg.path.name, n,
-                                    torn, exc.field, exc.reason)
-                        dead.append(DeadLetter.of(InvalidRecord(exc.field, exc.reason + torn, exc.interaction_id),
-                                                  line, received_at=received_at, source="spool",
-                                                  position=f"{seg.path.name} line {n}"))
-            yield Recovered(seg.last_mark, seg.path, records, dead)
-        self._recoverable = []
+            for n, line in lines:
+                try:
+                    records.append(parse_record(line.rstrip(b"\n")))
+                except InvalidRecord as exc:
+                    torn = "" if line.endswith(b"\n") else " (torn: the write did not complete)"
+                    log.warning("spool %s line %d cannot be read%s: %s: %s; dead-lettered", path.name, n,
+                                torn, exc.field, exc.reason)
+                    dead.append(DeadLetter.of(InvalidRecord(exc.field, exc.reason + torn, exc.interaction_id),
+                                              line, received_at=received_at, source="spool",
+                                              position=f"{path.name} line {n}"))
+            yield Recovered(mark, path, records, dead)
 
     # -- writing ---------------------------------------------------------------------------------
     def append(self, records: Sequence[Interaction]) -> int:
         """Write ``records`` and sync them to disk; their mark. Raises :class:`SpoolFull`."""
-        data = encode(records)
+        return self.append_lines(encode(records))
+
+    def append_lines(self, data: bytes) -> int:
+        """Write ``data`` (whole lines, each ending in a newline) and sync it to disk; its mark.
+        Raises :class:`SpoolFull`."""
         with self._cond:
             held = sum(s.size for s in self._segments)
             if held + len(data) > self.max_bytes:

@@ -38,12 +38,12 @@ log = logging.getLogger("faithwatch.kafka.ingest")
 
 
 class KafkaIngestor(Ingestor):
-    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, timeout: float = 30.0,
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, timeout: float | None = None,
                  gate: GateModelFollower | None = None):
         self.settings = settings
         self.gate = gate
         self.metrics = metrics or Metrics()
-        self.timeout = timeout
+        self.timeout = timeout if timeout is not None else settings.kafka.publish_timeout_seconds
         self.topic = settings.kafka.interactions_topic
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="faithwatch-kafka-ingest", daemon=True)
@@ -72,8 +72,11 @@ class KafkaIngestor(Ingestor):
         self._thread.start()
 
         async def make():
+            # A batch the broker has not acknowledged within the timeout fails the request (503);
+            # the client's resend may publish it twice, which the store keeps once.
             p = AIOKafkaProducer(bootstrap_servers=broker_hosts(self.settings.kafka.brokers), acks="all",
-                                 linger_ms=5, max_request_size=4 * 1024 * 1024 + 65536)
+                                 linger_ms=5, max_request_size=4 * 1024 * 1024 + 65536,
+                                 request_timeout_ms=int(self.timeout * 1000))
             await p.start()
             return p
 

@@ -4,6 +4,8 @@
 127.0.0.1 and runs every request on chDB, for testing the ClickHouse server backend without a
 ClickHouse server.
 :mod:`services.testing.tansu`: a Kafka-compatible broker (tansu) on a free 127.0.0.1 port.
+:mod:`services.testing.s3`: moto's S3 server, durable storage for tansu (a broker restart keeps
+its topics).
 :mod:`services.testing.receiver`: an HTTP receiver that records requests and fails on demand
 (a stand-in for PagerDuty, Slack or a webhook endpoint).
 :mod:`services.testing.alertmanager`: Debian's Prometheus Alertmanager on a free port, routed to

@@ -62,3 +62,13 @@ def store(make_store):
     with make_store() as opened:
         opened.migrate()
         yield opened
+
+
+@pytest.fixture
+def chdb(tmp_path: Path):
+    """A migrated chDB store of its own under ``tmp_path``."""
+    from services.store.chdb_store import ChdbStore
+
+    with ChdbStore(tmp_path / "chdb") as store:
+        store.migrate()
+        yield store

@@ -196,15 +196,6 @@ def eventually(condition, seconds: float = 30.0) -> bool:
     return condition()
 
 
-@pytest.fixture
-def chdb(tmp_path):
-    from services.store.chdb_store import ChdbStore
-
-    with ChdbStore(tmp_path / "chdb") as store:
-        store.migrate()
-        yield store
-
-
 def test_the_worker_trims_the_spool_only_after_a_checkpoint_covers_it(tmp_path, chdb):
     from services.ingest import EmbeddedIngestor, IngestUnavailable
     from services.settings import Settings

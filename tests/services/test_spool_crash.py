@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry import trace
 
 from services.store.chdb_store import ChdbStore
 from tests.services.test_cli_serve import REPO, TOKEN, free_port, records
@@ -45,14 +47,25 @@ def start(data: Path, **env: str) -> tuple[subprocess.Popen, str]:
 def crash_then_recover(data: Path, n: int, per_request: int, **env: str) -> tuple[int, str, dict]:
     """Post ``n`` records, SIGKILL the server after the last 202, restart it, flush, stop it;
     (records acknowledged, the second run's stderr, the store's counts by interaction_id)."""
-    proc, url = start(data, **env)
-    acknowledged = 0
-    try:
-        body = records(n)
+    body = records(n)
+
+    def post(url: str) -> int:
+        acknowledged = 0
         for k in range(0, n, per_request):
             res = httpx.post(f"{url}/v1/interactions", json=body[k:k + per_request], headers=HEADERS, timeout=60)
             assert res.status_code == 202, res.text
             acknowledged += res.json()["accepted"]
+        return acknowledged
+
+    return crash_after(data, post, **env)
+
+
+def crash_after(data: Path, post: Callable[[str], int], **env: str) -> tuple[int, str, dict]:
+    """``post`` to a server, SIGKILL it after the last acknowledgement, restart it, flush, stop it;
+    (what ``post`` returned, the second run's stderr, the store's counts by interaction_id)."""
+    proc, url = start(data, **env)
+    try:
+        acknowledged = post(url)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
     finally:
@@ -103,3 +116,60 @@ def test_records_being_processed_and_checkpointed_survive_a_sigkill_exactly_once
     assert acknowledged == 1200
     assert "replaying" in err
     assert counts == {"rows": 1200, "ids": 1200}
+
+
+def test_otlp_spans_held_for_their_trace_survive_a_sigkill(tmp_path):
+    """40 traces, each a retrieval span and a GenAI chat span exported in two requests (all
+    retrievals, then all chats), answered 200 while ``api.otlp.hold_seconds`` (600 s) holds them
+    in memory for the rest of their trace. Before the OTLP spool a SIGKILL then lost all 40; now
+    the restart reads both requests back into the hold and the flush releases 40 interactions,
+    each joined with its retrieval."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("faithwatch-tests")
+    t0 = 1_793_613_600_000_000_000  # 2026-11-02T10:00:00Z in ns
+    retrievals, chats, ids = [], [], {}
+    for k in range(40):
+        root = tracer.start_span("POST /ask", start_time=t0 + k * 10**9)
+        ctx = trace.set_span_in_context(root)
+        docs = json.dumps([{"id": f"doc-{k}", "score": 0.9, "content": f"Card {k} ships in {k % 5 + 2} days."}])
+        r = tracer.start_span("retrieval kb", context=ctx, start_time=t0 + k * 10**9,
+                              attributes={"gen_ai.operation.name": "retrieval", "gen_ai.retrieval.documents": docs})
+        r.end(end_time=t0 + k * 10**9 + 1)
+        messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": f"when does card {k} ship?"}]}])
+        answer = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": f"In {k % 5 + 2} days."}]}])
+        c = tracer.start_span("chat m", context=ctx, start_time=t0 + k * 10**9 + 2, attributes={
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "m", "gen_ai.input.messages": messages,
+            "gen_ai.output.messages": answer})
+        c.end(end_time=t0 + k * 10**9 + 3)
+        root.end(end_time=t0 + k * 10**9 + 4)
+        retrievals.append(r)
+        chats.append(c)
+        ids[f"{c.get_span_context().trace_id:032x}-{c.get_span_context().span_id:016x}"] = f"doc-{k}"
+    finished = {s.context.span_id: s for s in memory.get_finished_spans()}
+
+    def post(url: str) -> int:
+        exporter = OTLPSpanExporter(endpoint=f"{url}/v1/traces", headers=HEADERS, timeout=30)
+        for spans in (retrievals, chats):
+            assert exporter.export([finished[s.get_span_context().span_id] for s in spans]) \
+                == SpanExportResult.SUCCESS
+        return len(chats)
+
+    data = tmp_path / "data"
+    acknowledged, err, counts = crash_after(data, post, FAITHWATCH_CLUSTER__BOOTSTRAP_SIZE="20",
+                                            FAITHWATCH_API__OTLP__HOLD_SECONDS="600")
+    provider.shutdown()
+    assert acknowledged == 40
+    # (with api.spool=false this fails: the held spans were only in memory, the store holds no row)
+    assert "2 requests accepted before the last stop read back" in err, err[-2000:]
+    assert counts == {"rows": 40, "ids": 40}
+    with ChdbStore(data / "chdb") as store:
+        rows = store.query("SELECT interaction_id, context_doc_ids FROM interactions")
+    assert {r["interaction_id"]: r["context_doc_ids"] for r in rows} == {i: [d] for i, d in ids.items()}
+    assert not list((data / "otlp-spool").glob("*.jsonl"))  # released and queued at the clean stop: trimmed

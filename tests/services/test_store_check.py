@@ -89,3 +89,19 @@ def test_a_chdb_store_left_open_by_a_killed_process_rebuilds_its_rollups_when_ne
         store.migrate()
         assert rollup_drift(store) == [] and tiers(store)["rollup_hours"] == 200
     assert "rebuilt the rollups of 1 cluster-days" in caplog.text
+
+
+def test_repair_at_start_rebuilds_steady_drift_and_leaves_a_day_being_written_alone(store: Store):
+    from services.store.consistency import repair_steady_drift
+
+    store.insert_interactions([scored(k, "pricing" if k % 2 else "policy") for k in range(600)])
+    for cluster, day in (("pricing", 3), ("policy", 4)):  # what two crashes mid-insert leave
+        store.command(f"ALTER TABLE rollup_hours DELETE WHERE cluster_id = '{cluster}' "
+                      f"AND toDayOfMonth(bucket) = {day} AND toHour(bucket) < 5 SETTINGS mutations_sync = 2")
+    # Between the two looks a writer inserts into policy's day 4: its counts move, it is left alone.
+    more = [scored(k, "policy").model_copy(update={"timestamp": T0 + timedelta(days=1, hours=3)})  # 11-04 01:00
+            for k in range(1000, 1004)]
+    assert repair_steady_drift(store, 5, sleep=lambda seconds: store.insert_interactions(more)) == 1
+    assert [(r["cluster_id"], r["day"].day) for r in rollup_drift(store)] == [("policy", 4)]
+    assert repair_steady_drift(store, 0) == 1  # steady now
+    assert rollup_drift(store) == [] and repair_steady_drift(store, 5, sleep=None) == 0  # no drift: no wait

@@ -1,4 +1,5 @@
-"""The Kafka driver against a real broker (tansu, memory storage) and real worker processes.
+"""The Kafka driver against a real broker (tansu, memory storage; S3 storage on moto's server for
+the broker-restart test) and real worker processes.
 
 The store is the ClickHouse HTTP test server (tests/services/conftest.py), which worker processes
 and this test process reach at the same time; every test uses its own topics, consumer group and
@@ -14,10 +15,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,7 @@ import pytest
 from pipelines.scenario import IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
 from services.datasets import load_banking77
 from services.testing.receiver import Receiver
+from services.testing.s3 import S3Server
 from services.testing.tansu import Tansu, free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -155,18 +159,26 @@ class Setup:
     def store(self):
         return self.server.store(self.database)
 
-    def logs(self) -> str:
-        return "\n".join(f.read_text()[-4000:] for f in sorted(self.tmp.glob("*.log")))
+    def logs(self, tail: int | None = 4000) -> str:
+        """The processes' logs, the last ``tail`` characters of each (None: whole)."""
+        return "\n".join(f.read_text()[-tail if tail else 0:] for f in sorted(self.tmp.glob("*.log")))
 
 
-@pytest.fixture
-def setup(broker, clickhouse_server, tmp_path) -> Iterator[Setup]:
-    s = Setup(broker, clickhouse_server, tmp_path)
+@contextmanager
+def running(broker: Tansu, server, tmp: Path) -> Iterator[Setup]:
+    """A Setup whose processes are SIGKILLed at the end (those a failed test left running)."""
+    s = Setup(broker, server, tmp)
     try:
         yield s
     finally:
         for p in s.workers:
             s.stop(p, signal.SIGKILL)
+
+
+@pytest.fixture
+def setup(broker, clickhouse_server, tmp_path) -> Iterator[Setup]:
+    with running(broker, clickhouse_server, tmp_path) as s:
+        yield s
 
 
 def wait_for(predicate: Callable[[], bool], setup: Setup, what: str, timeout: float = 120) -> None:
@@ -273,7 +285,7 @@ def test_workers_sigkilled_in_a_loop_then_restarted_lose_and_duplicate_nothing(s
     # again (at-least-once over HTTP, docs/alerts.md), nothing else is.
     got = channels.hook_ids()
     assert set(got) == set(ids) and len(got) - len(set(got)) <= 1, got
-    assert "restored checkpoint" in setup.logs()
+    assert "restored checkpoint" in setup.logs(tail=None)
     with setup.store() as st:
         assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
             "n": stream["n"], "ids": stream["n"]}
@@ -305,7 +317,7 @@ def test_clickhouse_down_while_the_worker_runs_loses_and_duplicates_nothing(setu
              and stored(setup, "incident_events") == expected, setup, "every interaction and incident event")
     assert setup.stop(w) == 0
     assert alerts.read_text() == stream["alerts"].read_text()
-    assert "writing" in setup.logs() and "retrying in" in setup.logs()
+    assert "writing" in setup.logs(tail=None) and "retrying in" in setup.logs(tail=None)
     with setup.store() as st:
         assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
             "n": stream["n"], "ids": stream["n"]}
@@ -409,7 +421,6 @@ def test_api_in_kafka_mode_publishes_reads_what_the_workers_stored_and_gates_as_
     from services.embedded import replay
     from services.flow import DeadLetterFile
     from services.settings import load_settings
-    from services.testing.tansu import free_port
     from services.wiring import build_pipeline
 
     events = [json.loads(e) for e in stream["alerts"].read_text().splitlines()]
@@ -420,22 +431,14 @@ def test_api_in_kafka_mode_publishes_reads_what_the_workers_stored_and_gates_as_
     tail = [line for line in records if json.loads(line)["timestamp"] > cut]
     requests = _gate_requests(stream, records, set(events[-2]["clusters"]))
 
-    port, token = free_port(), "k-t0ken"
     notify = setup.tmp / "notify.yaml"  # checked, not used: the workers deliver
     notify.write_text("channels:\n  am: {type: alertmanager, url: 'http://127.0.0.1:9'}\nroutes:\n  - channels: [am]\n")
-    env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token]),
-           "FAITHWATCH_NOTIFY_FILE": str(notify)}
-    log = (setup.tmp / "api.log").open("w")
-    api = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
-                           stdout=log, stderr=subprocess.STDOUT)
-    setup.workers.append(api)  # stopped (SIGKILL) by the fixture if the test fails
-    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+    api, url, headers = _serve_kafka_api(setup, notify_file=notify)
     # The embedded reference (the gate of `faithwatch serve`), on the same two parts of the stream.
     pipeline = build_pipeline(load_settings(embedding={"backend": "hashing"}, data_dir=setup.tmp / "embedded"))
     for part, name in ((head, "head"), (tail, "tail")):
         (setup.tmp / f"{name}.jsonl").write_text("\n".join(part) + "\n")
     replay(pipeline, setup.tmp / "head.jsonl", store=None, dead_letters=DeadLetterFile(setup.tmp / "dl.jsonl"))
-    wait_for(lambda: _healthy(url), setup, "the API")
     early = httpx.post(f"{url}/v1/gate", json=requests[0], headers=headers, timeout=30)
     assert early.status_code == 503, early.text
     assert "no cluster model has arrived yet" in early.json()["detail"], early.text
@@ -481,6 +484,89 @@ def test_api_in_kafka_mode_publishes_reads_what_the_workers_stored_and_gates_as_
     assert setup.stop(api) == 0, (setup.tmp / "api.log").read_text()[-3000:]
     assert "Kafka mode" in (setup.tmp / "api.log").read_text()
     assert "alerts are delivered by the stream workers" in (setup.tmp / "api.log").read_text()
+
+
+def _serve_kafka_api(setup: Setup, **settings) -> tuple[subprocess.Popen, str, dict]:
+    """``faithwatch serve`` with api.ingest=kafka (its 202 means the broker acknowledged the
+    records): the process, its URL and the headers with its token."""
+    port, token = free_port(), "k-t0ken"
+    env = {**setup.env, "FAITHWATCH_API__INGEST": "kafka", "FAITHWATCH_API__TOKENS": json.dumps([token]),
+           **_env_vars(settings)}
+    log = (setup.tmp / "api.log").open("w")
+    api = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
+                           stdout=log, stderr=subprocess.STDOUT)
+    setup.workers.append(api)  # stopped (SIGKILL) by the fixture if the test fails
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _healthy(url), setup, "the API")
+    return api, url, {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def durable() -> Iterator[Tansu]:
+    """tansu keeping its topics in S3 (moto's server), so that a restarted broker still has them."""
+    with S3Server.start() as s3, Tansu.start(storage=s3.storage_url, env=s3.env) as b:
+        yield b
+
+
+def test_a_broker_restarted_mid_stream_loses_and_duplicates_nothing(durable, clickhouse_server, stream, tmp_path):
+    """Records posted in batches of 50 to the API in Kafka mode while a worker runs; once half the
+    stream is acknowledged and a quarter stored, the broker is SIGKILLed, kept down for 5 s and
+    started again on the same port and storage (S3), while the posting goes on. The API answers 503
+    for what the broker did not acknowledge within 2 s (counted in faithwatch_ingest_errors_total),
+    and the client sends that batch again until it gets a 202: at the end the store holds every
+    acknowledged record once, and every incident event the worker emitted once."""
+    with running(durable, clickhouse_server, tmp_path) as setup:
+        _broker_restart(setup, durable, stream)
+
+
+def _broker_restart(setup: Setup, broker: Tansu, stream: dict) -> None:
+    import httpx
+
+    _, url, headers = _serve_kafka_api(setup, kafka__publish_timeout_seconds=2)
+    alerts = setup.tmp / "alerts.jsonl"
+    setup.worker(alerts)
+    records = stream["path"].read_text().splitlines()
+    acknowledged, refused, restarted = 0, 0, None
+    for k in range(0, len(records), 50):
+        batch = "\n".join(records[k:k + 50])
+        while True:
+            try:
+                res = httpx.post(f"{url}/v1/interactions", content=batch, timeout=60,
+                                 headers={**headers, "Content-Type": "application/x-ndjson"})
+            except httpx.TransportError:
+                res = None
+            if res is not None and res.status_code == 202:
+                acknowledged += res.json()["accepted"]
+                break
+            assert res is None or res.status_code == 503, res.text
+            refused += 1
+            time.sleep(0.2)
+        if not restarted and k + 50 >= len(records) // 2:  # half acknowledged: wait for the worker, then kill
+            wait_for(lambda: stored(setup, "interactions") >= stream["n"] // 4, setup, "a quarter stored")
+            restarted = threading.Thread(target=broker.restart, args=(signal.SIGKILL, 5))
+            restarted.start()  # the posting goes on while the broker is down
+    assert restarted and acknowledged == stream["n"]
+    restarted.join()
+    # The pauses (the wait above, the broker down) let the worker release its reorder buffer
+    # early, so some records arrive late and its incident events need not be replay's: the check
+    # is that each event it emitted is stored once, and each acknowledged record.
+    wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) > 0
+             and stored(setup, "incident_events") == lines(alerts), setup, "every interaction and incident event",
+             timeout=180)
+    api_metrics = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+    [errors] = [float(ln.split()[1]) for ln in api_metrics.splitlines()
+                if ln.startswith("faithwatch_ingest_errors_total")]
+    for p in list(setup.workers):
+        assert setup.stop(p) == 0, setup.logs()
+    assert refused > 0 and errors == refused, (refused, errors)
+    with setup.store() as st:
+        assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
+            "n": stream["n"], "ids": stream["n"]}
+        stored_ids = {r["interaction_id"] for r in st.query("SELECT interaction_id FROM interactions")}
+        events = st.query("SELECT incident_id, sequence FROM incident_events FINAL")
+    assert stored_ids == set(stream["scored"])
+    assert sorted(f"{e['incident_id']}:{e['sequence']}" for e in events) == sorted(event_ids(alerts))
+    assert "publishing 50 records" in (setup.tmp / "api.log").read_text()  # the 503s, logged
 
 
 def _healthy(url: str) -> bool:
@@ -533,3 +619,27 @@ def _wait_for_gate(setup: Setup, url: str, headers: dict, requests: list[dict], 
         raise
     single = httpx.post(f"{url}/v1/gate", json=requests[0], headers=headers, timeout=30)
     assert single.status_code == 200 and single.json() == expected[0]
+
+
+def test_a_worker_rebuilds_the_rollups_a_crash_left_short_before_it_writes(setup):
+    """On a ClickHouse server no open marker tells that a writer died mid-insert (the interactions
+    stored, their rollup rows not): every worker start checks and rebuilds the drifting days."""
+    from services.store.consistency import rollup_drift
+    from tests.services.test_store_check import scored, tiers
+
+    with setup.store() as st:
+        st.migrate()
+        st.insert_interactions([scored(k, "pricing" if k % 2 else "policy") for k in range(600)])
+        st.command("ALTER TABLE rollup_hours DELETE WHERE cluster_id = 'pricing' AND toDayOfMonth(bucket) = 3 "
+                   "SETTINGS mutations_sync = 2")
+        st.command("ALTER TABLE rollup_days DELETE WHERE cluster_id = 'pricing' AND toDayOfMonth(bucket) = 3 "
+                   "SETTINGS mutations_sync = 2")
+        assert [(r["cluster_id"], r["day"].day) for r in rollup_drift(st)] == [("pricing", 3)]
+    w = setup.worker(setup.tmp / "alerts.jsonl")
+    log = setup.tmp / "w-0.log"
+    wait_for(lambda: "Worker]: Ready" in log.read_text(), setup, "the worker")
+    assert "rollups of 1 cluster-days did not match" in log.read_text()
+    assert setup.stop(w) == 0
+    with setup.store() as st:
+        assert rollup_drift(st) == []
+        assert tiers(st) == dict.fromkeys(("rollup_minutes", "rollup_hours", "rollup_days"), 600)
