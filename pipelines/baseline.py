@@ -37,13 +37,13 @@ anyone knew, can be taken back with :meth:`discard_since` instead of poisoning t
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 
 from pipelines.config import BaselineConfig
-from pipelines.histogram import RollingHistogram, median_mad, quantile_bin, weighted_quantile
+from pipelines.histogram import Cumulative, RollingHistogram, weighted_quantile
 from pipelines.state import check_envelope, envelope
 
 _SIGMA_PER_MAD = 1.4826
@@ -68,6 +68,19 @@ class Prior:
 
     weights: np.ndarray
     below_rate: float
+    # Derived once: one prior serves every cluster's band until the global baseline changes.
+    total: float = field(init=False, repr=False, compare=False)
+    _scaled: dict[float, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", float(self.weights.sum()))
+
+    def scaled(self, strength: float) -> np.ndarray:
+        """``strength * weights`` (the pseudo-observations a cold cluster borrows)."""
+        w = self._scaled.get(strength)
+        if w is None:
+            w = self._scaled[strength] = strength * self.weights
+        return w
 
 
 class ClusterBaseline:
@@ -82,10 +95,15 @@ class ClusterBaseline:
         self.faithfulness = RollingHistogram(config.bins, window, bucket)
         self.confidence_ok = RollingHistogram(config.bins, window, bucket)
         self.flags = RollingHistogram(2, window, bucket)  # bin 0: within band, bin 1: below
+        self._holdback = timedelta(hours=config.holdback_hours)
         self._pending: deque[tuple[datetime, float, float | None, bool]] = deque()
         # What the last observe() moved from the holdback into the window (the global
         # baseline is fed from this, so it never sees what a cluster later takes back).
         self.committed: list[tuple[datetime, float, float | None, bool]] = []
+        # What band() and prior() last returned, with the histogram versions (and prior and
+        # tolerance) they were computed from: recomputed only when one of those changed.
+        self._band: tuple[tuple, Prior | None, Band] | None = None
+        self._prior: tuple[tuple, Prior] | None = None
 
     # -- updates -----------------------------------------------------------------------------
     def observe(self, at: datetime, faithfulness: float, confidence: float | None,
@@ -96,16 +114,17 @@ class ClusterBaseline:
         return self
 
     def _commit(self, now: datetime) -> None:
-        horizon = now - timedelta(hours=self.config.holdback_hours)
-        self.committed = []
-        while self._pending and (len(self._pending) > self.config.holdback
-                                 or self._pending[0][0] <= horizon):
-            at, f, c, below = event = self._pending.popleft()
-            self.committed.append(event)
-            self.faithfulness.add(f, at)
-            self.flags.add(1.0 if below else 0.0, at)
+        horizon = now - self._holdback
+        self.committed = committed = []
+        pending, holdback = self._pending, self.config.holdback
+        while pending and (len(pending) > holdback or pending[0][0] <= horizon):
+            at, f, c, below = event = pending.popleft()
+            committed.append(event)
+            bucket = self.faithfulness.bucket_of(at)  # the three histograms share their buckets
+            self.faithfulness.add(f, at, bucket)
+            self.flags.add(1.0 if below else 0.0, at, bucket)
             if c is not None and not below:
-                self.confidence_ok.add(c, at)
+                self.confidence_ok.add(c, at, bucket)
         self.expire(now)
 
     def discard_since(self, at: datetime) -> int:
@@ -126,40 +145,54 @@ class ClusterBaseline:
         return self.faithfulness.count
 
     def prior(self) -> Prior:
-        counts = self.faithfulness.counts.astype(np.float64)
-        total = counts.sum()
-        weights = counts / total if total else counts
-        return Prior(weights=weights, below_rate=self.own_below_rate())
+        key = (self.faithfulness.version, self.flags.version)
+        if self._prior is None or self._prior[0] != key:
+            counts = self.faithfulness.weights()
+            total = counts.sum()
+            weights = counts / total if total else counts
+            self._prior = (key, Prior(weights=weights, below_rate=self.own_below_rate()))
+        return self._prior[1]
 
     def own_below_rate(self) -> float:
-        flags = self.flags.counts
-        n = int(flags.sum())
-        return float(flags[1] / n) if n else 0.0
+        n = self.flags.count
+        return float(self.flags.count_in(1) / n) if n else 0.0
 
     def band(self, prior: Prior | None = None) -> Band:
-        own = self.faithfulness.counts.astype(np.float64)
-        weights = own.copy()
-        flags = self.flags.counts
-        n, below = float(flags.sum()), float(flags[1])
+        key = (self.faithfulness.version, self.flags.version, self.tolerance)
+        cached = self._band
+        if cached is not None and cached[1] is prior and cached[0] == key:
+            return cached[2]
+        band = self._compute_band(prior)
+        self._band = (key, prior, band)
+        return band
+
+    def _compute_band(self, prior: Prior | None) -> Band:
+        own = self.faithfulness.weights()
+        count = self.faithfulness.count
+        n, below = float(self.flags.count), float(self.flags.count_in(1))
+        strength = self.config.prior_strength
         borrowed = 0.0  # share of the evidence that is the global baseline's, not the cluster's
-        if prior is not None and prior.weights.sum() > 0 and self.config.prior_strength > 0:
-            borrowed = self.config.prior_strength / (self.config.prior_strength + float(own.sum()))
-            weights += self.config.prior_strength * prior.weights
-            below += self.config.prior_strength * prior.below_rate
-            n += self.config.prior_strength
-        if weights.sum() <= 0:
+        weights = own
+        if prior is not None and prior.total > 0 and strength > 0:
+            borrowed = strength / (strength + float(count))
+            weights = own + prior.scaled(strength)
+            below += strength * prior.below_rate
+            n += strength
+        total = float(weights.sum())
+        if total <= 0:
             return Band(median=float("nan"), low=float("-inf"), below_rate=0.0, count=0)
-        if weights.sum() < max(self.config.min_count, 1e-9):
-            return Band(median=float("nan"), low=float("-inf"), below_rate=0.0, count=int(own.sum()))
-        med, mad = median_mad(weights)
+        if total < max(self.config.min_count, 1e-9):
+            return Band(median=float("nan"), low=float("-inf"), below_rate=0.0, count=count)
+        cum = Cumulative(weights, total)
+        med, mad = cum.median_mad()
         half_width = max(self.config.band_k * _SIGMA_PER_MAD * mad, self.tolerance)
         # The lower edge of the bin holding the tail quantile: answers in that bin are normal.
-        tail_edge = quantile_bin(weights, self.config.tail_quantile) / self.config.bins
+        tail_edge = cum.bin_of(self.config.tail_quantile) / self.config.bins
         # ...but a cluster's own background errors never widen the band to include themselves.
         deepest = med - max(half_width, self.config.max_width)
         low = min(med - half_width, tail_edge) - self.config.cold_margin * borrowed
         return Band(median=med, low=float(max(low, deepest)),
-                    below_rate=below / n if n else 0.0, count=int(own.sum()))
+                    below_rate=below / n if n else 0.0, count=count)
 
     def confidence_quantile(self, q: float) -> float:
         return self.confidence_ok.quantile(q)

@@ -155,6 +155,8 @@ class PatternDetector:
         # Which family a cluster is in (the pipeline's IntentFamilies); not state of this detector.
         self.family_of: Callable[[str], str] = family_of or (lambda cid: cid)
         self.family_size: Callable[[str], int] = family_size or (lambda fid: 1)
+        self._quiet = timedelta(hours=detect_config.resolve_quiet_hours)
+        self._rejoin = timedelta(hours=detect_config.rejoin_hours)
 
     # -- helpers -----------------------------------------------------------------------------
     def _monitor(self, cluster_id: str, category: Category) -> ClusterMonitor:
@@ -205,7 +207,7 @@ class PatternDetector:
     def observe(self, interaction: Interaction, *, cluster_id: str, label: str,
                 category: Category, faithfulness: float | None) -> Judgement:
         at = interaction.timestamp
-        events = list(self.advance(at))
+        events = self.advance(at)
         m = self._monitor(cluster_id, category)
         m.label = label
         m.last_at = at
@@ -404,13 +406,13 @@ class PatternDetector:
 
     def advance(self, now: datetime) -> list[IncidentEvent]:
         """Resolve incidents whose clusters have all been quiet for ``resolve_quiet_hours``."""
-        quiet = timedelta(hours=self.config.resolve_quiet_hours)
+        quiet, keep = self._quiet, self._rejoin
         events = [self._resolve(inc, now) for inc in list(self.incidents.values())
-                  if inc.last_at is not None and now - inc.last_at >= quiet]
-        keep = timedelta(hours=self.config.rejoin_hours)
-        for iid, inc in list(self.resolved.items()):
-            if inc.resolved_at is None or now - inc.resolved_at > keep:
-                del self.resolved[iid]
+                  if inc.last_at is not None and now - inc.last_at >= quiet] if self.incidents else []
+        if self.resolved:
+            for iid, inc in list(self.resolved.items()):
+                if inc.resolved_at is None or now - inc.resolved_at > keep:
+                    del self.resolved[iid]
         return events
 
     @property

@@ -28,7 +28,7 @@ from threadpoolctl import ThreadpoolController
 
 from pipelines.clustering import Assignment, OnlineClusterer
 from pipelines.config import BaselineConfig, ClusterConfig, DetectConfig, InputConfig
-from pipelines.detector import PatternDetector
+from pipelines.detector import Judgement, PatternDetector
 from pipelines.embedding import Embedder
 from pipelines.errors import FaithwatchError, InvalidRecord
 from pipelines.event_clock import EventClock
@@ -47,6 +47,7 @@ UNASSIGNED_LABEL = "unassigned queries"
 # Cluster labels are recomputed (c-TF-IDF over all clusters) every this many interactions and
 # whenever clusters are created: labels drift slowly, and recomputing per event costs O(clusters).
 LABEL_REFRESH_EVERY = 500
+_SOURCES = frozenset(("producer", "computed", "none"))  # ScoredInteraction.faithfulness_source
 
 
 _BLAS: ThreadpoolController | None = None
@@ -361,23 +362,32 @@ class Pipeline:
                                   faithfulness=p.faithfulness)
         out.events += j.events
         self.processed += 1
-        out.scored.append(ScoredInteraction(
-            interaction_id=i.interaction_id, session_id=i.session_id, customer_id=i.customer_id,
-            timestamp=i.timestamp, query=i.query, response=i.response, cluster_id=cid,
-            cluster_label=label, category=category.name,
-            faithfulness=None if p.faithfulness is None else round(p.faithfulness, 6),
-            faithfulness_source=p.source,  # type: ignore[arg-type]
-            confidence=i.confidence, below_baseline=j.below,
-            baseline_low=None if j.baseline_low is None else round(j.baseline_low, 6),
-            confident_wrong=j.confident_wrong, stale_context=any(c.stale for c in i.contexts),
-            contexts=tuple(ContextRef(doc_id=c.doc_id, doc_version=c.doc_version, stale=c.stale)
-                           for c in i.contexts),
-            incident_id=j.incident_id, family_id=info.family_id if a.cluster_id is not None and info else None,
-            intent_hint=i.intent_hint, model=i.model,
-            action_name=i.action.name if i.action else None,
-            action_reversible=i.action.reversible if i.action else None,
-            metadata=i.metadata,
-        ))
+        out.scored.append(self._scored(p, cid, label, category.name, j, info.family_id if info else None))
+
+    @staticmethod
+    def _scored(p: Prepared, cid: str, label: str, category: str, j: Judgement,
+                family_id: str | None) -> ScoredInteraction:
+        """The scored row, built from values that are already valid (the interaction was
+        validated, the rest is the pipeline's own), so without validating them again."""
+        i = p.interaction
+        values = {
+            "interaction_id": i.interaction_id, "session_id": i.session_id, "customer_id": i.customer_id,
+            "timestamp": i.timestamp, "query": i.query, "response": i.response, "cluster_id": cid,
+            "cluster_label": label, "category": category,
+            "faithfulness": None if p.faithfulness is None else round(float(p.faithfulness), 6),
+            "faithfulness_source": p.source, "confidence": i.confidence, "below_baseline": j.below,
+            "baseline_low": None if j.baseline_low is None else round(j.baseline_low, 6),
+            "confident_wrong": j.confident_wrong, "stale_context": any(c.stale for c in i.contexts),
+            "contexts": tuple(ContextRef.trusted({"doc_id": c.doc_id, "doc_version": c.doc_version,
+                                                  "stale": c.stale}) for c in i.contexts),
+            "incident_id": j.incident_id, "family_id": family_id, "intent_hint": i.intent_hint,
+            "model": i.model, "action_name": i.action.name if i.action else None,
+            "action_reversible": i.action.reversible if i.action else None,
+            "metadata": None if i.metadata is None else dict(i.metadata),
+        }
+        if p.source not in _SOURCES:  # only a Prepared made elsewhere can be wrong: say so as before
+            return ScoredInteraction(**values)
+        return ScoredInteraction.trusted(values)
 
     @property
     def waiting(self) -> int:

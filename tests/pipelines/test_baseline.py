@@ -175,3 +175,75 @@ def test_a_cold_band_is_wider_while_it_is_mostly_borrowed():
     # ...while a clearly wrong answer is, either way; and the margin fades with own evidence.
     assert cold_band.is_below(0.4) and warm_band.is_below(0.4)
     assert warm_band.low - cold_band.low == pytest.approx(0.15 * (30 / 33 - 30 / 1030), abs=0.011)
+
+
+# -- the fast statistics give exactly what the plain numpy formulas give -----------------------
+def _reference_median_mad(weights):
+    """The straightforward numpy version (sort every bin by its distance from the median)."""
+    total = float(weights.sum())
+    cum = np.cumsum(weights)
+    i = min(int(np.searchsorted(cum, 0.5 * total, side="left")), len(weights) - 1)
+    before = cum[i - 1] if i > 0 else 0.0
+    inside = (0.5 * total - before) / weights[i] if weights[i] > 0 else 0.5
+    med = float((i + min(max(inside, 0.0), 1.0)) / len(weights))
+    dev = np.abs((np.arange(len(weights)) + 0.5) / len(weights) - med)
+    order = np.argsort(dev, kind="stable")
+    k = int(np.searchsorted(np.cumsum(weights[order]), 0.5 * weights.sum(), side="left"))
+    return med, float(dev[order][min(k, len(order) - 1)])
+
+
+@given(st.lists(st.integers(0, 99), min_size=1, max_size=200), st.floats(0, 60), st.integers(0, 2**31))
+@settings(max_examples=150, deadline=None)
+def test_median_mad_is_bit_identical_to_the_numpy_formula(bins, borrowed, seed):
+    w = np.zeros(100)
+    np.add.at(w, bins, 1.0)
+    if borrowed:  # a cold cluster's weights: counts plus a scaled, normalised global histogram
+        g = np.random.default_rng(seed).random(100)
+        w = w + borrowed * (g / g.sum())
+    assert median_mad(w) == _reference_median_mad(w)
+
+
+def test_median_mad_on_a_bin_edge_takes_the_lower_bin_first():
+    w = np.zeros(100)
+    w[[49, 50]] = [1, 1]  # median exactly 0.5: bins 49 and 50 are equally far
+    assert median_mad(w) == _reference_median_mad(w)
+
+
+def test_cached_band_and_prior_follow_every_change():
+    """band() and prior() are cached until the histograms change: at every step of a stream
+    (commits, expiry, a tolerance change, a new prior) they equal a freshly restored baseline's."""
+    rng = np.random.default_rng(3)
+    cfg = BaselineConfig(window_hours=2, bucket_minutes=10, holdback=5, holdback_hours=0.5)
+    b, glob = ClusterBaseline(cfg, tolerance=0.05), ClusterBaseline(cfg)
+    t = T0
+    for k in range(400):
+        t += timedelta(minutes=float(rng.choice([1, 1, 7, 45])))
+        f = float(np.clip(rng.normal(0.85, 0.1), 0, 1))
+        (b if k % 3 else glob).observe(t, f, 0.9, below=f < 0.6)
+        if k % 50 == 0:
+            b.tolerance = float(rng.choice([0.05, 0.1]))
+        prior = glob.prior()
+        fresh = ClusterBaseline.from_state(b.to_state(), cfg)
+        fresh.tolerance = b.tolerance
+        assert repr(b.band(prior)) == repr(fresh.band(prior)) and repr(b.band()) == repr(fresh.band())
+        fresh_glob = ClusterBaseline.from_state(glob.to_state(), cfg).prior()
+        assert np.array_equal(prior.weights, fresh_glob.weights) and prior.below_rate == fresh_glob.below_rate
+        assert b.count == int(b.faithfulness.counts.sum())
+
+
+@pytest.mark.parametrize("bucket_minutes", [60.0, 7.0, 0.00001])
+def test_histogram_forgets_exactly_the_buckets_before_the_window(bucket_minutes):
+    """expire() skips its date arithmetic until the oldest bucket can go: after every call what
+    stays is exactly the events whose bucket is not before the window's first."""
+    from pipelines.histogram import RollingHistogram
+    rng = np.random.default_rng(5)
+    window, bucket = timedelta(hours=3), timedelta(minutes=bucket_minutes)
+    h, buckets, t = RollingHistogram(10, window, bucket), [], T0
+    for _ in range(1500):
+        t += timedelta(seconds=float(rng.exponential(300)))
+        at = t - timedelta(seconds=float(rng.integers(0, 600)))  # a little out of order
+        h.add(0.55, at)
+        buckets.append(h.bucket_of(at))
+        h.expire(t)
+        first = h.bucket_of(t - window)
+        assert h.count == sum(1 for b in buckets if b >= first) == int(h.counts.sum())

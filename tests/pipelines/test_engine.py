@@ -166,3 +166,19 @@ def test_cluster_and_family_descriptions_equal_a_description_from_scratch():
                 (fid, families[fid][0], families[fid][1], fam.aliases(fid))
         multi = max(multi, sum(len(m) > 1 for m in fam.families.values()))
     assert len(p.clusters) > 20 and multi > 3 and len(versions) > 10  # families moved many times
+
+
+def test_scored_rows_equal_validated_rows():
+    """Scored rows are built without validating again (pipelines.records.trusted): each equals,
+    and dumps exactly as, the row validation makes of the same values."""
+    from pipelines.interaction import Action
+    from pipelines.records import ScoredInteraction
+    p = pipeline(bootstrap=10)
+    out = p.process([inter(k, metadata={"k": k}, faithfulness=[None, 0.9, 1, 0.1234567][k % 4],
+                           action=Action(name="refund", reversible=k % 2 == 0) if k % 3 else None,
+                           **({"contexts": ()} if k % 5 == 0 else {})) for k in range(30)])
+    assert len(out.scored) == 30
+    for row in out.scored:
+        again = ScoredInteraction.model_validate(row.model_dump())
+        assert again == row and again.model_dump_json() == row.model_dump_json()
+        assert list(row.__dict__) == list(ScoredInteraction.model_fields)
