@@ -134,6 +134,14 @@ class ClusterBaseline:
         self._pending = kept
         return dropped
 
+    def held_since(self) -> datetime | None:
+        """When the oldest answer still held back came (None: none held)."""
+        return self._pending[0][0] if self._pending else None
+
+    def held_flags(self) -> list[tuple[datetime, bool]]:
+        """The answers still held back, oldest first: when, and whether below the band."""
+        return [(at, below) for at, _f, _c, below in self._pending]
+
     def expire(self, now: datetime) -> ClusterBaseline:
         for h in (self.faithfulness, self.confidence_ok, self.flags):
             h.expire(now)

@@ -21,6 +21,7 @@ the test honest as a cluster's normal noise level drifts.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 
 from pipelines.state import check_envelope, envelope
@@ -33,6 +34,30 @@ def llr(hit: bool, p0: float, p1: float) -> float:
 
 def threshold_for(false_alarm_rate: float) -> float:
     return math.log(1.0 / false_alarm_rate)
+
+
+def extend_back(before: Sequence[bool], p0: float, p1: float, min_gain: float) -> int:
+    """How many of the observations ``before`` a change point (oldest first) belong after it.
+
+    The CUSUM's change point is the most likely one for a shift to exactly ``p1``; a rate that
+    ramps up stays below ``p1`` at first, so its first hits lie before it. Walking back from the
+    change point, each observation adds its log-likelihood ratio for a smaller shift (``p1``
+    here is that smaller rate); the earlier change point is where the sum peaks, if the peak
+    reaches ``min_gain`` (else none: an isolated hit among misses is the baseline's noise).
+    Returns how many of the latest observations to take (0: none).
+
+    >>> extend_back([True] + [False] * 20 + [True, False, True], p0=0.03, p1=0.11, min_gain=2.0)
+    3
+    >>> extend_back([True] + [False] * 8, p0=0.03, p1=0.11, min_gain=2.0)
+    0
+    """
+    s = best = 0.0
+    take = 0
+    for n, hit in enumerate(reversed(before), 1):
+        s += llr(hit, p0, p1)
+        if s > best:
+            best, take = s, n
+    return take if best >= min_gain else 0
 
 
 class BernoulliCusum:

@@ -48,7 +48,7 @@ from datetime import datetime, timedelta
 
 from pipelines.baseline import Band, ClusterBaseline
 from pipelines.config import BaselineConfig, DetectConfig
-from pipelines.cusum import BernoulliCusum, threshold_for
+from pipelines.cusum import BernoulliCusum, extend_back, threshold_for
 from pipelines.incident import DocKey, DocSeen, Failure, Incident, Member, cause_of, distinct_sessions
 from pipelines.interaction import Interaction
 from pipelines.policy import Category
@@ -61,6 +61,9 @@ _EXCURSION_CAPACITY = 5_000
 # A member is still failing (and holds its incident open) while this many of its latest answers
 # failed since the incident's recovery began.
 _RECENT, _STILL_FAILING = 5, 2
+# The blast radius's early edge (see PatternDetector._earlier): the evidence (log-likelihood
+# ratio for a smaller shift) the answers before the change point must carry to belong to it.
+_EARLIER_MIN_GAIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,16 @@ class ClusterMonitor(_Test):
         self.label = cluster_id
         self.category: Category | None = None
         self.recent: deque[tuple[datetime, bool]] = deque(maxlen=_RECENT)  # its latest answers: when, below
+        # Its failing answers the baseline still holds back (what an incident can take back).
+        self.held: deque[Failure] = deque()
+
+    def hold(self, failure: Failure | None) -> None:
+        """Keep ``failure`` (if any) while the baseline holds its answer back; forget the rest."""
+        if failure is not None:
+            self.held.append(failure)
+        first = self.baseline.held_since()
+        while self.held and (first is None or self.held[0].at < first):
+            self.held.popleft()
 
 
 def failure_of(i: Interaction, faithfulness: float, confident_wrong: bool, cluster_id: str = "") -> Failure:
@@ -238,6 +251,7 @@ class PatternDetector:
         if family is not None:
             family.update(below, p0, p1, at, failure)
         self._observe_baseline(m, at, faithfulness, conf, below)
+        m.hold(failure)
 
         inc = self._joinable(failure) if failure is not None else None
         if inc is not None:
@@ -328,10 +342,15 @@ class PatternDetector:
         """Make the clusters of ``evidence`` members of ``inc`` with their failures (a resolved
         ``inc`` takes the failures; its clusters stay free)."""
         known = {f.interaction_id for f in inc.failures}
+        # Nothing the baselines already committed as normal before the onset is the incident's:
+        # the blast radius reaches back at most the holdback window (see _earlier).
+        horizon = inc.onset - timedelta(hours=self.baseline_config.holdback_hours)
         for cid, failures in evidence.items():
+            failures = [f for f in failures if f.at >= horizon]
             m = self.monitors[cid]
             since = min((f.at for f in failures), default=at)
             m.baseline.discard_since(since)
+            m.held = deque(f for f in m.held if f.at < since)
             if inc.resolved_at is None:
                 m.incident_id = inc.incident_id
             m.reset()
@@ -360,6 +379,10 @@ class PatternDetector:
         inc, how = self._correlated(cause, families, list(self.incidents.values()))
         onset, statistic = test.cusum.onset or at, test.cusum.statistic
         test.reset()
+        # The headline cluster holds most of the evidence (a family's excursion can start with a
+        # noise hit in a sibling cluster): most failures first, then the earliest.
+        order = sorted(by_cluster, key=lambda cid: (-len(by_cluster[cid]), by_cluster[cid][0].at, cid))
+        by_cluster = {cid: self._earlier(cid, fs) + fs for cid, fs in by_cluster.items()}
         if inc is not None:
             self._join(inc, by_cluster, how, at)
             return [self._event(inc, "updated", at)]
@@ -379,9 +402,6 @@ class PatternDetector:
                 return []
             self._join(inc, within, how, at)
             return [self._event(inc, "updated", at, head="Found after it resolved")]
-        # The headline cluster holds most of the evidence (a family's excursion can start with a
-        # noise hit in a sibling cluster): most failures first, then the earliest.
-        order = sorted(by_cluster, key=lambda cid: (-len(by_cluster[cid]), by_cluster[cid][0].at, cid))
         first = order[0]
         inc = Incident(
             incident_id=Incident.make_id(key, onset), cluster_id=first, onset=onset, detected_at=at,
@@ -392,6 +412,31 @@ class PatternDetector:
         inc.observed = max(observed, len(inc.failures))
         inc.added = []
         return [self._event(inc, "opened", at)]
+
+    def _earlier(self, cid: str, evidence: list[Failure]) -> list[Failure]:
+        """The failing answers of cluster ``cid`` before its ``evidence`` (an alarm's, oldest
+        first) that belong to the same pattern: the blast radius's early edge.
+
+        The CUSUM's change point is the most likely one for a jump to the tested rate ``p1``; a
+        pattern that ramps up fails less often at first, so its first sessions lie before it.
+        Walking back over the answers the cluster's baseline still holds back (the holdback
+        window: at most ``holdback`` answers, ``holdback_hours``; older ones are committed as
+        normal), the earlier change point is where the evidence for a smaller shift (the
+        geometric mean of ``p0`` and ``p1``) peaks, if that evidence reaches a likelihood ratio of
+        e^2 (about two failures close together; one isolated failure among passing answers is
+        the baseline's noise). Failures from there on join the evidence."""
+        m = self.monitors[cid]
+        start = evidence[0].at
+        before = [(t, below) for t, below in m.baseline.held_flags() if t < start]
+        if not before:
+            return []
+        p0, p1 = self._rates(m.baseline.band(self.global_baseline.prior()))
+        take = extend_back([below for _, below in before], p0, (p0 * p1) ** 0.5, _EARLIER_MIN_GAIN)
+        if not take:
+            return []
+        since = before[-take][0]
+        known = {f.interaction_id for f in evidence}
+        return [f for f in m.held if since <= f.at < start and f.interaction_id not in known]
 
     def _resolve(self, inc: Incident, at: datetime) -> IncidentEvent:
         inc.resolved_at = at
@@ -428,6 +473,7 @@ class PatternDetector:
                 "incident_id": m.incident_id,
                 "last_at": m.last_at.isoformat() if m.last_at else None,
                 "label": m.label, "recent": [[t.isoformat(), below] for t, below in m.recent],
+                "held": [f.to_state() for f in m.held],
                 "category": m.category.model_dump(mode="json") if m.category else None,
             }
         payload = {"global": self.global_baseline.to_state(), "monitors": monitors,
@@ -455,6 +501,7 @@ class PatternDetector:
             m.last_at = datetime.fromisoformat(s["last_at"]) if s["last_at"] else None
             m.label = s["label"]
             m.recent.extend((datetime.fromisoformat(t), below) for t, below in s["recent"])
+            m.held.extend(Failure.from_state(f) for f in s.get("held", ()))  # absent before v3.1
             m.category = Category.model_validate(s["category"]) if s["category"] else None
             d.monitors[cid] = m
         for fid, s in p["families"].items():

@@ -1,0 +1,104 @@
+"""The edges of an incident's session list (its blast radius): where it starts.
+
+- A pattern that ramps up fails rarely at first, so its first failing answers lie before the
+  change point the CUSUM estimates; the session list reaches back over them (an earlier change
+  point for a smaller shift, over the answers the baseline still holds back).
+- One isolated failing answer before the change point is the baseline's noise: left out.
+- A failing answer the baseline committed as normal long before the onset is never the
+  incident's, even when the evidence that joins carries it (a slow cluster's excursion can
+  start with a noise hit a day earlier).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pipelines.config import BaselineConfig, DetectConfig
+from pipelines.detector import PatternDetector
+from pipelines.interaction import Context, Interaction
+from pipelines.policy import Category
+
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+CAT = Category(name="pricing", tolerance=0.08, gate=0.8, severity="warning", outreach=True)
+DOC = Context(doc_id="pricing-table", doc_version="v3", text="Transfers cost £1.50.",
+              indexed_at=T0 - timedelta(days=20), doc_updated_at=T0 - timedelta(days=30))
+STALE = DOC.model_copy(update={"doc_updated_at": T0 + timedelta(days=3)})
+OTHER = Context(doc_id="faq", doc_version="v1", text="We answer in 2 days.",
+                indexed_at=T0 - timedelta(days=20), doc_updated_at=T0 - timedelta(days=30))
+
+
+class Feed:
+    """Answers one a minute, each its own session; ``fail`` marks the below-baseline ones."""
+
+    def __init__(self) -> None:
+        self.d = PatternDetector(BaselineConfig(), DetectConfig())
+        self.t = T0
+        self.k = 0
+        self.events: list = []
+
+    def answer(self, cid: str, fail: bool, ctx: Context = OTHER, minutes: float = 1.0) -> str:
+        self.t += timedelta(minutes=minutes)
+        self.k += 1
+        sid = f"s{self.k}"
+        i = Interaction(interaction_id=f"i{self.k}", session_id=sid, timestamp=self.t, query="q",
+                        response="a", confidence=0.9, contexts=(ctx,))
+        f = 0.2 if fail else 0.8 + (self.k % 10) * 0.01
+        self.events += self.d.observe(i, cluster_id=cid, label=cid, category=CAT, faithfulness=f).events
+        return sid
+
+    def warm(self, cid: str, n: int = 600) -> None:
+        """A baseline with 2 % noise (every 50th answer fails)."""
+        for k in range(n):
+            self.answer(cid, k % 50 == 25)
+
+    def last(self, incident_id: str | None = None):
+        evs = [e for e in self.events if incident_id in (None, e.incident_id)]
+        return evs[-1]
+
+
+def test_a_ramp_s_first_failures_before_the_change_point_are_in_the_session_list():
+    feed = Feed()
+    feed.warm("c1")
+    # The ramp: one failure in 9 answers (below the rate the test is tuned to: its statistic
+    # falls back to zero between them), then three in four.
+    early = [feed.answer("c1", k % 9 == 4) for k in range(36)]
+    early = [sid for k, sid in enumerate(early) if k % 9 == 4]
+    for k in range(20):
+        feed.answer("c1", k % 4 != 3)
+    opened = next(e for e in feed.events if e.event == "opened")
+    first = T0 + timedelta(minutes=int(early[0][1:]))
+    assert first < opened.onset_at, "the change point should lie after the ramp's first failures"
+    assert set(early) <= set(opened.session_ids)
+
+
+def test_an_isolated_failure_before_an_abrupt_pattern_is_noise_and_left_out():
+    feed = Feed()
+    feed.warm("c1")
+    for _ in range(3):
+        feed.answer("c1", False)
+    noise = feed.answer("c1", True)  # one failure, then passing answers, then the pattern
+    for _ in range(12):
+        feed.answer("c1", False)
+    pattern = [feed.answer("c1", True, STALE) for _ in range(8)]
+    for _ in range(10):
+        feed.answer("c1", False)
+    sessions = set(feed.last().session_ids)
+    assert set(pattern) <= sessions
+    assert noise not in sessions
+
+
+def test_a_failure_committed_long_before_the_onset_does_not_join_with_a_slow_cluster():
+    feed = Feed()
+    feed.warm("c1")
+    feed.warm("c2", 300)
+    # c2 is slow: a noise failure citing the pricing table (not yet stale), then an answer every
+    # few hours; its test still remembers that failure when the stale table reaches it.
+    old = feed.answer("c2", True, DOC)
+    for _ in range(2):
+        feed.answer("c2", False, minutes=180)
+    pattern = [feed.answer("c1", True, STALE) for _ in range(8)]
+    late = feed.answer("c2", True, STALE)
+    ev = feed.last()
+    assert ev.event == "updated" and "c2" in ev.clusters
+    assert late in ev.session_ids and set(pattern) <= set(ev.session_ids)
+    assert old not in ev.session_ids
