@@ -59,6 +59,7 @@ from pipelines.policy import DEFAULT_POLICY
 from pipelines.records import ClusterInfo
 from pipelines.state import check_envelope, envelope
 
+_UNSURE = 1e-9  # far above the rounding of a float64 dot product of two unit vectors (see _Pool.close_to)
 _FORGOTTEN = "-"  # attribution of a recent query whose pool entry was forgotten
 
 
@@ -244,7 +245,9 @@ class _WindowLinks:
 
 class _Pool:
     """The unassigned pool: its queries in arrival order, their vectors as float64 rows of a fixed
-    matrix (a freed row is reused), and, for a cosine linkage, the pairs closer than the cut.
+    matrix, and, for a cosine linkage, the pairs closer than the cut. The occupied rows are kept a
+    prefix of the matrix (a freed row takes the last occupied one), so every product over the
+    pool covers only the pooled queries, not the whole capacity.
 
     What the clusterer asks of the pool on every query is then independent of how it was asked
     before: whether a new query has a close pooled pair is one matrix-vector product, and
@@ -260,7 +263,10 @@ class _Pool:
         self._seq_at = np.full(capacity + 1, -1, dtype=np.int64)  # row -> seq (-1 free)
         self.rows = np.zeros((capacity + 1, dim))
         self._norms = np.ones(capacity + 1)
-        self._free = list(range(capacity, -1, -1))
+        # Where each query would sit in a capacity-sized matrix whose freed rows are reused (the
+        # layout close_to's products were once taken over): kept only to settle a near tie there.
+        self._legacy: dict[int, int] = {}  # seq -> row
+        self._legacy_free = list(range(capacity, -1, -1))
         self._edge_below = edge_below  # a pair is an edge if its cosine distance is below this
         self._edges: dict[int, set[int]] = {}  # seq -> pooled seqs closer than the cut (none: absent)
 
@@ -276,24 +282,24 @@ class _Pool:
     def add(self, it: _Seen) -> float:
         """Pool ``it``; returns the largest dot product of its vector with a pooled one (-inf if none)."""
         v = it.vector.astype(np.float64)
-        occupied = self._seq_at >= 0
-        dots = self.rows @ v
-        best = float(dots[occupied].max()) if self._items else -np.inf
-        slot = self._free.pop()
+        n = len(self._items)  # the occupied rows are [0, n): products cover only them
+        dots = self.rows[:n] @ v
+        best = float(dots.max()) if n else -np.inf
         norm = _norms(v[None, :])[0]
-        if self._edge_below is not None and self._items:
+        if self._edge_below is not None and n:
             # as cosine_similarities computes them: g_ij / (|x_i| * |x_j|), exact for float16 rows
-            sims = dots / (norm * self._norms)
-            near = np.flatnonzero(occupied & (1.0 - sims < self._edge_below))
+            sims = dots / (norm * self._norms[:n])
+            near = np.flatnonzero(1.0 - sims < self._edge_below)
             if near.size:
                 mine = self._edges.setdefault(it.seq, set())
                 for other in self._seq_at[near].tolist():
                     mine.add(other)
                     self._edges.setdefault(other, set()).add(it.seq)
-        self.rows[slot] = v
-        self._norms[slot] = norm
-        self._seq_at[slot] = it.seq
-        self._slot[it.seq] = slot
+        self.rows[n] = v
+        self._norms[n] = norm
+        self._seq_at[n] = it.seq
+        self._slot[it.seq] = n
+        self._legacy[it.seq] = self._legacy_free.pop()
         self._items[it.seq] = it
         return best
 
@@ -307,11 +313,18 @@ class _Pool:
         return it
 
     def _release(self, seq: int) -> None:
+        self._legacy_free.append(self._legacy.pop(seq))
         slot = self._slot.pop(seq)
-        self._seq_at[slot] = -1
-        self.rows[slot] = 0.0
-        self._norms[slot] = 1.0
-        self._free.append(slot)
+        last = len(self._items)  # the last occupied row (the item is already out of _items)
+        if slot != last:  # keep the occupied rows a prefix: the last one moves into the hole
+            moved = int(self._seq_at[last])
+            self.rows[slot] = self.rows[last]
+            self._norms[slot] = self._norms[last]
+            self._seq_at[slot] = moved
+            self._slot[moved] = slot
+        self._seq_at[last] = -1
+        self.rows[last] = 0.0
+        self._norms[last] = 1.0
         for other in self._edges.pop(seq, ()):
             peers = self._edges[other]
             peers.discard(seq)
@@ -319,9 +332,25 @@ class _Pool:
                 del self._edges[other]
 
     def close_to(self, centroids: np.ndarray, threshold: float) -> list[_Seen]:
-        """The pooled queries, in pool order, whose dot product with one of ``centroids`` is at least ``threshold``."""
-        near = (self.rows @ centroids.T).max(axis=1)
-        slots = np.flatnonzero((near >= threshold) & (self._seq_at >= 0))
+        """The pooled queries, in pool order, whose dot product with one of ``centroids`` is at least ``threshold``.
+
+        The centroids are float64, so these products are not exact, and BLAS rounds them
+        differently with the matrix's shape (and, for one centroid, with a row's position): the
+        value that decides is the one taken over the capacity-sized matrix laid out as
+        ``_legacy`` says. The product over the occupied rows differs from it by at most
+        ``2 * dim * 2**-53`` (both are within ``dim * 2**-53 * sum|x_i * c_i|`` of the true value,
+        and that sum is at most about 1 for unit vectors), so only a row within ``_UNSURE`` of
+        ``threshold`` is computed again that way (rarely: then at the old cost).
+        """
+        n = len(self._items)
+        near = (self.rows[:n] @ centroids.T).max(axis=1)
+        unsure = np.flatnonzero(np.abs(near - threshold) < _UNSURE)
+        if unsure.size:
+            laid = np.zeros_like(self.rows)
+            at = np.array([self._legacy[q] for q in self._seq_at[:n].tolist()], dtype=np.int64)
+            laid[at] = self.rows[:n]
+            near[unsure] = (laid @ centroids.T).max(axis=1)[at[unsure]]
+        slots = np.flatnonzero(near >= threshold)
         return [self._items[q] for q in sorted(self._seq_at[slots].tolist())]
 
     def matrix(self, items: Sequence[_Seen]) -> np.ndarray:
