@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.cluster import _hierarchy
+from scipy.cluster.hierarchy import _LINKAGE_METHODS
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -181,9 +182,24 @@ def _split(sims: np.ndarray, config: ClusterConfig, t: float) -> list[np.ndarray
         return [np.arange(2)]  # the pair is closer than the cut, or it would be two components
     condensed = squareform(1.0 - sims, checks=False)  # the upper triangle, row by row
     np.clip(condensed, 0.0, 2.0, out=condensed)
-    # sklearn's cut: merges strictly below the threshold; fcluster keeps merges <= t.
-    labels = fcluster(linkage(condensed, method=config.linkage), np.nextafter(t, -np.inf), criterion="distance")
+    # sklearn's cut: merges strictly below the threshold; the cut keeps merges <= t.
+    labels = _cut_tree(condensed, n, config.linkage, float(np.nextafter(t, -np.inf)))
     return [np.flatnonzero(labels == lab) for lab in dict.fromkeys(labels.tolist())]
+
+
+def _cut_tree(condensed: np.ndarray, n: int, method: str, t: float) -> np.ndarray:
+    """``fcluster(linkage(condensed, method), t, criterion="distance")``, without their checks.
+
+    The same compiled routines scipy's ``linkage`` (nearest-neighbour chain for average and
+    complete) and ``fcluster`` call, on the same arrays, so the same labels; skipped are only the
+    input checks, which cost more than the work on the small components the clusterer links (the
+    condensed distances are finite and in [0, 2] by construction, the tree is the one just built).
+    tests/pipelines/test_clustering_incremental.py compares it with the public functions.
+    """
+    tree = _hierarchy.nn_chain(np.ascontiguousarray(condensed, dtype=np.float64), n, _LINKAGE_METHODS[method])
+    labels = np.zeros(n, dtype="i")
+    _hierarchy.cluster_dist(tree, labels, t, n)
+    return labels
 
 
 class _WindowLinks:

@@ -172,3 +172,22 @@ def test_distinctive_terms_kept_up_to_date_equal_a_full_recompute(data):
             full = distinctive_terms({str(k): d for k, d in enumerate(docs)}, 3)
             assert keeper.terms == [full[str(k)] for k in range(len(docs))]
     assert len(docs) > 100
+
+
+@pytest.mark.parametrize("method", ["average", "complete"])
+def test_cut_tree_equals_scipy_fcluster_of_linkage(method):
+    """The clusterer's unchecked cut gives scipy's public labels (ties included: distances rounded)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from pipelines.clustering import _cut_tree
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        n = int(rng.integers(3, 40))
+        x = unit(rng.normal(size=(n, 8)) + (rng.normal(size=(1, 8)) if trial % 2 else 0))
+        condensed = np.clip(1.0 - (x @ x.T)[np.triu_indices(n, 1)], 0.0, 2.0)
+        if trial % 3 == 0:
+            condensed = np.round(condensed, 1)  # many ties
+        t = float(rng.uniform(0.05, 1.0))
+        want = fcluster(linkage(condensed, method=method), t, criterion="distance")
+        assert np.array_equal(_cut_tree(condensed, n, method, t), want)
