@@ -61,6 +61,7 @@ from pipelines.records import ClusterInfo
 from pipelines.state import check_envelope, envelope
 
 _UNSURE = 1e-9  # far above the rounding of a float64 dot product of two unit vectors (see _Pool.close_to)
+_ROUGH = 1e-3  # far above the error of a float32 dot product of two float16 unit vectors (see _Pool.add)
 _FORGOTTEN = "-"  # attribution of a recent query whose pool entry was forgotten
 
 
@@ -202,6 +203,21 @@ def _cut_tree(condensed: np.ndarray, n: int, method: str, t: float) -> np.ndarra
     return labels
 
 
+def _runs(start: int, n: int, capacity: int) -> list[tuple[int, int, int, int]]:
+    """Positions ``[0, n)`` at slots ``(start + i) % capacity`` as runs ``(p0, p1, s0, s1)``: positions
+    ``p0:p1`` sit at slots ``s0:s1`` (at most two runs, ``n <= capacity``).
+
+    >>> _runs(8, 4, 10)
+    [(0, 2, 8, 10), (2, 4, 0, 2)]
+    """
+    s0 = start % capacity
+    head = min(n, capacity - s0)
+    runs = [(0, head, s0, s0 + head)]
+    if head < n:
+        runs.append((head, n, 0, n - head))
+    return runs
+
+
 class _WindowLinks:
     """The pairs of the recent window closer than the cut, kept across refits (cosine linkages).
 
@@ -237,8 +253,11 @@ class _WindowLinks:
         slots = (lo + np.arange(n)) % self._capacity
         if first < n:
             sims = cosine_similarities(x, np.arange(first, n))
-            self._sims[slots[first:, None], slots[None, :]] = sims
-            self._sims[slots[:, None], slots[None, first:]] = sims.T
+            # the slots run round the matrix, so each set of rows (columns) is at most two slices
+            for r0, r1, s0, s1 in _runs(lo + first, n - first, self._capacity):
+                for c0, c1, t0, t1 in _runs(lo, n, self._capacity):
+                    self._sims[s0:s1, t0:t1] = sims[r0:r1, c0:c1]
+                    self._sims[t0:t1, s0:s1] = sims[r0:r1, c0:c1].T
             rows, cols = np.nonzero(1.0 - sims < t)
             rows += first
             new = cols < rows
@@ -278,6 +297,7 @@ class _Pool:
         self._slot: dict[int, int] = {}  # seq -> row
         self._seq_at = np.full(capacity + 1, -1, dtype=np.int64)  # row -> seq (-1 free)
         self.rows = np.zeros((capacity + 1, dim))
+        self._rows32 = np.zeros((capacity + 1, dim), dtype=np.float32)  # the same, to rule rows out fast
         self._norms = np.ones(capacity + 1)
         # Where each query would sit in a capacity-sized matrix whose freed rows are reused (the
         # layout close_to's products were once taken over): kept only to settle a near tie there.
@@ -295,29 +315,40 @@ class _Pool:
     def __contains__(self, it: _Seen) -> bool:
         return it.seq in self._items
 
-    def add(self, it: _Seen) -> float:
-        """Pool ``it``; returns the largest dot product of its vector with a pooled one (-inf if none)."""
+    def add(self, it: _Seen, pair_at: float) -> bool:
+        """Pool ``it``; returns whether its dot product with a pooled query is at least ``pair_at``."""
         v = it.vector.astype(np.float64)
         n = len(self._items)  # the occupied rows are [0, n): products cover only them
-        dots = self.rows[:n] @ v
-        best = float(dots.max()) if n else -np.inf
         norm = _norms(v[None, :])[0]
-        if self._edge_below is not None and n:
-            # as cosine_similarities computes them: g_ij / (|x_i| * |x_j|), exact for float16 rows
-            sims = dots / (norm * self._norms[:n])
-            near = np.flatnonzero(1.0 - sims < self._edge_below)
-            if near.size:
-                mine = self._edges.setdefault(it.seq, set())
-                for other in self._seq_at[near].tolist():
-                    mine.add(other)
-                    self._edges.setdefault(other, set()).add(it.seq)
+        pair = False
+        if n:
+            # A float32 product of float16 vectors errs by at most 383 * 2**-24 (< 3e-5): it only
+            # rules rows out, and the few it keeps get the exact float64 products as before.
+            rough = np.einsum("ij,j->i", self._rows32[:n], v.astype(np.float32))
+            keep = rough >= pair_at - _ROUGH
+            if self._edge_below is not None:
+                keep |= rough / (norm * self._norms[:n]) > 1.0 - self._edge_below - _ROUGH
+            rows = np.flatnonzero(keep)
+            if rows.size:
+                dots = self.rows[rows] @ v
+                pair = bool(dots.max() >= pair_at)
+                if self._edge_below is not None:
+                    # as cosine_similarities computes them: g_ij / (|x_i| * |x_j|), exact for float16 rows
+                    sims = dots / (norm * self._norms[rows])
+                    near = rows[1.0 - sims < self._edge_below]
+                    if near.size:
+                        mine = self._edges.setdefault(it.seq, set())
+                        for other in self._seq_at[near].tolist():
+                            mine.add(other)
+                            self._edges.setdefault(other, set()).add(it.seq)
         self.rows[n] = v
+        self._rows32[n] = v
         self._norms[n] = norm
         self._seq_at[n] = it.seq
         self._slot[it.seq] = n
         self._legacy[it.seq] = self._legacy_free.pop()
         self._items[it.seq] = it
-        return best
+        return pair
 
     def remove(self, it: _Seen) -> None:
         del self._items[it.seq]
@@ -335,11 +366,13 @@ class _Pool:
         if slot != last:  # keep the occupied rows a prefix: the last one moves into the hole
             moved = int(self._seq_at[last])
             self.rows[slot] = self.rows[last]
+            self._rows32[slot] = self._rows32[last]
             self._norms[slot] = self._norms[last]
             self._seq_at[slot] = moved
             self._slot[moved] = slot
         self._seq_at[last] = -1
         self.rows[last] = 0.0
+        self._rows32[last] = 0.0
         self._norms[last] = 1.0
         for other in self._edges.pop(seq, ()):
             peers = self._edges[other]
@@ -578,7 +611,7 @@ class OnlineClusterer:
         if best is not None and sim >= self.config.assign_threshold:
             self._join(self._clusters[best], it)
         else:
-            pair = self._to_pool(it) >= self._pair_threshold()
+            pair = self._to_pool(it)
             self._pool_added += 1
             if pair or self._pool_added >= self.config.pool_recluster_size:
                 self._pool_added = 0
@@ -702,7 +735,7 @@ class OnlineClusterer:
                                attached[0] if attached else None)
         self._recent.extend(items[s] for s in p["recent"])
         for s in p["pool"]:
-            self._pool.add(items[s])
+            self._pool.add(items[s], self._pair_threshold())
         return self
 
     # -- internals ---------------------------------------------------------------------------
@@ -756,15 +789,15 @@ class OnlineClusterer:
             threshold = max(threshold, 1.0 - self.config.distance_threshold)
         return threshold
 
-    def _to_pool(self, it: _Seen) -> float:
-        """Pool ``it``; returns its largest dot product with a query pooled before it (-inf: none)."""
+    def _to_pool(self, it: _Seen) -> bool:
+        """Pool ``it``; returns whether a query pooled before it is ``_pair_threshold`` close."""
         it.cluster = None
-        best = self._pool.add(it)
+        pair = self._pool.add(it, self._pair_threshold())
         while len(self._pool) > self.config.pool_capacity:
             old = self._pool.popleft()
             old.cluster = _FORGOTTEN
             self._forgotten += 1
-        return best
+        return pair
 
     def _new_cluster(self, centroid: np.ndarray, n: int) -> _Cluster:
         cfg = self.config

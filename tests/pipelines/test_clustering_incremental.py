@@ -67,7 +67,7 @@ class Reference(OnlineClusterer):
         best = (float((np.stack([p.vector for p in pooled]).astype(np.float64) @ it.vector.astype(np.float64)).max())
                 if pooled else -np.inf)
         super()._to_pool(it)
-        return best
+        return best >= self._pair_threshold()
 
     def _promote(self, items):
         if not items:
@@ -114,6 +114,7 @@ def check_derived(c: OnlineClusterer) -> None:
     for it in items:
         assert it.cluster is None
         assert np.array_equal(pool.rows[pool._slot[it.seq]], it.vector.astype(np.float64))
+    assert np.array_equal(pool._rows32[:len(items)], pool.rows[:len(items)].astype(np.float32))
     free = pool._seq_at < 0
     assert not pool.rows[free].any() and int((~free).sum()) == len(items)
     # the pairs closer than the cut, by brute force
