@@ -83,7 +83,7 @@ class Assignment:
 def unit(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     v = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    norms = np.sqrt(np.add.reduce(v * v, axis=-1, keepdims=True))  # np.linalg.norm's own formula, without its overhead
     return v / np.where(norms == 0, 1.0, norms)
 
 
@@ -317,7 +317,7 @@ class _Pool:
 
     def add(self, it: _Seen, pair_at: float) -> bool:
         """Pool ``it``; returns whether its dot product with a pooled query is at least ``pair_at``."""
-        v = it.vector.astype(np.float64)
+        v = it.v64
         n = len(self._items)  # the occupied rows are [0, n): products cover only them
         norm = _norms(v[None, :])[0]
         pair = False
@@ -444,6 +444,10 @@ class _Seen:
     hint: str | None
     cluster: str | None = None  # current attribution: id, None (pool) or _FORGOTTEN
     attached: str | None = None  # while pooled: the nearest cluster it is reported under, if any
+    v64: np.ndarray = field(init=False, repr=False, compare=False)  # the vector as float64 (exact), made once
+
+    def __post_init__(self) -> None:
+        self.v64 = self.vector.astype(np.float64)
 
     def to_state(self) -> list:
         return [self.seq, self.query, self.at.isoformat(), self.hint, self.cluster, self.attached]
@@ -757,7 +761,7 @@ class OnlineClusterer:
             return None, -1.0
         if self._near is not None and self._near[:2] == (it.seq, self._cver):
             return self._near[2], self._near[3]  # no centroid changed since: the same answer
-        sims = self._centroids @ it.vector.astype(np.float64)
+        sims = self._centroids @ it.v64
         best = int(np.argmax(sims))
         self._near = (it.seq, self._cver, best, float(sims[best]))
         return best, float(sims[best])
@@ -770,7 +774,7 @@ class OnlineClusterer:
 
     def _join(self, c: _Cluster, it: _Seen) -> None:
         c.weight = min(c.weight + 1, self.config.centroid_memory)
-        moved = c.centroid + (it.vector.astype(np.float64) - c.centroid) / c.weight
+        moved = c.centroid + (it.v64 - c.centroid) / c.weight
         c.centroid = unit(moved)
         i = self._index(c.cid)
         self._set_centroid(i, c.centroid)
@@ -872,7 +876,7 @@ class OnlineClusterer:
         # close enough; the queries they did are compared with every centroid.
         threshold = self.config.assign_threshold
         for it in self._pool.close_to(self._centroids[moved], threshold):
-            sims = self._centroids @ it.vector.astype(np.float64)
+            sims = self._centroids @ it.v64
             b = int(np.argmax(sims))
             if float(sims[b]) >= threshold:
                 self._move(it, self._clusters[b])
@@ -884,10 +888,10 @@ class OnlineClusterer:
         if it.cluster is None or it.cluster == _FORGOTTEN:
             if it.attached is not None:
                 c = self._clusters[self._index(it.attached)]
-                return Assignment(it.attached, float(c.centroid @ it.vector.astype(np.float64)),
+                return Assignment(it.attached, float(c.centroid @ it.v64),
                                   tuple(created))
             _, sim = self._nearest(it)
             return Assignment(None, sim, tuple(created))
         c = self._clusters[self._index(it.cluster)]
-        sim = float(c.centroid @ it.vector.astype(np.float64))
+        sim = float(c.centroid @ it.v64)
         return Assignment(it.cluster, sim, tuple(created))
