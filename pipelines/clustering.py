@@ -322,9 +322,9 @@ class _Pool:
         norm = _norms(v[None, :])[0]
         pair = False
         if n:
-            # A float32 product of float16 vectors errs by at most 383 * 2**-24 (< 3e-5): it only
+            # A float32 product of float16 vectors errs by at most 384 * 2**-24 (< 3e-5): it only
             # rules rows out, and the few it keeps get the exact float64 products as before.
-            rough = np.einsum("ij,j->i", self._rows32[:n], v.astype(np.float32))
+            rough = self._rows32[:n] @ it.vector.astype(np.float32)
             keep = rough >= pair_at - _ROUGH
             if self._edge_below is not None:
                 keep |= rough / (norm * self._norms[:n]) > 1.0 - self._edge_below - _ROUGH
@@ -639,8 +639,7 @@ class OnlineClusterer:
             groups = self._links.groups(items, x, self.config)
         if not groups:
             return []
-        means = unit(np.stack([np.stack([items[i].vector for i in g]).astype(np.float64).mean(0)
-                               for g in groups]))
+        means = unit(np.stack([x[g].mean(0) for g in groups]))  # x[g]: the same rows as stacking them anew
         targets: list[_Cluster | None] = [None] * len(groups)
         sims = np.zeros((len(groups), 0))
         if self._clusters:
