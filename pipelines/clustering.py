@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.cluster import _hierarchy
+from scipy.cluster.hierarchy import _LINKAGE_METHODS
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -59,6 +60,8 @@ from pipelines.policy import DEFAULT_POLICY
 from pipelines.records import ClusterInfo
 from pipelines.state import check_envelope, envelope
 
+_UNSURE = 1e-9  # far above the rounding of a float64 dot product of two unit vectors (see _Pool.close_to)
+_ROUGH = 1e-3  # far above the error of a float32 dot product of two float16 unit vectors (see _Pool.add)
 _FORGOTTEN = "-"  # attribution of a recent query whose pool entry was forgotten
 
 
@@ -80,7 +83,7 @@ class Assignment:
 def unit(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     v = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    norms = np.sqrt(np.add.reduce(v * v, axis=-1, keepdims=True))  # np.linalg.norm's own formula, without its overhead
     return v / np.where(norms == 0, 1.0, norms)
 
 
@@ -180,9 +183,39 @@ def _split(sims: np.ndarray, config: ClusterConfig, t: float) -> list[np.ndarray
         return [np.arange(2)]  # the pair is closer than the cut, or it would be two components
     condensed = squareform(1.0 - sims, checks=False)  # the upper triangle, row by row
     np.clip(condensed, 0.0, 2.0, out=condensed)
-    # sklearn's cut: merges strictly below the threshold; fcluster keeps merges <= t.
-    labels = fcluster(linkage(condensed, method=config.linkage), np.nextafter(t, -np.inf), criterion="distance")
+    # sklearn's cut: merges strictly below the threshold; the cut keeps merges <= t.
+    labels = _cut_tree(condensed, n, config.linkage, float(np.nextafter(t, -np.inf)))
     return [np.flatnonzero(labels == lab) for lab in dict.fromkeys(labels.tolist())]
+
+
+def _cut_tree(condensed: np.ndarray, n: int, method: str, t: float) -> np.ndarray:
+    """``fcluster(linkage(condensed, method), t, criterion="distance")``, without their checks.
+
+    The same compiled routines scipy's ``linkage`` (nearest-neighbour chain for average and
+    complete) and ``fcluster`` call, on the same arrays, so the same labels; skipped are only the
+    input checks, which cost more than the work on the small components the clusterer links (the
+    condensed distances are finite and in [0, 2] by construction, the tree is the one just built).
+    tests/pipelines/test_clustering_incremental.py compares it with the public functions.
+    """
+    tree = _hierarchy.nn_chain(np.ascontiguousarray(condensed, dtype=np.float64), n, _LINKAGE_METHODS[method])
+    labels = np.zeros(n, dtype="i")
+    _hierarchy.cluster_dist(tree, labels, t, n)
+    return labels
+
+
+def _runs(start: int, n: int, capacity: int) -> list[tuple[int, int, int, int]]:
+    """Positions ``[0, n)`` at slots ``(start + i) % capacity`` as runs ``(p0, p1, s0, s1)``: positions
+    ``p0:p1`` sit at slots ``s0:s1`` (at most two runs, ``n <= capacity``).
+
+    >>> _runs(8, 4, 10)
+    [(0, 2, 8, 10), (2, 4, 0, 2)]
+    """
+    s0 = start % capacity
+    head = min(n, capacity - s0)
+    runs = [(0, head, s0, s0 + head)]
+    if head < n:
+        runs.append((head, n, 0, n - head))
+    return runs
 
 
 class _WindowLinks:
@@ -220,8 +253,11 @@ class _WindowLinks:
         slots = (lo + np.arange(n)) % self._capacity
         if first < n:
             sims = cosine_similarities(x, np.arange(first, n))
-            self._sims[slots[first:, None], slots[None, :]] = sims
-            self._sims[slots[:, None], slots[None, first:]] = sims.T
+            # the slots run round the matrix, so each set of rows (columns) is at most two slices
+            for r0, r1, s0, s1 in _runs(lo + first, n - first, self._capacity):
+                for c0, c1, t0, t1 in _runs(lo, n, self._capacity):
+                    self._sims[s0:s1, t0:t1] = sims[r0:r1, c0:c1]
+                    self._sims[t0:t1, s0:s1] = sims[r0:r1, c0:c1].T
             rows, cols = np.nonzero(1.0 - sims < t)
             rows += first
             new = cols < rows
@@ -244,7 +280,9 @@ class _WindowLinks:
 
 class _Pool:
     """The unassigned pool: its queries in arrival order, their vectors as float64 rows of a fixed
-    matrix (a freed row is reused), and, for a cosine linkage, the pairs closer than the cut.
+    matrix, and, for a cosine linkage, the pairs closer than the cut. The occupied rows are kept a
+    prefix of the matrix (a freed row takes the last occupied one), so every product over the
+    pool covers only the pooled queries, not the whole capacity.
 
     What the clusterer asks of the pool on every query is then independent of how it was asked
     before: whether a new query has a close pooled pair is one matrix-vector product, and
@@ -259,8 +297,12 @@ class _Pool:
         self._slot: dict[int, int] = {}  # seq -> row
         self._seq_at = np.full(capacity + 1, -1, dtype=np.int64)  # row -> seq (-1 free)
         self.rows = np.zeros((capacity + 1, dim))
+        self._rows32 = np.zeros((capacity + 1, dim), dtype=np.float32)  # the same, to rule rows out fast
         self._norms = np.ones(capacity + 1)
-        self._free = list(range(capacity, -1, -1))
+        # Where each query would sit in a capacity-sized matrix whose freed rows are reused (the
+        # layout close_to's products were once taken over): kept only to settle a near tie there.
+        self._legacy: dict[int, int] = {}  # seq -> row
+        self._legacy_free = list(range(capacity, -1, -1))
         self._edge_below = edge_below  # a pair is an edge if its cosine distance is below this
         self._edges: dict[int, set[int]] = {}  # seq -> pooled seqs closer than the cut (none: absent)
 
@@ -273,29 +315,40 @@ class _Pool:
     def __contains__(self, it: _Seen) -> bool:
         return it.seq in self._items
 
-    def add(self, it: _Seen) -> float:
-        """Pool ``it``; returns the largest dot product of its vector with a pooled one (-inf if none)."""
-        v = it.vector.astype(np.float64)
-        occupied = self._seq_at >= 0
-        dots = self.rows @ v
-        best = float(dots[occupied].max()) if self._items else -np.inf
-        slot = self._free.pop()
+    def add(self, it: _Seen, pair_at: float) -> bool:
+        """Pool ``it``; returns whether its dot product with a pooled query is at least ``pair_at``."""
+        v = it.v64
+        n = len(self._items)  # the occupied rows are [0, n): products cover only them
         norm = _norms(v[None, :])[0]
-        if self._edge_below is not None and self._items:
-            # as cosine_similarities computes them: g_ij / (|x_i| * |x_j|), exact for float16 rows
-            sims = dots / (norm * self._norms)
-            near = np.flatnonzero(occupied & (1.0 - sims < self._edge_below))
-            if near.size:
-                mine = self._edges.setdefault(it.seq, set())
-                for other in self._seq_at[near].tolist():
-                    mine.add(other)
-                    self._edges.setdefault(other, set()).add(it.seq)
-        self.rows[slot] = v
-        self._norms[slot] = norm
-        self._seq_at[slot] = it.seq
-        self._slot[it.seq] = slot
+        pair = False
+        if n:
+            # A float32 product of float16 vectors errs by at most 384 * 2**-24 (< 3e-5): it only
+            # rules rows out, and the few it keeps get the exact float64 products as before.
+            rough = self._rows32[:n] @ it.vector.astype(np.float32)
+            keep = rough >= pair_at - _ROUGH
+            if self._edge_below is not None:
+                keep |= rough / (norm * self._norms[:n]) > 1.0 - self._edge_below - _ROUGH
+            rows = np.flatnonzero(keep)
+            if rows.size:
+                dots = self.rows[rows] @ v
+                pair = bool(dots.max() >= pair_at)
+                if self._edge_below is not None:
+                    # as cosine_similarities computes them: g_ij / (|x_i| * |x_j|), exact for float16 rows
+                    sims = dots / (norm * self._norms[rows])
+                    near = rows[1.0 - sims < self._edge_below]
+                    if near.size:
+                        mine = self._edges.setdefault(it.seq, set())
+                        for other in self._seq_at[near].tolist():
+                            mine.add(other)
+                            self._edges.setdefault(other, set()).add(it.seq)
+        self.rows[n] = v
+        self._rows32[n] = v
+        self._norms[n] = norm
+        self._seq_at[n] = it.seq
+        self._slot[it.seq] = n
+        self._legacy[it.seq] = self._legacy_free.pop()
         self._items[it.seq] = it
-        return best
+        return pair
 
     def remove(self, it: _Seen) -> None:
         del self._items[it.seq]
@@ -307,11 +360,20 @@ class _Pool:
         return it
 
     def _release(self, seq: int) -> None:
+        self._legacy_free.append(self._legacy.pop(seq))
         slot = self._slot.pop(seq)
-        self._seq_at[slot] = -1
-        self.rows[slot] = 0.0
-        self._norms[slot] = 1.0
-        self._free.append(slot)
+        last = len(self._items)  # the last occupied row (the item is already out of _items)
+        if slot != last:  # keep the occupied rows a prefix: the last one moves into the hole
+            moved = int(self._seq_at[last])
+            self.rows[slot] = self.rows[last]
+            self._rows32[slot] = self._rows32[last]
+            self._norms[slot] = self._norms[last]
+            self._seq_at[slot] = moved
+            self._slot[moved] = slot
+        self._seq_at[last] = -1
+        self.rows[last] = 0.0
+        self._rows32[last] = 0.0
+        self._norms[last] = 1.0
         for other in self._edges.pop(seq, ()):
             peers = self._edges[other]
             peers.discard(seq)
@@ -319,9 +381,25 @@ class _Pool:
                 del self._edges[other]
 
     def close_to(self, centroids: np.ndarray, threshold: float) -> list[_Seen]:
-        """The pooled queries, in pool order, whose dot product with one of ``centroids`` is at least ``threshold``."""
-        near = (self.rows @ centroids.T).max(axis=1)
-        slots = np.flatnonzero((near >= threshold) & (self._seq_at >= 0))
+        """The pooled queries, in pool order, whose dot product with one of ``centroids`` is at least ``threshold``.
+
+        The centroids are float64, so these products are not exact, and BLAS rounds them
+        differently with the matrix's shape (and, for one centroid, with a row's position): the
+        value that decides is the one taken over the capacity-sized matrix laid out as
+        ``_legacy`` says. The product over the occupied rows differs from it by at most
+        ``2 * dim * 2**-53`` (both are within ``dim * 2**-53 * sum|x_i * c_i|`` of the true value,
+        and that sum is at most about 1 for unit vectors), so only a row within ``_UNSURE`` of
+        ``threshold`` is computed again that way (rarely: then at the old cost).
+        """
+        n = len(self._items)
+        near = (self.rows[:n] @ centroids.T).max(axis=1)
+        unsure = np.flatnonzero(np.abs(near - threshold) < _UNSURE)
+        if unsure.size:
+            laid = np.zeros_like(self.rows)
+            at = np.array([self._legacy[q] for q in self._seq_at[:n].tolist()], dtype=np.int64)
+            laid[at] = self.rows[:n]
+            near[unsure] = (laid @ centroids.T).max(axis=1)[at[unsure]]
+        slots = np.flatnonzero(near >= threshold)
         return [self._items[q] for q in sorted(self._seq_at[slots].tolist())]
 
     def matrix(self, items: Sequence[_Seen]) -> np.ndarray:
@@ -366,6 +444,10 @@ class _Seen:
     hint: str | None
     cluster: str | None = None  # current attribution: id, None (pool) or _FORGOTTEN
     attached: str | None = None  # while pooled: the nearest cluster it is reported under, if any
+    v64: np.ndarray = field(init=False, repr=False, compare=False)  # the vector as float64 (exact), made once
+
+    def __post_init__(self) -> None:
+        self.v64 = self.vector.astype(np.float64)
 
     def to_state(self) -> list:
         return [self.seq, self.query, self.at.isoformat(), self.hint, self.cluster, self.attached]
@@ -533,7 +615,7 @@ class OnlineClusterer:
         if best is not None and sim >= self.config.assign_threshold:
             self._join(self._clusters[best], it)
         else:
-            pair = self._to_pool(it) >= self._pair_threshold()
+            pair = self._to_pool(it)
             self._pool_added += 1
             if pair or self._pool_added >= self.config.pool_recluster_size:
                 self._pool_added = 0
@@ -557,8 +639,7 @@ class OnlineClusterer:
             groups = self._links.groups(items, x, self.config)
         if not groups:
             return []
-        means = unit(np.stack([np.stack([items[i].vector for i in g]).astype(np.float64).mean(0)
-                               for g in groups]))
+        means = unit(np.stack([x[g].mean(0) for g in groups]))  # x[g]: the same rows as stacking them anew
         targets: list[_Cluster | None] = [None] * len(groups)
         sims = np.zeros((len(groups), 0))
         if self._clusters:
@@ -657,7 +738,7 @@ class OnlineClusterer:
                                attached[0] if attached else None)
         self._recent.extend(items[s] for s in p["recent"])
         for s in p["pool"]:
-            self._pool.add(items[s])
+            self._pool.add(items[s], self._pair_threshold())
         return self
 
     # -- internals ---------------------------------------------------------------------------
@@ -679,7 +760,7 @@ class OnlineClusterer:
             return None, -1.0
         if self._near is not None and self._near[:2] == (it.seq, self._cver):
             return self._near[2], self._near[3]  # no centroid changed since: the same answer
-        sims = self._centroids @ it.vector.astype(np.float64)
+        sims = self._centroids @ it.v64
         best = int(np.argmax(sims))
         self._near = (it.seq, self._cver, best, float(sims[best]))
         return best, float(sims[best])
@@ -692,7 +773,7 @@ class OnlineClusterer:
 
     def _join(self, c: _Cluster, it: _Seen) -> None:
         c.weight = min(c.weight + 1, self.config.centroid_memory)
-        moved = c.centroid + (it.vector.astype(np.float64) - c.centroid) / c.weight
+        moved = c.centroid + (it.v64 - c.centroid) / c.weight
         c.centroid = unit(moved)
         i = self._index(c.cid)
         self._set_centroid(i, c.centroid)
@@ -711,15 +792,15 @@ class OnlineClusterer:
             threshold = max(threshold, 1.0 - self.config.distance_threshold)
         return threshold
 
-    def _to_pool(self, it: _Seen) -> float:
-        """Pool ``it``; returns its largest dot product with a query pooled before it (-inf: none)."""
+    def _to_pool(self, it: _Seen) -> bool:
+        """Pool ``it``; returns whether a query pooled before it is ``_pair_threshold`` close."""
         it.cluster = None
-        best = self._pool.add(it)
+        pair = self._pool.add(it, self._pair_threshold())
         while len(self._pool) > self.config.pool_capacity:
             old = self._pool.popleft()
             old.cluster = _FORGOTTEN
             self._forgotten += 1
-        return best
+        return pair
 
     def _new_cluster(self, centroid: np.ndarray, n: int) -> _Cluster:
         cfg = self.config
@@ -794,7 +875,7 @@ class OnlineClusterer:
         # close enough; the queries they did are compared with every centroid.
         threshold = self.config.assign_threshold
         for it in self._pool.close_to(self._centroids[moved], threshold):
-            sims = self._centroids @ it.vector.astype(np.float64)
+            sims = self._centroids @ it.v64
             b = int(np.argmax(sims))
             if float(sims[b]) >= threshold:
                 self._move(it, self._clusters[b])
@@ -806,10 +887,10 @@ class OnlineClusterer:
         if it.cluster is None or it.cluster == _FORGOTTEN:
             if it.attached is not None:
                 c = self._clusters[self._index(it.attached)]
-                return Assignment(it.attached, float(c.centroid @ it.vector.astype(np.float64)),
+                return Assignment(it.attached, float(c.centroid @ it.v64),
                                   tuple(created))
             _, sim = self._nearest(it)
             return Assignment(None, sim, tuple(created))
         c = self._clusters[self._index(it.cluster)]
-        sim = float(c.centroid @ it.vector.astype(np.float64))
+        sim = float(c.centroid @ it.v64)
         return Assignment(it.cluster, sim, tuple(created))

@@ -93,10 +93,25 @@ class TermCounts:
         return t
 
 
-def _scores(tc: TermCounts, df: Mapping[str, int], k: int) -> list[tuple[float, str]]:
-    """c-TF-IDF of each of a cluster's terms: ``tf * log(1 + k / df)`` (one formula for both paths)."""
+def _weight(k: int, df: int) -> float:
+    """A term's c-TF-IDF weight ``log(1 + k / df)`` (one formula for both paths)."""
+    return math.log(1 + k / df)
+
+
+def _scores(tc: TermCounts, df: Mapping[str, int], k: int,
+            weights: dict[str, float] | None = None) -> list[tuple[float, str]]:
+    """c-TF-IDF of each of a cluster's terms: ``tf * log(1 + k / df)``. ``weights``: a cache of
+    :func:`_weight` at this ``k`` and ``df`` (filled as terms are met)."""
     denom = max(tc.total, 1)
-    return [(c / denom * math.log(1 + k / df[t]), t) for t, c in tc.counts.items()]
+    if weights is None:
+        return [(c / denom * _weight(k, df[t]), t) for t, c in tc.counts.items()]
+    out = []
+    for t, c in tc.counts.items():
+        w = weights.get(t)
+        if w is None:
+            w = weights[t] = _weight(k, df[t])
+        out.append((c / denom * w, t))
+    return out
 
 
 def _rank_key(st: tuple[float, str]) -> tuple[float, str]:
@@ -157,6 +172,8 @@ class DistinctiveTerms:
         self._k0 = np.zeros(0)  # k when the cluster's terms were last computed
         self._limit = np.zeros(0)
         self._touched: set[int] = set()
+        self._weights: dict[str, float] = {}  # term -> _weight at k = _weights_k and the current df
+        self._weights_k = -1
 
     def touch(self, i: int) -> None:
         """Cluster ``i``'s counts changed."""
@@ -173,6 +190,9 @@ class DistinctiveTerms:
             self._touched.add(len(self._keys))
             self._keys.append(frozenset())
             self.terms.append(())
+        if k != self._weights_k:
+            self._weights = {}
+            self._weights_k = k
         before: dict[str, int] = {}
         for i in self._touched:
             keys = frozenset(docs[i].counts)
@@ -190,6 +210,8 @@ class DistinctiveTerms:
                     del self.df[t]
                 self._has[t].discard(i)
             self._keys[i] = keys
+        for t in before:
+            self._weights.pop(t, None)  # its df changed
         redo = set(self._touched)
         self._touched = set()
         for t, was in before.items():
@@ -206,22 +228,33 @@ class DistinctiveTerms:
         return changed
 
     def _compute(self, i: int, tc: TermCounts, k: int) -> bool:
-        scored = sorted(_scores(tc, self.df, k), key=_rank_key)
-        top = scored[: self.top]
+        scored = _scores(tc, self.df, k, self._weights)
+        top = heapq.nsmallest(self.top, scored, key=_rank_key)  # = sorted(scored, key=_rank_key)[:top]
         terms = tuple(t for _, t in top)
         limit = math.inf
         # pairs deciding the top: consecutive top terms, then the last top term against the rest
-        pairs = list(zip(top, top[1:], strict=False))
-        if len(scored) > len(top):
-            last = top[-1]
-            pairs += [(last, b) for b in scored[len(top):]]
-        for (sa, ta), (sb, tb) in pairs:
+        tie = False
+        for (sa, ta), (sb, tb) in zip(top, top[1:], strict=False):
             if self.df[ta] == self.df[tb]:
                 continue  # same weight at every k: their order never changes
             if sa <= sb:  # a tie between different df: any growth may break it either way
-                limit = k
+                tie = True
                 break
             limit = min(limit, k * (sa / sb) * (1 - self._MARGIN))
+        if not tie and len(scored) > len(top):
+            # Against the rest only the best-scored term of another df decides: the rest score at
+            # most the last top term's, and k * (sa / sb) * (1 - margin) falls as sb grows.
+            sa, ta = top[-1]
+            dfa = self.df[ta]
+            kept = set(terms)
+            sb = max((s for s, t in scored if t not in kept and self.df[t] != dfa), default=None)
+            if sb is not None:
+                if sa <= sb:
+                    tie = True
+                else:
+                    limit = min(limit, k * (sa / sb) * (1 - self._MARGIN))
+        if tie:
+            limit = k
         self._k0[i] = k
         self._limit[i] = limit
         old = self.terms[i]

@@ -67,7 +67,7 @@ class Reference(OnlineClusterer):
         best = (float((np.stack([p.vector for p in pooled]).astype(np.float64) @ it.vector.astype(np.float64)).max())
                 if pooled else -np.inf)
         super()._to_pool(it)
-        return best
+        return best >= self._pair_threshold()
 
     def _promote(self, items):
         if not items:
@@ -114,6 +114,7 @@ def check_derived(c: OnlineClusterer) -> None:
     for it in items:
         assert it.cluster is None
         assert np.array_equal(pool.rows[pool._slot[it.seq]], it.vector.astype(np.float64))
+    assert np.array_equal(pool._rows32[:len(items)], pool.rows[:len(items)].astype(np.float32))
     free = pool._seq_at < 0
     assert not pool.rows[free].any() and int((~free).sum()) == len(items)
     # the pairs closer than the cut, by brute force
@@ -172,3 +173,22 @@ def test_distinctive_terms_kept_up_to_date_equal_a_full_recompute(data):
             full = distinctive_terms({str(k): d for k, d in enumerate(docs)}, 3)
             assert keeper.terms == [full[str(k)] for k in range(len(docs))]
     assert len(docs) > 100
+
+
+@pytest.mark.parametrize("method", ["average", "complete"])
+def test_cut_tree_equals_scipy_fcluster_of_linkage(method):
+    """The clusterer's unchecked cut gives scipy's public labels (ties included: distances rounded)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from pipelines.clustering import _cut_tree
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        n = int(rng.integers(3, 40))
+        x = unit(rng.normal(size=(n, 8)) + (rng.normal(size=(1, 8)) if trial % 2 else 0))
+        condensed = np.clip(1.0 - (x @ x.T)[np.triu_indices(n, 1)], 0.0, 2.0)
+        if trial % 3 == 0:
+            condensed = np.round(condensed, 1)  # many ties
+        t = float(rng.uniform(0.05, 1.0))
+        want = fcluster(linkage(condensed, method=method), t, criterion="distance")
+        assert np.array_equal(_cut_tree(condensed, n, method, t), want)
