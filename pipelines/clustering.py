@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from scipy.cluster import _hierarchy
-from scipy.cluster.hierarchy import _LINKAGE_METHODS
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -59,6 +58,12 @@ from pipelines.labels import (
 from pipelines.policy import DEFAULT_POLICY
 from pipelines.records import ClusterInfo
 from pipelines.state import check_envelope, envelope
+
+try:  # the compiled routines behind scipy's linkage and fcluster (see _cut_tree)
+    from scipy.cluster import _hierarchy
+    from scipy.cluster.hierarchy import _LINKAGE_METHODS
+except ImportError:  # a scipy that moved them: the public functions, slower, the same labels
+    _hierarchy = None
 
 _UNSURE = 1e-9  # far above the rounding of a float64 dot product of two unit vectors (see _Pool.close_to)
 _ROUGH = 1e-3  # far above the error of a float32 dot product of two float16 unit vectors (see _Pool.add)
@@ -197,6 +202,8 @@ def _cut_tree(condensed: np.ndarray, n: int, method: str, t: float) -> np.ndarra
     condensed distances are finite and in [0, 2] by construction, the tree is the one just built).
     tests/pipelines/test_clustering_incremental.py compares it with the public functions.
     """
+    if _hierarchy is None or method not in ("average", "complete"):
+        return fcluster(linkage(condensed, method=method), t, criterion="distance")
     tree = _hierarchy.nn_chain(np.ascontiguousarray(condensed, dtype=np.float64), n, _LINKAGE_METHODS[method])
     labels = np.zeros(n, dtype="i")
     _hierarchy.cluster_dist(tree, labels, t, n)
