@@ -22,6 +22,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain, compress, islice, repeat
+from operator import is_not
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -57,6 +59,16 @@ def _reported(info: ClusterInfo) -> tuple:
     """What a change of makes a cluster's description worth writing again."""
     return (info.label, info.category, info.centroid_version, info.representative_query,
             info.family_id, info.family_label, info.family_category, info.family_aliases)
+
+
+def _described_anew(current: dict[str, ClusterInfo], before: dict[str, ClusterInfo]) -> list[str]:
+    """The clusters whose description in ``current`` is not the object ``before`` had (new
+    clusters included), in creation order. ``current`` is ``before`` with clusters appended (the
+    clusterer never drops one), so the two are compared row by row in C, not by a lookup per
+    cluster: this runs whenever a cluster is created, over every cluster."""
+    if list(islice(current, len(before))) != list(before):
+        return [cid for cid, info in current.items() if before.get(cid) is not info]
+    return list(compress(current, map(is_not, current.values(), chain(before.values(), repeat(None)))))
 
 
 def one_blas_thread():
@@ -298,8 +310,10 @@ class Pipeline:
         ordered stage at 914 clusters)."""
         current = self.clusterer.clusters
         families = self.intent_families
-        change = change | families.sync(*self.clusterer.centroid_rows())
-        changed = [cid for cid, info in current.items() if self._raw.get(cid) is not info]
+        changed = _described_anew(current, self._raw)
+        families.moved(changed)  # the clusterer describes anew every cluster whose centroid moved
+        if len(current) != families.placed or (current and next(reversed(current)) not in families):
+            change = change | families.sync(*self.clusterer.centroid_rows())
         relabelled = self._describe_families(current, change.families | {families.family_of(c) for c in changed})
         redo = {*changed, *change.clusters}.union(*(families.members(f) for f in relabelled))
         for cid in sorted(redo.intersection(current), key=cluster_age):  # creation order, as `current`

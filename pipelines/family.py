@@ -123,6 +123,12 @@ class IntentFamilies:
         self._members: dict[str, tuple[str, ...]] = {}  # family id -> member cluster ids, oldest first
         self._aliases: dict[str, tuple[str, ...]] = {}  # family id -> ids merged into it
         self.version = 0  # bumped whenever a membership changes
+        # What :meth:`place` needs of every centroid row but the new one, kept between calls
+        # (derived, never stored): the float64 norms of the rows in ``cluster_ids`` order as
+        # last computed, the row of each cluster id, and the rows reported moved since.
+        self._norms = np.empty(0)
+        self._row: dict[str, int] = {}
+        self._moved: set[str] = set()
 
     # -- reading -----------------------------------------------------------------------------
     def family_of(self, cluster_id: str) -> str:
@@ -132,6 +138,11 @@ class IntentFamilies:
     def __contains__(self, cluster_id: str) -> bool:
         """Whether the cluster has been placed in a family."""
         return cluster_id in self._family
+
+    @property
+    def placed(self) -> int:
+        """How many clusters have been placed in a family."""
+        return len(self._family)
 
     def members(self, family_id: str) -> tuple[str, ...]:
         return self._members.get(family_id, ())
@@ -183,7 +194,7 @@ class IntentFamilies:
         created, and :meth:`relink` every ``family_refresh_every`` interactions); what changed."""
         if len(cluster_ids) == len(self._family) and (not cluster_ids or cluster_ids[-1] in self._family):
             return NO_CHANGE  # all placed: the clusterer only adds clusters, newest last
-        unplaced = [k for k, cid in enumerate(cluster_ids) if cid not in self._family]
+        unplaced = self._unplaced(cluster_ids)
         if unplaced and len(unplaced) == len(cluster_ids):
             return self.relink(cluster_ids, centroids)
         if not unplaced:
@@ -201,7 +212,7 @@ class IntentFamilies:
         if len(cluster_ids):
             x = np.asarray(centroids, dtype=np.float64)
             c = np.asarray(centroid, dtype=np.float64)
-            sims = (x @ c) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(c), 1e-300)
+            sims = (x @ c) / np.maximum(self._row_norms(cluster_ids, x) * np.linalg.norm(c), 1e-300)
             with contextlib.suppress(ValueError):  # the cluster itself, if among the rows
                 sims[cluster_ids.index(cluster_id)] = -np.inf
             if np.isfinite(sims).any():
@@ -214,6 +225,44 @@ class IntentFamilies:
         self._members[fid] = tuple(sorted((*self._members.get(fid, ()), cluster_id), key=cluster_age))
         self.version += 1
         return fid
+
+    def moved(self, cluster_ids: Iterable[str]) -> None:
+        """Say that these clusters' centroids may have changed since the last call to :meth:`sync`
+        or :meth:`place` (the pipeline passes every cluster the clusterer described anew, which
+        it does whenever a centroid moves). Placing then computes their norms again; every
+        other row's is kept, so placing a new cluster is one matrix-vector product instead of a
+        pass over every centroid's norm (+ a copy) per new cluster."""
+        self._moved.update(cluster_ids)
+
+    def _unplaced(self, cluster_ids: Sequence[str]) -> list[int]:
+        """Rows of the clusters not in a family. The clusterer only adds clusters, newest last, so
+        these are the newest few: found from the end, without a pass over every cluster, unless
+        the count shows a gap further back."""
+        k = len(cluster_ids)
+        while k and cluster_ids[k - 1] not in self._family:
+            k -= 1
+        if k != len(self._family):
+            return [k for k, cid in enumerate(cluster_ids) if cid not in self._family]
+        return list(range(k, len(cluster_ids)))
+
+    def _row_norms(self, cluster_ids: Sequence[str], x: np.ndarray) -> np.ndarray:
+        """``np.linalg.norm(x, axis=1)``, bit for bit, computing only the rows that are new or
+        reported :meth:`moved` since the last call (each row's norm depends on that row alone)."""
+        n, known = len(cluster_ids), len(self._norms)
+        if known > n or (known and self._row.get(cluster_ids[known - 1]) != known - 1):
+            known = 0  # not the rows last seen (another clusterer): start again
+            self._row = {}
+        rows = sorted(r for r in map(self._row.get, self._moved) if r is not None and r < known)
+        self._moved = set()
+        norms = np.empty(n)
+        norms[:known] = self._norms[:known]
+        if rows:
+            norms[rows] = np.linalg.norm(x[rows], axis=1)
+        if known < n:
+            norms[known:] = np.linalg.norm(x[known:], axis=1)
+            self._row.update((cluster_ids[k], k) for k in range(known, n))
+        self._norms = norms
+        return norms
 
     # -- state -------------------------------------------------------------------------------
     def to_state(self) -> dict:

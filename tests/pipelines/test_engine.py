@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from alerts.categories import DEFAULT_CATEGORIES, load_policy
@@ -142,6 +143,17 @@ def test_cluster_and_family_descriptions_equal_a_description_from_scratch():
     scenario = generate(load_banking77("train"), ScenarioConfig(days=3, per_day=500, intents=25))
     items = [parse_record(r) for r in scenario.records]
     versions, multi = set(), 0
+    # Placing a new cluster keeps the centroids' norms between placements and computes again only
+    # those of clusters the pipeline reports moved: each placement's norms equal norms from scratch.
+    kept, placements = p.intent_families._row_norms, []
+
+    def from_scratch(ids, x):
+        norms = kept(ids, x)
+        assert np.array_equal(norms, np.linalg.norm(x, axis=1))  # bit for bit
+        placements.append(len(ids))
+        return norms
+
+    p.intent_families._row_norms = from_scratch
     for k in range(0, len(items), 60):
         p.process(items[k:k + 60])
         raw, fam = p._raw, p.intent_families  # the clusterer's descriptions as of the last refresh
@@ -166,6 +178,7 @@ def test_cluster_and_family_descriptions_equal_a_description_from_scratch():
                 (fid, families[fid][0], families[fid][1], fam.aliases(fid))
         multi = max(multi, sum(len(m) > 1 for m in fam.families.values()))
     assert len(p.clusters) > 20 and multi > 3 and len(versions) > 10  # families moved many times
+    assert len(placements) > 10
 
 
 def test_scored_rows_equal_validated_rows():

@@ -71,6 +71,36 @@ def test_a_new_cluster_joins_its_nearest_centroids_family_only_if_close():
     assert "c004" in fam and "c005" not in fam and fam.family_of("c005") == "f005"
 
 
+def test_placing_after_many_centroid_moves_equals_placing_from_scratch():
+    """place keeps every centroid's norm between calls and computes again only the rows reported
+    moved (and new ones): after many moves, the norms equal norms from scratch bit for bit, and
+    every cluster lands where a copy with nothing kept (restored from state) puts it."""
+    rng = np.random.default_rng(7)
+    d, threshold = 8, 0.1
+    x = rng.normal(size=(4, d)) * rng.uniform(0.2, 3.0, size=(4, 1))  # not unit length: norms matter
+    ids = [f"c{k + 1:03d}" for k in range(4)]
+    fam = IntentFamilies(threshold)
+    fam.sync(ids, x)
+    joined = 0
+    for step in range(120):
+        moved = rng.choice(len(ids), size=rng.integers(0, 4), replace=False).tolist()
+        for k in moved:  # a centroid moves: its direction and its length change
+            x[k] = (x[k] + rng.normal(scale=0.4, size=d)) * rng.uniform(0.3, 3.0)
+        fam.moved(ids[k] for k in moved)
+        new = x[rng.integers(len(ids))] + rng.normal(scale=0.2, size=d) if step % 2 else rng.normal(size=d)
+        ids.append(f"c{len(ids) + 1:03d}")
+        x = np.vstack([x, new * rng.uniform(0.3, 3.0)])
+        scratch = IntentFamilies.from_state(fam.to_state(), threshold)  # nothing kept
+        assert fam.sync(ids, x) == scratch.sync(ids, x)
+        assert fam.families == scratch.families
+        assert np.array_equal(fam._norms, np.linalg.norm(x, axis=1))  # bit for bit
+        joined += fam.family_of(ids[-1]) != family_id_of(ids[-1])
+    assert 20 < joined < 100  # both outcomes happen many times
+    # Rows that are not the ones last seen (a shorter list): every norm is computed again.
+    assert fam.place("c999", x[0], ids[:3], x[:3]) == IntentFamilies(threshold).place("c999", x[0], ids[:3], x[:3])
+    assert np.array_equal(fam._norms, np.linalg.norm(x[:3], axis=1))
+
+
 def test_state_round_trip_and_refusal_of_another_threshold():
     fam = IntentFamilies(0.3)
     ids = ["c001", "c002", "c003"]
