@@ -92,6 +92,7 @@ def test_serve_retries_its_writes_through_a_store_outage_and_stores_each_record_
     worker's writes fail; /healthz says so and /metrics counts the retries. Back up, the worker
     writes them: 600 rows, 600 ids."""
     batch = records(600)
+    err = ""
     proc, url = start(tmp_path / "data", **store_env)
     try:
         assert _post(url, batch[:300]) == 300
@@ -104,6 +105,11 @@ def test_serve_retries_its_writes_through_a_store_outage_and_stores_each_record_
             assert seen["faithwatch_store_failing"] == 1.0
             assert seen["faithwatch_ingest_errors_total"] == 0.0  # retried, not reported failed
             assert httpx.get(f"{url}/healthz").status_code == 503
+            # Not covered yet: an invalid record's dead letter is written by the request itself,
+            # so the request fails (its valid record is in the spool already, a re-send a duplicate).
+            res = httpx.post(f"{url}/v1/interactions", json=[batch[599], {"interaction_id": "bad"}],
+                             headers=HEADERS, timeout=60)
+            assert res.status_code == 503 and "store unavailable" in res.text
         finally:
             clickhouse_server.unavailable(False)
         _flush(url)
