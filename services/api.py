@@ -477,6 +477,8 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
     @app.get("/healthz", response_model=Health, tags=["operations"])
     async def healthz() -> Any:
         """Liveness and store reachability; open without a token (so it says nothing more)."""
+        if ingestor.store_failing:  # the worker's writes fail (retried): reads may still work
+            return JSONResponse({"status": "store unavailable"}, status_code=503)
         probe = asyncio.get_running_loop().run_in_executor(health_thread, store.query, "SELECT 1 AS ok")
         try:
             await asyncio.wait_for(probe, HEALTH_TIMEOUT_SECONDS)

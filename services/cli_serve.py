@@ -38,9 +38,6 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
         if settings.store.backend != "clickhouse":
             raise ConfigError("api.ingest=kafka: the stream workers write the store and the API reads it from "
                               "another process, so store.backend must be clickhouse (chdb opens in one process)")
-    elif settings.store.backend != "chdb":
-        raise ConfigError("faithwatch serve runs the embedded pipeline on the embedded chdb store; "
-                          "store.backend must be chdb (or set api.ingest=kafka to publish to the stream workers)")
     notify = load_notify_file(settings.notify_file) if settings.notify_file is not None else None
     if notify is not None and api.ingest == "kafka":
         # Checked (a bad file exits 2 here too), not used: the stream workers raise the incidents
@@ -49,6 +46,10 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
                    f"{settings.notify_file} is valid (give the workers the same file)", err=True)
     with open_store(settings) as store:
         store.migrate()
+        if api.ingest == "embedded" and settings.store.backend == "clickhouse" and settings.store.repair_at_start:
+            from services.cli_kafka import _repair_rollups
+
+            _repair_rollups(store)  # as a worker does: no open marker tells of a crash mid-insert on a server
         metrics = Metrics()
         if api.ingest == "kafka":
             from alerts.categories import load_policy

@@ -28,6 +28,19 @@ processed already is dropped by the restored pipeline's seen ids or by the store
 trims the spool after each saved checkpoint, up to what that state covers. Without one, a crash
 loses what was queued or waiting for the bootstrap, and the detector memory of the last
 ``checkpoint_seconds``.
+
+A store that fails (:class:`~pipelines.errors.StoreError`: a ClickHouse server down, a disk error
+under chDB) does not lose a batch: the pipeline step is not run again (its state moved on), the
+batch's writes are, with services.retry's backoff, until the store takes them; each failed attempt
+is logged and counted (``faithwatch_store_retries_total``), and ``faithwatch_store_failing`` is 1
+meanwhile. The worker takes nothing else while it retries, so new requests queue (202, in the
+spool) until the queue or the spool is full (503). The records of a batch being retried are not
+reported done to the spool, so no checkpoint covers them. :meth:`close` during such an outage stops
+retrying at once and leaves the unwritten batch and everything still queued in the spool, and saves
+no state: the last saved checkpoint and the spool then stand exactly as after a crash, and the next
+start replays them (the records processed since that checkpoint are processed again, the store
+skipping what it holds). Any other error of a batch (a bug) is logged, counted
+(``faithwatch_ingest_errors_total``) and reported to its waiters, not retried.
 """
 
 from __future__ import annotations
@@ -46,11 +59,12 @@ from typing import Self
 
 from pipelines.embedding import Embedder
 from pipelines.engine import Output, Pipeline
-from pipelines.errors import FaithwatchError
+from pipelines.errors import FaithwatchError, StoreError
 from pipelines.gating import ClusterModel
 from pipelines.interaction import Interaction
 from pipelines.policy import CategoryPolicy
 from pipelines.records import ClusterInfo
+from services import retry
 from services.flow import Outputs, Tally, event_order
 from services.metrics import Metrics
 from services.spool import Spool, SpoolFull
@@ -131,6 +145,11 @@ class Ingestor(abc.ABC):
         return None if pipeline is None else (pipeline.embedder, pipeline.policy)
 
     @property
+    def store_failing(self) -> bool:
+        """True while this process's writes to the store fail (and are being retried)."""
+        return False
+
+    @property
     @abc.abstractmethod
     def depth(self) -> int:
         """Accepted interactions not yet processed."""
@@ -195,6 +214,9 @@ class EmbeddedIngestor(Ingestor):
         self.checkpoints = 0  # saved so far
         self.spool = spool
         self.replayed = 0  # records the spool handed back at start
+        self._store_failing = False
+        # Closed during a store outage: the unwritten records stay in the spool, no state is saved.
+        self.abandoned = 0
         self._thread = threading.Thread(target=self._run, name="faithwatch-ingest", daemon=True)
         self.metrics.track_queue_depth(lambda: self._depth)
         # What gate calls read: an immutable snapshot replaced (one reference assignment, atomic)
@@ -282,6 +304,10 @@ class EmbeddedIngestor(Ingestor):
     def depth(self) -> int:
         return self._depth
 
+    @property
+    def store_failing(self) -> bool:
+        return self._store_failing
+
     def totals(self) -> dict:
         with self._cond:
             return self._totals.as_dict()
@@ -320,7 +346,13 @@ class EmbeddedIngestor(Ingestor):
             while self._step():
                 pass
         if not already and not self._thread.is_alive():
-            self._save_checkpoint()
+            if self.abandoned and self.spool is not None:
+                # The pipeline's state holds the unwritten records: saving it would claim them.
+                log.warning("the store is failing: %d interactions not written stay in the spool %s; the "
+                            "pipeline state is not saved, the next start replays them from the last checkpoint",
+                            self.abandoned, self.spool.directory)
+            else:
+                self._save_checkpoint()
 
     def _save_checkpoint(self) -> None:
         if self.checkpoint is None:
@@ -350,7 +382,12 @@ class EmbeddedIngestor(Ingestor):
             items = self._take()
         error = None
         try:
-            self._process(items)
+            write, count = self._process(items)
+            if not self._write_retrying(items, write):
+                self._abandon(items)
+                return False
+            with self._cond:
+                count()
         except Exception as exc:  # the worker must outlive a bad batch; the error goes to wait()
             log.exception("ingest batch of tickets %d-%d failed", items[0].ticket, items[-1].ticket)
             self.metrics.ingest_errors.inc()
@@ -393,7 +430,53 @@ class EmbeddedIngestor(Ingestor):
             n += len(item.records or ())
         return items
 
-    def _process(self, items: list[_Item]) -> None:
+    def _write_retrying(self, items: list[_Item], write: Callable[[], None]) -> bool:
+        """``write()`` until the store takes it (a :class:`StoreError` is retried with backoff);
+        False if :meth:`close` came first. Other errors are raised."""
+        what = f"ingest: writing tickets {items[0].ticket}-{items[-1].ticket} to the store"
+        for delay in retry.STORE.delays():
+            try:
+                write()
+            except StoreError as exc:
+                self.metrics.store_retries.inc()
+                self._store_failing = True
+                self.metrics.store_failing.set(1)
+                with self._cond:
+                    closing = self._closing
+                retry.log_failure(log, what, exc, None if closing else delay)
+                with self._cond:
+                    if closing or self._cond.wait_for(lambda: self._closing, delay):
+                        return False
+                continue
+            if self._store_failing:
+                log.warning("%s: the store took it", what)
+                self._store_failing = False
+                self.metrics.store_failing.set(0)
+            return True
+        raise AssertionError("unreachable: the delays never end")
+
+    def _abandon(self, items: list[_Item]) -> None:
+        """Closing while the store fails: ``items`` and everything still queued stay in the spool
+        (not reported done), their waiters are told, the worker stops."""
+        with self._cond:
+            items = items + list(self._queue)
+            self._queue.clear()
+            n = sum(len(item.records or ()) for item in items)
+            reason = ("StoreError: the store failed until the server stopped; the records stay in the spool "
+                      "for the next start" if self.spool is not None else
+                      "StoreError: the store failed until the server stopped; the records are lost (no spool)")
+            for item in items:
+                self._failed[item.ticket] = reason
+            self._depth -= n
+            self.abandoned = n
+            self._done = self._issued
+            self._cond.notify_all()
+        log.error("stopping while the store fails: %d accepted interactions not written (%s)", n,
+                  "in the spool" if self.spool is not None else "lost: no spool")
+
+    def _process(self, items: list[_Item]) -> tuple[Callable[[], None], Callable[[], None]]:
+        """Run the pipeline over ``items``; (the store writes of its output, which may be repeated,
+        and the count of it, to call once with the lock held once they are done)."""
         flush = items[0].records is None and items[0].flush
         records = sorted((r for item in items for r in item.records or ()), key=event_order)
         out = Output()
@@ -413,8 +496,17 @@ class EmbeddedIngestor(Ingestor):
             self._model = self.pipeline.cluster_model(self._model_version)
         if refresh:
             self._last_refresh = self._monotonic()
-        self.outputs.dead_letters(out.dead_letters(now, "http"))  # valid, but too far ahead of the stream
-        self.outputs.write(out, list(clusters.values()))
-        with self._cond:
+
+        def write() -> None:
+            # Repeated after a store error: each table written here skips what it holds (ids,
+            # (incident_id, sequence), cluster rows replaced, dead letters by source, position and
+            # raw record), the notifier queues only deliveries not in its outbox, and the metrics
+            # are counted after the last write that can fail.
+            self.outputs.dead_letters(out.dead_letters(now, "http"))  # valid, but too far ahead of the stream
+            self.outputs.write(out, list(clusters.values()))
+
+        def count() -> None:
             self._totals.received += len(records)
             self._totals.add(out)
+
+        return write, count

@@ -37,8 +37,15 @@ class Metrics:
                                       "scored interactions below their cluster's baseline band", registry=r)
         self.incident_events = Counter("faithwatch_incident_events", "incident events emitted, by kind",
                                        ["kind"], registry=r)
-        self.ingest_errors = Counter("faithwatch_ingest_errors", "ingest batches that failed to process or store",
-                                     registry=r)
+        self.ingest_errors = Counter("faithwatch_ingest_errors",
+                                     "ingest batches that failed (a store error is retried instead: "
+                                     "faithwatch_store_retries)", registry=r)
+        self.store_retries = Counter("faithwatch_store_retries",
+                                     "writes of the ingest worker to the store that failed and are retried "
+                                     "(the store down or answering errors)", registry=r)
+        self.store_failing = Gauge("faithwatch_store_failing",
+                                   "1 while the ingest worker's writes to the store fail (it retries them)",
+                                   registry=r)
         self.queue_depth = Gauge("faithwatch_ingest_queue_depth",
                                  "accepted interactions waiting for the ingest worker", registry=r)
         self.flushes_waiting = Gauge("faithwatch_flush_waiting",

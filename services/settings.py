@@ -85,7 +85,7 @@ class OtlpSettings(_Section):
 
 
 class ApiSettings(_Section):
-    ingest: Literal["embedded", "kafka"] = Field("embedded", description="embedded: a live pipeline in the server (chdb store); kafka: accepted records are published to kafka.interactions_topic for `faithwatch worker` (clickhouse store)")
+    ingest: Literal["embedded", "kafka"] = Field("embedded", description="embedded: a live pipeline in the server (chdb store, or one clickhouse server database per serve); kafka: accepted records are published to kafka.interactions_topic for `faithwatch worker` (clickhouse store)")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens accepted by every route but /healthz")

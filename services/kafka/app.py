@@ -15,8 +15,9 @@
   confidence gate's cluster model when it changed (services/kafka/gate_model.py), for a
   Kafka-mode API's ``POST /v1/gate``.
 - sinks: batched, idempotent writes of those topics to the store; a failed write is retried with
-  backoff (counted: ``faithwatch_worker_store_retries_total``) and its messages are acknowledged
-  only once written.
+  backoff (services/retry.py; counted: ``faithwatch_worker_store_retries_total``) and its messages
+  are acknowledged only once written. The sequence stage queues deliveries (the notifier's outbox,
+  in the store) the same way: retried until stored, before the checkpoint acknowledges its input.
 
 Agents only decode, call the stages and emit. CPU work runs beside the event loop on two threads:
 one prepares (embedding, scoring; it also builds pipelines, the only other user of the embedder),
@@ -43,6 +44,7 @@ from pipelines.embedding import Embedder
 from pipelines.engine import Output, Pipeline
 from pipelines.errors import InvalidRecord
 from pipelines.interaction import DeadLetter, parse_record
+from services import retry
 from services.flow import JsonLines, Outputs, Tally, event_key
 from services.kafka import gate_model, messages
 from services.kafka.sequencer import MANIFEST_KEY, Sequencer, checkpoint_entries, read_checkpoint
@@ -56,10 +58,6 @@ log = logging.getLogger("faithwatch.kafka")
 
 CHECKPOINT_TABLE = "sequence-checkpoint"
 FETCH_BYTES = 256 * 1024  # per partition and fetch (see create_app)
-# A store write that fails is retried after this long, doubled after each further failure up to
-# the max: a ClickHouse server that is down for a while stalls the sinks, it loses nothing.
-STORE_RETRY_SECONDS = 0.5
-STORE_RETRY_MAX_SECONDS = 5.0
 _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -130,6 +128,19 @@ class Runtime:
 
     async def on_io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
+
+    async def retrying(self, what: str, fn, *args) -> None:
+        """``fn(*args)`` on the store thread until it succeeds: a failure (the store down, or
+        answering errors) is logged, counted (``store_retries``) and retried after services.retry's
+        delays. A stage waiting here holds its input unacknowledged: nothing is lost meanwhile."""
+        for delay in retry.STORE.delays():
+            try:
+                await self.on_io(fn, *args)
+                return
+            except Exception as exc:  # noqa: BLE001 - any store error: nothing acknowledged, retry
+                self.counts["store_retries"] += 1
+                retry.log_failure(log, what, exc, delay)
+                await asyncio.sleep(delay)
 
     @property
     def preparer(self) -> Pipeline:
@@ -277,7 +288,8 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
         # that acknowledges the input these events came from, so none is lost; a re-emitted event
         # is already in the outbox and pages nobody again.
         if out.events and rt.outputs.notifier is not None:
-            await rt.on_io(rt.outputs.write, out)
+            await rt.retrying(f"sequence: queueing the deliveries of {len(out.events)} incident events",
+                              rt.outputs.write, out)
         else:
             rt.outputs.write(out)
 
@@ -371,19 +383,9 @@ def create_app(settings: Settings, runtime: Runtime) -> faust.App:
     # -- sinks ------------------------------------------------------------------------------
     async def store_retrying(name: str, write, rows: list) -> None:
         """``write(rows)`` on the store thread until it succeeds: a store that is down (or answers
-        errors) is retried with backoff (doubling from STORE_RETRY_SECONDS up to
-        STORE_RETRY_MAX_SECONDS), each failed attempt logged and counted (``store_retries``)."""
-        delay = STORE_RETRY_SECONDS
-        while True:
-            try:
-                await rt.on_io(write, rows)
-                return
-            except Exception as exc:  # noqa: BLE001 - any store error: nothing acknowledged, retry
-                rt.counts["store_retries"] += 1
-                log.warning("%s: writing %d rows to the store failed (%s: %s); retrying in %.1f s",
-                            name, len(rows), type(exc).__name__, str(exc)[:300], delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
+        errors) is retried with services.retry's backoff, each failed attempt logged and counted
+        (``store_retries``)."""
+        await rt.retrying(f"{name}: writing {len(rows)} rows to the store", write, rows)
 
     def sink(topic, name: str, decode, write) -> None:
         async def agent(stream):

@@ -165,9 +165,11 @@ def test_kafka_mode_needs_the_clickhouse_store(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "api.ingest=kafka" in res.output and "store.backend must be clickhouse" in res.output
 
 
-def test_embedded_mode_needs_the_chdb_store(tmp_path, monkeypatch):
+def test_embedded_mode_on_an_unreachable_clickhouse_server_exits_2_saying_so(tmp_path, monkeypatch):
+    """Embedded ingest may write to a ClickHouse server (tests/services/test_store_outage.py runs
+    it); one that cannot be reached at start is a clear error, not a traceback."""
     monkeypatch.setenv("FAITHWATCH_API__TOKENS", '["t0ken"]')
     monkeypatch.setenv("FAITHWATCH_STORE__BACKEND", "clickhouse")
     monkeypatch.setenv("FAITHWATCH_STORE__URL", "http://127.0.0.1:1")
     res = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path)])
-    assert res.exit_code == 2 and "api.ingest=kafka" in res.output
+    assert res.exit_code == 2 and "cannot connect to ClickHouse at http://127.0.0.1:1" in res.output

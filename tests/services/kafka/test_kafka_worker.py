@@ -296,28 +296,40 @@ def test_workers_sigkilled_in_a_loop_then_restarted_lose_and_duplicate_nothing(s
         k: (v["cluster_id"], v["below_baseline"]) for k, v in stream["scored"].items()}
 
 
-def test_clickhouse_down_while_the_worker_runs_loses_and_duplicates_nothing(setup, stream):
+def test_clickhouse_down_while_the_worker_runs_loses_and_duplicates_nothing(setup, stream, channels):
     """The ClickHouse server answers 503 to everything for 10 s while the worker runs the stream:
     its sinks retry (counted in its metrics), nothing is acknowledged before it is written, and
-    the store ends with every interaction and incident event once."""
-    setup.produce(stream["path"])
+    the store ends with every interaction and incident event once. With a notify file the
+    sequence stage queues deliveries in the store's outbox: it retries those too (it stays down
+    until it has), and every event is delivered once."""
+    all_lines = stream["path"].read_text().splitlines(keepends=True)
+    first, second = setup.tmp / "first.jsonl", setup.tmp / "second.jsonl"
+    first.write_text("".join(all_lines[:len(all_lines) // 2]))
+    second.write_text("".join(all_lines[len(all_lines) // 2:]))
+    setup.produce(first)
     alerts, port = setup.tmp / "alerts.jsonl", free_port()
-    w = setup.worker(alerts, kafka__metrics_port=port)
+    w = setup.worker(alerts, notify=channels.file, kafka__metrics_port=port)
     wait_for(lambda: stored(setup, "interactions") > 0, setup, "the first interactions stored")
     setup.server.unavailable(True)
     try:
         wait_for(lambda: stored(setup, "interactions") == -1, setup, "the server down")
+        setup.produce(second)  # its incident events come while the store is down
         time.sleep(10)  # the worker goes on reading and sequencing; its sinks cannot write
+        wait_for(lambda: "sequence: queueing the deliveries" in setup.logs(tail=None), setup,
+                 "the sequence stage retrying to queue deliveries")
         retries = _scrape(port)["faithwatch_worker_store_retries_total"]
     finally:
         setup.server.unavailable(False)
     assert retries > 0, setup.logs()
     expected = lines(stream["alerts"])
     wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) >= expected
-             and stored(setup, "incident_events") == expected, setup, "every interaction and incident event")
+             and stored(setup, "incident_events") == expected
+             and set(channels.hook_ids()) >= set(event_ids(stream["alerts"])), setup,
+             "every interaction and incident event, each delivered")
     assert setup.stop(w) == 0
     assert alerts.read_text() == stream["alerts"].read_text()
     assert "writing" in setup.logs(tail=None) and "retrying in" in setup.logs(tail=None)
+    assert sorted(channels.hook_ids()) == sorted(event_ids(stream["alerts"]))  # each once
     with setup.store() as st:
         assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
             "n": stream["n"], "ids": stream["n"]}
