@@ -19,6 +19,8 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 
 def ensure_debian_package(binary: str, package: str) -> str:
@@ -46,3 +48,20 @@ def stop_process(process: subprocess.Popen, timeout: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class ChildServer:
+    """A server run as a child process (``self.process``): stopped by :meth:`stop` or by leaving
+    its ``with`` block."""
+
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        stop_process(self.process, timeout=10)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -14,17 +14,15 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import httpx
 
-from services.testing import stop_process
+from services.testing import ChildServer
 from services.testing.tansu import free_port
 
 
 @dataclass
-class S3Server:
+class S3Server(ChildServer):
     port: int
     bucket: str
     process: subprocess.Popen
@@ -64,13 +62,3 @@ class S3Server:
             return server
         server.stop()
         raise RuntimeError(f"moto's S3 server did not answer on {port} within {timeout} s")
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=10)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

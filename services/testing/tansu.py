@@ -18,10 +18,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from services.testing import stop_process
+from services.testing import ChildServer
 
 
 def tansu_binary() -> Path:
@@ -37,7 +35,7 @@ def free_port() -> int:
 
 
 @dataclass
-class Tansu:
+class Tansu(ChildServer):
     port: int
     process: subprocess.Popen
     storage: str = "memory://tansu/"
@@ -62,16 +60,6 @@ class Tansu:
             self.process.wait(timeout=30)
         time.sleep(down_seconds)
         self.process = _launch(self.port, self.storage, self.env, timeout)
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=10)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def _launch(port: int, storage: str, env: dict[str, str], timeout: float) -> subprocess.Popen:
