@@ -21,7 +21,6 @@ from services.store import open_store
 log = logging.getLogger("faithwatch.worker")
 
 # Drift seen twice alike this far apart is a crash's, not an insert in progress (another worker's).
-REPAIR_SETTLE_SECONDS = 2.0
 
 
 @main.command("worker")
@@ -52,7 +51,9 @@ def worker_cmd(ctx, alerts_out, data_dir, notify_file):
     try:
         store.migrate()
         if settings.store.backend == "clickhouse" and settings.store.repair_at_start:
-            _repair_rollups(store)
+            from services.store.consistency import repair_drifted_rollups
+
+            repair_drifted_rollups(store, log, "at start")
         runtime = Runtime(settings, embedder, lambda state: build_pipeline(settings, embedder, state=state),
                           store, alerts_out, notify_file=notify)
         app = create_app(settings, runtime)
@@ -76,18 +77,6 @@ def worker_cmd(ctx, alerts_out, data_dir, notify_file):
             raise SystemExit(code)
     finally:
         store.close()
-
-
-def _repair_rollups(store) -> None:
-    """Rebuild the rollups of the days a crash left short (or doubled) before this worker writes:
-    on a server no open marker tells that the last writer died mid-insert, so every start checks
-    (services/store/consistency.py)."""
-    from services.store.consistency import repair_steady_drift
-
-    repaired = repair_steady_drift(store, settle_seconds=REPAIR_SETTLE_SECONDS)
-    if repaired:
-        log.warning("the store's rollups of %d cluster-days did not match the stored interactions (a crash "
-                    "mid-insert): rebuilt", repaired)
 
 
 async def _ensure_topic(settings: Settings, hosts: list[str]) -> None:

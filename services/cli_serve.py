@@ -46,10 +46,16 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
                    f"{settings.notify_file} is valid (give the workers the same file)", err=True)
     with open_store(settings) as store:
         store.migrate()
+        # As a worker does (no open marker tells of a crash mid-insert on a server): at start, and
+        # after an outage of the store (EmbeddedIngestor's repair_after_outage).
+        repair = None
         if api.ingest == "embedded" and settings.store.backend == "clickhouse" and settings.store.repair_at_start:
-            from services.cli_kafka import _repair_rollups
+            from services.store.consistency import repair_drifted_rollups
 
-            _repair_rollups(store)  # as a worker does: no open marker tells of a crash mid-insert on a server
+            repair_drifted_rollups(store, log, "at start")
+
+            def repair() -> None:
+                repair_drifted_rollups(store, log, "after the store came back")
         metrics = Metrics()
         if api.ingest == "kafka":
             from alerts.categories import load_policy
@@ -81,7 +87,7 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
                                     max_queue=api.queue_max_records,
                                     cluster_refresh_seconds=api.cluster_refresh_seconds,
                                     checkpoint=checkpoint.save, checkpoint_seconds=api.checkpoint_seconds,
-                                    notifier=notifier, spool=spool)
+                                    notifier=notifier, spool=spool, repair_after_outage=repair)
         try:
             return _serve(settings, store, ingestor, metrics)
         finally:

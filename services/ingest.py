@@ -187,12 +187,16 @@ class EmbeddedIngestor(Ingestor):
     def __init__(self, pipeline: Pipeline, store: Store, metrics: Metrics | None = None, *,
                  batch_size: int = 256, max_queue: int = 100_000, cluster_refresh_seconds: float = 5.0,
                  checkpoint: Callable[[dict], None] | None = None, checkpoint_seconds: float = 30.0,
-                 monotonic: Callable[[], float] = time.monotonic, notifier=None, spool: Spool | None = None):
+                 monotonic: Callable[[], float] = time.monotonic, notifier=None, spool: Spool | None = None,
+                 repair_after_outage: Callable[[], None] | None = None):
         self.pipeline = pipeline
         self.store = store
         self.metrics = metrics or Metrics()
         # With a Notifier (services.notify.notifier) incident events are queued for delivery once stored.
         self.outputs = Outputs(store=store, notifier=notifier, metrics=self.metrics)
+        # Called once a write succeeds after failed ones (a ClickHouse server that died mid-insert
+        # leaves rollups short: services/store/consistency.py); its own failure is logged, not raised.
+        self.repair_after_outage = repair_after_outage
         self.batch_size = batch_size
         self.max_queue = max_queue
         self.cluster_refresh_seconds = cluster_refresh_seconds
@@ -452,6 +456,11 @@ class EmbeddedIngestor(Ingestor):
                 log.warning("%s: the store took it", what)
                 self._store_failing = False
                 self.metrics.store_failing.set(0)
+                if self.repair_after_outage is not None:
+                    try:
+                        self.repair_after_outage()
+                    except Exception:  # the records are written; a failed check must not fail them
+                        log.exception("checking the rollups after the store came back failed")
             return True
         raise AssertionError("unreachable: the delays never end")
 

@@ -53,6 +53,7 @@ from services.notify.notifier import Notifier
 from services.notify.notify_file import NotifyFile
 from services.settings import Settings
 from services.store.base import Store
+from services.store.consistency import repair_drifted_rollups
 
 log = logging.getLogger("faithwatch.kafka")
 
@@ -133,14 +134,24 @@ class Runtime:
         """``fn(*args)`` on the store thread until it succeeds: a failure (the store down, or
         answering errors) is logged, counted (``store_retries``) and retried after services.retry's
         delays. A stage waiting here holds its input unacknowledged: nothing is lost meanwhile."""
+        failed = False
         for delay in retry.STORE.delays():
             try:
                 await self.on_io(fn, *args)
-                return
             except Exception as exc:  # noqa: BLE001 - any store error: nothing acknowledged, retry
                 self.counts["store_retries"] += 1
                 retry.log_failure(log, what, exc, delay)
+                failed = True
                 await asyncio.sleep(delay)
+                continue
+            if failed and self.settings.store.backend == "clickhouse" and self.settings.store.repair_at_start:
+                # The server may have died mid-insert: rollups short of interactions stored
+                # (services/store/consistency.py; on the store thread, off the event loop).
+                try:
+                    await self.on_io(repair_drifted_rollups, self.store, log, "after the store came back")
+                except Exception:  # noqa: BLE001 - written; a failed check must not fail the write
+                    log.exception("checking the rollups after the store came back failed")
+            return
 
     @property
     def preparer(self) -> Pipeline:

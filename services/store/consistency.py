@@ -14,19 +14,24 @@ Run it with writers stopped (the chDB store is held by one process anyway; with 
 server, stop `serve` and the workers first): an insert racing the repair of its day would count
 twice or not at all. Days older than the raw retention (``store.ttl_days``) are not compared.
 
-Automatically: the chDB store repairs at the open after an unclean stop (its open marker); a
-Kafka worker on a ClickHouse server checks at start and repairs what :func:`repair_steady_drift`
-finds drifting twice alike, ``settle_seconds`` apart (a day another worker is inserting into moves
-between the two looks and is left alone).
+Automatically: the chDB store repairs at the open after an unclean stop (its open marker); on a
+ClickHouse server a Kafka worker and an embedded ``faithwatch serve`` check at start, and again
+whenever a store write succeeds after failed ones (the server may have died mid-insert), and
+repair what :func:`repair_steady_drift` finds drifting twice alike, ``SETTLE_SECONDS`` apart (a
+day another worker is inserting into moves between the two looks and is left alone):
+:func:`repair_drifted_rollups`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from services.store.base import Row, Store
+
+SETTLE_SECONDS = 2.0  # between the two looks of repair_drifted_rollups
 
 _DRIFT = """
     SELECT cluster_id, day, r.n AS interactions, h.n AS hour_rollup, d.n AS day_rollup
@@ -98,3 +103,14 @@ def repair_steady_drift(store: Store, settle_seconds: float, sleep: Callable[[fl
 
 def _drift_key(row: Row) -> tuple:
     return row["cluster_id"], row["day"], row["interactions"], row["hour_rollup"], row["day_rollup"]
+
+
+def repair_drifted_rollups(store: Store, log: logging.Logger, when: str) -> int:
+    """:func:`repair_steady_drift` with :data:`SETTLE_SECONDS`, logged; the number of days rebuilt.
+    ``when``: "at start" or "after the store came back" (the writers on a ClickHouse server call it
+    then: no open marker tells that the last writer or the server died mid-insert)."""
+    repaired = repair_steady_drift(store, settle_seconds=SETTLE_SECONDS)
+    if repaired:
+        log.warning("the store's rollups of %d cluster-days did not match the stored interactions (a crash "
+                    "mid-insert): rebuilt %s", repaired, when)
+    return repaired

@@ -18,9 +18,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from services.store.consistency import rollup_drift
 from tests.services.conftest import SERVER_PASSWORD
 from tests.services.test_cli_serve import records
 from tests.services.test_spool_crash import HEADERS, start
+from tests.services.test_store_check import tiers
 
 BOOTSTRAP = 200
 
@@ -90,13 +92,16 @@ def test_serve_retries_its_writes_through_a_store_outage_and_stores_each_record_
                                                                                      tmp_path):
     """300 records stored, the server down, 300 more posted (202 each, in the spool) while the
     worker's writes fail; /healthz says so and /metrics counts the retries. Back up, the worker
-    writes them: 600 rows, 600 ids."""
+    writes them: 600 rows, 600 ids. Rollups a crash of the server mid-insert left short (made here
+    by deleting a cluster-day's hour and day rows) are rebuilt once the store is back."""
     batch = records(600)
     err = ""
+    database = store_env["FAITHWATCH_STORE__DATABASE"]
     proc, url = start(tmp_path / "data", **store_env)
     try:
         assert _post(url, batch[:300]) == 300
         _flush(url)
+        torn = _tear_rollups(clickhouse_server, database)
         _take_down(clickhouse_server)
         try:
             assert _post(url, batch[300:]) == 300  # acknowledged while the store is down
@@ -120,8 +125,27 @@ def test_serve_retries_its_writes_through_a_store_outage_and_stores_each_record_
         if proc.poll() is None:
             err = _stop(proc)
     assert "to the store failed (StoreError" in err and "retrying in" in err and "the store took it" in err
-    assert _stored(clickhouse_server, store_env["FAITHWATCH_STORE__DATABASE"]) == {"rows": 600, "ids": 600}
+    assert "rebuilt after the store came back" in err, err[-3000:]
+    assert _stored(clickhouse_server, database) == {"rows": 600, "ids": 600}
     assert not list((tmp_path / "data" / "spool").glob("*.jsonl"))
+    with clickhouse_server.store(database) as st:
+        assert rollup_drift(st) == [], torn
+        assert tiers(st) == dict.fromkeys(("rollup_minutes", "rollup_hours", "rollup_days"), 600)
+
+
+def _tear_rollups(server, database: str) -> list:
+    """What a server dying mid-insert leaves: one cluster-day's interactions stored, its hour and
+    day rollup rows not. Returns the drift."""
+    with server.store(database) as st:
+        [row] = st.query("SELECT cluster_id, toStartOfDay(timestamp) AS day FROM interactions "
+                         "GROUP BY cluster_id, day ORDER BY count() DESC, cluster_id LIMIT 1")
+        where = "cluster_id = {c:String} AND toStartOfDay(bucket) = {d:DateTime64(3, 'UTC')}"
+        for table in ("rollup_hours", "rollup_days"):
+            st.command(f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 2",
+                       {"c": row["cluster_id"], "d": row["day"]})
+        drift = rollup_drift(st)
+    assert drift, "deleting the rollup rows made no drift"
+    return drift
 
 
 @pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
