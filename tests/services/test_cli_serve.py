@@ -44,6 +44,22 @@ def records(n: int) -> list[dict]:
             for k in range(n)]
 
 
+def wait_until_serving(proc: subprocess.Popen, url: str, timeout: float = 120) -> None:
+    """Until ``faithwatch serve`` (``proc``, stderr piped as text) answers ``/healthz`` at ``url``;
+    the test fails with its stderr if it exits or does not answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"faithwatch serve did not come up: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+
+
 def serve_once(data: Path, post) -> tuple[int, str]:
     """Start ``faithwatch serve`` on ``data``, call ``post(url, headers)``, SIGTERM it; (exit code, stderr)."""
     port = free_port()
@@ -54,17 +70,7 @@ def serve_once(data: Path, post) -> tuple[int, str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"faithwatch serve did not come up: {proc.communicate()[1][-2000:]}")
-            time.sleep(0.2)
+        wait_until_serving(proc, url)
         post(url, {"Authorization": f"Bearer {TOKEN}"})
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)

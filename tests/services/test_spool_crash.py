@@ -9,16 +9,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 from opentelemetry import trace
 
 from services.store.chdb_store import ChdbStore
-from tests.services.test_cli_serve import REPO, TOKEN, free_port, records
+from tests.services.test_cli_serve import REPO, TOKEN, free_port, records, wait_until_serving
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -31,17 +29,8 @@ def start(data: Path, **env: str) -> tuple[subprocess.Popen, str]:
                                  "FAITHWATCH_API__TOKENS": json.dumps([TOKEN]), **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"faithwatch serve did not come up: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.1)
+    wait_until_serving(proc, url)
+    return proc, url
 
 
 def crash_then_recover(data: Path, n: int, per_request: int, **env: str) -> tuple[int, str, dict]:
