@@ -50,7 +50,7 @@ def worker_cmd(ctx, alerts_out, data_dir, notify_file):
     store = open_store(settings)
     try:
         store.migrate()
-        if settings.store.backend == "clickhouse" and settings.store.repair_at_start:
+        if settings.store.repairs_rollups:
             from services.store.consistency import repair_drifted_rollups
 
             repair_drifted_rollups(store, log, "at start")

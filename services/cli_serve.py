@@ -49,7 +49,7 @@ def run_server(settings: Settings, reset_state: bool = False) -> dict | None:
         # As a worker does (no open marker tells of a crash mid-insert on a server): at start, and
         # after an outage of the store (EmbeddedIngestor's repair_after_outage).
         repair = None
-        if api.ingest == "embedded" and settings.store.backend == "clickhouse" and settings.store.repair_at_start:
+        if api.ingest == "embedded" and settings.store.repairs_rollups:
             from services.store.consistency import repair_drifted_rollups
 
             repair_drifted_rollups(store, log, "at start")

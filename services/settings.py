@@ -52,9 +52,15 @@ class StoreSettings(_Section):
     client_cert: Path | None = Field(None, description="client certificate for mutual TLS (PEM)")
     client_cert_key: Path | None = Field(None, description="key of client_cert, if not inside it")
     connect_timeout: float = Field(10.0, gt=0, description="seconds to connect to a ClickHouse server")
-    repair_at_start: bool = Field(True, description="clickhouse: `faithwatch worker` checks at start that the hour and day rollups count what interactions holds and rebuilds the days that drift (what a crash of the server mid-insert leaves; `faithwatch store check --repair` by hand)")
+    repair_at_start: bool = Field(True, description="clickhouse: `faithwatch worker` and embedded `faithwatch serve` check at start, and after a store outage, that the hour and day rollups count what interactions holds and rebuild the days that drift (what a crash of the server mid-insert leaves; `faithwatch store check --repair` by hand)")
     ttl_days: int | None = Field(None, ge=1, description="days raw interactions are kept (None: forever); applied by `faithwatch migrate`")
     rollup_ttl_days: int | None = Field(None, ge=1, description="days per-minute rollups are kept (None: forever); applied by `faithwatch migrate`")
+
+    @property
+    def repairs_rollups(self) -> bool:
+        """Whether writers check the rollups themselves (services/store/consistency.py): on a
+        ClickHouse server with ``repair_at_start`` (the chDB store repairs when it opens)."""
+        return self.backend == "clickhouse" and self.repair_at_start
 
 
 class KafkaSettings(_Section):

@@ -133,7 +133,8 @@ class Runtime:
     async def retrying(self, what: str, fn, *args) -> None:
         """``fn(*args)`` on the store thread until it succeeds: a failure (the store down, or
         answering errors) is logged, counted (``store_retries``) and retried after services.retry's
-        delays. A stage waiting here holds its input unacknowledged: nothing is lost meanwhile."""
+        delays. A stage waiting here holds its input unacknowledged: nothing is lost meanwhile. Once it
+        succeeds after failures, the rollups are checked (``store.repairs_rollups``)."""
         failed = False
         for delay in retry.STORE.delays():
             try:
@@ -144,7 +145,7 @@ class Runtime:
                 failed = True
                 await asyncio.sleep(delay)
                 continue
-            if failed and self.settings.store.backend == "clickhouse" and self.settings.store.repair_at_start:
+            if failed and self.settings.store.repairs_rollups:
                 # The server may have died mid-insert: rollups short of interactions stored
                 # (services/store/consistency.py; on the store thread, off the event loop).
                 try:
