@@ -72,7 +72,18 @@ def serve_once(data: Path, post) -> tuple[int, str]:
     try:
         wait_until_serving(proc, url)
         post(url, {"Authorization": f"Bearer {TOKEN}"})
-        proc.send_signal(signal.SIGTERM)
+    finally:
+        code, err = stop(proc)
+    return code, err
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    """SIGTERM ``faithwatch serve`` (stderr piped as text) and wait for it (SIGKILL if that fails);
+    (exit code, stderr)."""
+    err = ""
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -16,7 +16,7 @@ import httpx
 from opentelemetry import trace
 
 from services.store.chdb_store import ChdbStore
-from tests.services.test_cli_serve import REPO, TOKEN, free_port, records, wait_until_serving
+from tests.services.test_cli_serve import REPO, TOKEN, free_port, records, stop, wait_until_serving
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -67,13 +67,9 @@ def crash_after(data: Path, post: Callable[[str], int], **env: str) -> tuple[int
     try:
         res = httpx.post(f"{url}/v1/flush", headers=HEADERS, timeout=120)
         assert res.status_code == 200 and res.json()["processed"] is True, res.text
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err[-2000:]
+        code, err = stop(proc)
+    assert code == 0, err[-2000:]
     with ChdbStore(data / "chdb") as store:
         # No FINAL: a row stored twice would count twice here.
         [counts] = store.query("SELECT count() AS rows, uniqExact(interaction_id) AS ids FROM interactions")

@@ -20,7 +20,7 @@ import pytest
 
 from services.store.consistency import rollup_drift
 from tests.services.conftest import SERVER_PASSWORD
-from tests.services.test_cli_serve import records
+from tests.services.test_cli_serve import records, stop
 from tests.services.test_spool_crash import HEADERS, start
 from tests.services.test_store_check import tiers
 
@@ -82,9 +82,8 @@ def _stored(server, database: str) -> dict:
 
 
 def _stop(proc) -> str:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-3000:]
+    code, err = stop(proc)
+    assert code == 0, err[-3000:]
     return err
 
 
