@@ -23,7 +23,10 @@ opening another (an ``updated`` event names the clusters it adds):
 Two causes stay two incidents, even at once and in one family, when their documents differ.
 While an incident is open its member clusters' answers do not update their baselines, and a
 second CUSUM over all of them, in the other direction, resolves it once they are back at their
-baseline rates (or all have been quiet for ``resolve_quiet_hours``).
+baseline rates (or all have been quiet for ``resolve_quiet_hours``). A member's failing answer
+seen while that test already leans towards "back" waits, and joins only if the failures go on at
+the pattern's rate, its cluster is still failing, or it retrieved the incident's cause document:
+isolated failures after the fix are the baseline's noise, not sessions to contact.
 
 An incident stays open while a member is still failing (2 of its latest 5 answers, since the
 pooled recovery began: a slow member still failing holds it open although the busy ones
@@ -273,18 +276,50 @@ class PatternDetector:
         assert inc.recovery is not None
         inc.observed += 1
         inc.last_at = at
-        if failure is not None:
-            inc.failures.append(failure)
         # Recovery: evidence that the rate is back at p0 rather than still at p1, over all members
         # (dominated by the busiest), and no member still failing: a slow member whose latest
         # answers keep failing holds the incident open.
         inc.recovery.update(below, p1, p0, at)
+        if failure is not None:
+            self._take(inc, failure)
         if inc.recovery.alarm and not self._still_failing(inc, at):
             return [self._resolve(inc, at)]
         if inc.added or len(inc.sessions) >= max(inc.reported_sessions + 1,
                                                  inc.reported_sessions * self.config.update_growth):
             return [self._event(inc, "updated", at)]
         return []
+
+    def _take(self, inc: Incident, failure: Failure) -> None:
+        """A member's failing answer joins the open incident ``inc``, unless it may be the
+        baseline's noise after the fix: while the recovery test leans towards "back at baseline"
+        (its statistic above 0) a failing answer waits in ``inc.pending``. The pending answers
+        join as soon as the recovery test falls back to 0 (the failures keep coming at the
+        pattern's rate), those of one cluster as soon as it is still failing (``_STILL_FAILING`` of
+        its latest ``_RECENT`` answers since the recovery began), and an answer that retrieved the
+        incident's cause document joins at once. The pending ones left when the incident resolves
+        are dropped: isolated failing answers while the members were back at baseline are the
+        noise every cluster has, not the incident's sessions (or customers to contact)."""
+        assert inc.recovery is not None
+        if inc.recovery.statistic == 0.0:
+            taken, inc.pending = inc.pending + [failure], []
+        elif (cause := inc.cause) is not None and cause in failure.doc_keys:
+            taken = [failure]
+        elif self._failing(self.monitors[failure.cluster_id], inc.recovery.onset or failure.at):
+            cid = failure.cluster_id
+            taken = [f for f in inc.pending if f.cluster_id == cid] + [failure]
+            inc.pending = [f for f in inc.pending if f.cluster_id != cid]
+        else:
+            inc.pending.append(failure)
+            return
+        ordered = not inc.failures or inc.failures[-1].at <= taken[0].at
+        inc.failures += taken
+        if not ordered:  # a pending answer older than one that joined at once
+            inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
+
+    @staticmethod
+    def _failing(m: ClusterMonitor, since: datetime) -> bool:
+        """``_STILL_FAILING`` of ``m``'s latest ``_RECENT`` answers since ``since`` failed."""
+        return sum(1 for t, below in m.recent if below and t >= since) >= _STILL_FAILING
 
     def _still_failing(self, inc: Incident, at: datetime) -> bool:
         """Whether a member that still answers is still failing although the pooled test says the
@@ -297,8 +332,7 @@ class PatternDetector:
         quiet = timedelta(hours=self.config.member_quiet_hours)
         for cid in inc.members:
             m = self.monitors[cid]
-            if m.last_at is not None and at - m.last_at < quiet and \
-                    sum(1 for t, below in m.recent if below and t >= since) >= _STILL_FAILING:
+            if m.last_at is not None and at - m.last_at < quiet and self._failing(m, since):
                 return True
         return False
 
@@ -440,6 +474,7 @@ class PatternDetector:
 
     def _resolve(self, inc: Incident, at: datetime) -> IncidentEvent:
         inc.resolved_at = at
+        inc.pending = []  # noise while the members were back at baseline (see _take)
         ev = self._event(inc, "resolved", at)
         del self.incidents[inc.incident_id]
         self.resolved[inc.incident_id] = inc

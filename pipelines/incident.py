@@ -203,6 +203,9 @@ class Incident:
     recovery: BernoulliCusum | None = None
     last_at: datetime | None = None  # the newest answer seen in any member cluster
     added: list[str] = field(default_factory=list)  # members joined since the last event
+    # Failing answers seen while the recovery test leans towards "back at baseline": not yet the
+    # incident's (PatternDetector._inside commits or drops them).
+    pending: list[Failure] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     # cause_of(failures) and the failure count it was computed at (derived, not state): the
     # detector asks for the cause on every failing answer while the incident is open.
@@ -319,6 +322,7 @@ class Incident:
             "members": [m.to_state() for m in self.members.values()],
             "recovery": self.recovery.to_state() if self.recovery else None,
             "last_at": self.last_at.isoformat() if self.last_at else None, "added": list(self.added),
+            "pending": [f.to_state() for f in self.pending],
         }
 
     @classmethod
@@ -335,7 +339,8 @@ class Incident:
             statistic=s["statistic"], threshold=s["threshold"],
             level=s["level"], members={m.cluster_id: m for m in members},
             recovery=BernoulliCusum.from_state(s["recovery"], resolve_threshold) if s["recovery"] else None,
-            last_at=dt(s["last_at"]), added=list(s["added"]))
+            last_at=dt(s["last_at"]), added=list(s["added"]),
+            pending=[Failure.from_state(f) for f in s.get("pending", ())])  # absent before v3.2
 
 
 def _example(f: Failure) -> Example:

@@ -7,10 +7,18 @@
 - A failing answer the baseline committed as normal long before the onset is never the
   incident's, even when the evidence that joins carries it (a slow cluster's excursion can
   start with a noise hit a day earlier).
+
+Where it ends:
+
+- After the fix, while the incident waits for the evidence that its clusters are back, their
+  isolated failing answers are the baseline's noise: they do not join (nobody to contact).
+- Failures that keep coming at the pattern's rate, or that retrieved the incident's cause
+  document, do.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from pipelines.config import BaselineConfig, DetectConfig
@@ -23,6 +31,7 @@ CAT = Category(name="pricing", tolerance=0.08, gate=0.8, severity="warning", out
 DOC = Context(doc_id="pricing-table", doc_version="v3", text="Transfers cost £1.50.",
               indexed_at=T0 - timedelta(days=20), doc_updated_at=T0 - timedelta(days=30))
 STALE = DOC.model_copy(update={"doc_updated_at": T0 + timedelta(days=3)})
+NODOC = Context(text="Transfers are free.")
 OTHER = Context(doc_id="faq", doc_version="v1", text="We answer in 2 days.",
                 indexed_at=T0 - timedelta(days=20), doc_updated_at=T0 - timedelta(days=30))
 
@@ -102,3 +111,61 @@ def test_a_failure_committed_long_before_the_onset_does_not_join_with_a_slow_clu
     assert ev.event == "updated" and "c2" in ev.clusters
     assert late in ev.session_ids and set(pattern) <= set(ev.session_ids)
     assert old not in ev.session_ids
+
+
+def _pattern_then_fix(feed: Feed) -> list[str]:
+    feed.warm("c1")
+    return [feed.answer("c1", True, STALE) for _ in range(8)]
+
+
+def test_isolated_failures_after_the_fix_are_not_the_incident_s_sessions():
+    feed = Feed()
+    pattern = _pattern_then_fix(feed)
+    noise, k = [], 0
+    while not any(e.event == "resolved" for e in feed.events):  # fixed: 1 failure in 8 answers
+        k += 1
+        sid = feed.answer("c1", k % 8 == 0)
+        noise += [sid] if k % 8 == 0 else []
+        assert k < 2_000, "never resolved"
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert noise, "the test needs noise between the fix and the resolution"
+    assert set(pattern) <= set(resolved.session_ids)
+    assert not set(noise) & set(resolved.session_ids)
+    assert resolved.below_baseline_count == len(pattern)
+
+
+def test_failures_at_the_pattern_s_rate_or_citing_its_document_still_join():
+    feed = Feed()
+    pattern = _pattern_then_fix(feed)
+    # One in three still fails (the slower rate of a fix half rolled out), with no document.
+    slower = [feed.answer("c1", k % 3 == 0, NODOC) for k in range(12)]
+    slower = [sid for k, sid in enumerate(slower) if k % 3 == 0]
+    for _ in range(7):
+        feed.answer("c1", False)
+    cited = feed.answer("c1", True, STALE)  # isolated, but the stale pricing table again
+    while not any(e.event == "resolved" for e in feed.events):
+        feed.answer("c1", False)
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert set(pattern) | set(slower) | {cited} == set(resolved.session_ids)
+
+
+def test_pending_failures_survive_a_checkpoint():
+    feed = Feed()
+    _pattern_then_fix(feed)
+    for _ in range(7):
+        feed.answer("c1", False)
+    feed.answer("c1", True)  # pending: the recovery test leans towards "back"
+    (inc,) = feed.d.incidents.values()
+    assert len(inc.pending) == 1
+    state = json.loads(json.dumps(feed.d.to_state()))
+    copy = Feed()
+    copy.d = PatternDetector.from_state(state, BaselineConfig(), DetectConfig())
+    copy.t, copy.k = feed.t, feed.k
+    for f in (feed, copy):
+        f.events = []
+        for k in range(3):  # two more failures close together: the cluster is still failing
+            f.answer("c1", k != 1)
+        while not any(e.event == "resolved" for e in f.events):
+            f.answer("c1", False)
+    assert [e.model_dump() for e in feed.events] == [e.model_dump() for e in copy.events]
+    assert feed.events[-1].below_baseline_count == 8 + 3
