@@ -13,6 +13,8 @@ a receiver.
 :mod:`services.testing.grafana_standin`: a stand-in for Grafana's folder, data source and
 dashboard HTTP API that checks every request.
 :mod:`services.testing.chromium`: Debian's headless Chromium, to load a page and read its DOM.
+:mod:`services.testing.live_api`: the API served for real on 127.0.0.1 (store, ingest worker,
+uvicorn on a thread, an httpx client with a token), for tests of the HTTP routes.
 """
 
 import os
