@@ -25,12 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+
+from services.testing import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,20 +64,23 @@ def _server(repo: Path, data_dir: Path | None = None, **env: str) -> Iterator[tu
                                 stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the server did not start")
-                time.sleep(0.2)
+            wait_until_serving(proc, url)
             yield proc, url
         finally:
             proc.terminate()
             proc.wait(60)
+
+
+def _run_clients(client: Callable[[list], None], work: list, clients: int) -> float:
+    """``clients`` threads, each running ``client`` on its share of ``work`` (every
+    ``clients``-th item); the seconds until all are done."""
+    threads = [threading.Thread(target=client, args=(work[c::clients],)) for c in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
 
 
 def run(repo: Path, body: bytes, content_type: str, settle: float = 3.0) -> dict:
@@ -139,13 +144,7 @@ def ingest_rate(repo: Path, spool: bool, requests: int, per_request: int, client
                     latencies.append(time.perf_counter() - t)
                     statuses.append(res.status_code)
 
-        threads = [threading.Thread(target=client, args=(bodies[c::clients],)) for c in range(clients)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        seconds = time.perf_counter() - start
+        seconds = _run_clients(client, bodies, clients)
     latencies.sort()
     return {"spool": spool, "requests": requests, "per_request": per_request, "clients": clients,
             "accepted_202": statuses.count(202), "seconds": round(seconds, 2),
@@ -192,13 +191,8 @@ def sustained(repo: Path, seconds: float, rate: float, per_request: int, clients
                             depth[0] = max(depth[0], body.get("queue_depth", 0))
                         rss[0] = max(rss[0], _rss_mb(proc.pid))
 
-            threads = [threading.Thread(target=client, args=(batches[c::clients],)) for c in range(clients)]
             started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            sent_for = time.perf_counter() - started
+            sent_for = _run_clients(client, batches, clients)
             flush = httpx.post(f"{url}/v1/flush", params={"timeout": 900}, timeout=960).json()
             drained = time.perf_counter() - started
             proc.terminate()

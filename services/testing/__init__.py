@@ -13,14 +13,19 @@ a receiver.
 :mod:`services.testing.grafana_standin`: a stand-in for Grafana's folder, data source and
 dashboard HTTP API that checks every request.
 :mod:`services.testing.chromium`: Debian's headless Chromium, to load a page and read its DOM.
+:mod:`services.testing.live_api`: the API served for real on 127.0.0.1 (store, ingest worker,
+uvicorn on a thread, an httpx client with a token), for tests of the HTTP routes.
 """
 
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+import httpx
 
 
 def ensure_debian_package(binary: str, package: str) -> str:
@@ -48,6 +53,26 @@ def stop_process(process: subprocess.Popen, timeout: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, timeout: float = 120) -> None:
+    """Until the server ``process`` answers ``/healthz`` at ``url``; if it exits or does not answer
+    within ``timeout`` seconds it is killed and RuntimeError says so (with the end of its stderr
+    when that is piped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            stderr = process.communicate()[1] or ""
+            if isinstance(stderr, bytes):
+                stderr = stderr.decode(errors="replace")
+            raise RuntimeError(f"the server at {url} did not come up: {stderr[-2000:]}")
+        time.sleep(0.1)
 
 
 class ChildServer:

@@ -14,13 +14,9 @@ import httpx
 import pytest
 from faithwatch_client import BufferFull, Client, FaithwatchClientError, SendFailed
 
-from services.api import create_app, serve_in_thread
-from services.ingest import EmbeddedIngestor
-from services.metrics import Metrics
 from services.settings import load_settings
-from services.store import open_store
+from services.testing.live_api import live_api
 from services.testing.receiver import Receiver, Reply
-from services.wiring import build_pipeline
 
 TOKEN = "client-t0ken"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -35,13 +31,8 @@ def interaction(n: int) -> dict:
 def api(tmp_path_factory):
     settings = load_settings(data_dir=tmp_path_factory.mktemp("client"), embedding={"backend": "hashing"},
                              cluster={"bootstrap_size": 20}, api={"tokens": [TOKEN]})
-    metrics = Metrics()
-    with open_store(settings) as store:
-        store.migrate()
-        with EmbeddedIngestor(build_pipeline(settings), store, metrics, batch_size=32,
-                              cluster_refresh_seconds=0) as ingestor:
-            with serve_in_thread(create_app(settings.api, store, ingestor, metrics)) as url:
-                yield url, store
+    with live_api(settings, batch_size=32, cluster_refresh_seconds=0) as api:
+        yield api.url, api.store
 
 
 class Waits(list):

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -23,11 +22,8 @@ import pytest
 from pipelines.errors import ConfigError
 from pipelines.records import Example, IncidentEvent, ScoredInteraction, SharedDocument, SuggestedGate
 from services.api import create_app, serve_in_thread
-from services.ingest import EmbeddedIngestor
-from services.metrics import Metrics
 from services.settings import load_settings
-from services.store import open_store
-from services.wiring import build_pipeline
+from services.testing.live_api import live_api
 
 TOKEN, OTHER_TOKEN = "t0ken-for-tests", "another-t0ken"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -111,17 +107,8 @@ def api(tmp_path_factory):
     data = tmp_path_factory.mktemp("api")
     settings = load_settings(data_dir=data, embedding={"backend": "hashing"}, cluster={"bootstrap_size": 20},
                              api={"tokens": [TOKEN, OTHER_TOKEN], "max_body_bytes": 64 * 1024})
-    metrics = Metrics()
-    with open_store(settings) as store:
-        store.migrate()
-        seed_store(store)
-        with EmbeddedIngestor(build_pipeline(settings), store, metrics, batch_size=32,
-                              cluster_refresh_seconds=0) as ingestor:
-            app = create_app(settings.api, store, ingestor, metrics)
-            with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60,
-                                                           headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-                yield SimpleNamespace(url=url, client=client, store=store, settings=settings, metrics=metrics,
-                                      ingestor=ingestor)
+    with live_api(settings, seed=seed_store, batch_size=32, cluster_refresh_seconds=0) as api:
+        yield api
 
 
 # ---- authentication --------------------------------------------------------------------------
@@ -265,37 +252,33 @@ def test_a_repeated_interaction_id_is_counted_once(api):
 
 def test_records_wait_for_the_first_fit_until_flush(api):
     """A fresh pipeline (same store) holds records until bootstrap_size; POST /v1/flush fits on them."""
-    with EmbeddedIngestor(build_pipeline(api.settings), api.store, Metrics()) as ingestor:
-        app = create_app(api.settings.api, api.store, ingestor)
-        with serve_in_thread(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
-                                                       timeout=60) as client:
-            batch = [record(5000 + k) for k in range(12)]
-            out = client.post("/v1/interactions?wait=true", json=batch).json()
-            assert out["processed"] and out["pipeline"]["waiting_for_bootstrap"] == 12
-            assert stored_ids(api.store, [r["interaction_id"] for r in batch]) == []
-            flushed = client.post("/v1/flush")
-            assert flushed.status_code == 200
-            assert flushed.json()["processed"] and flushed.json()["pipeline"]["waiting_for_bootstrap"] == 0
-            assert flushed.json()["pipeline"]["scored"] == 12
-            assert len(stored_ids(api.store, [r["interaction_id"] for r in batch])) == 12
-            # Without wait the answer comes at once; flush then waits for the queue.
-            late = client.post("/v1/interactions", json=[record(5100 + k) for k in range(5)])
-            assert late.status_code == 202 and late.json()["processed"] is None
-            assert client.post("/v1/flush").json()["pipeline"]["scored"] == 17
+    with live_api(api.settings, api.store) as fresh:
+        client = fresh.client
+        batch = [record(5000 + k) for k in range(12)]
+        out = client.post("/v1/interactions?wait=true", json=batch).json()
+        assert out["processed"] and out["pipeline"]["waiting_for_bootstrap"] == 12
+        assert stored_ids(api.store, [r["interaction_id"] for r in batch]) == []
+        flushed = client.post("/v1/flush")
+        assert flushed.status_code == 200
+        assert flushed.json()["processed"] and flushed.json()["pipeline"]["waiting_for_bootstrap"] == 0
+        assert flushed.json()["pipeline"]["scored"] == 12
+        assert len(stored_ids(api.store, [r["interaction_id"] for r in batch])) == 12
+        # Without wait the answer comes at once; flush then waits for the queue.
+        late = client.post("/v1/interactions", json=[record(5100 + k) for k in range(5)])
+        assert late.status_code == 202 and late.json()["processed"] is None
+        assert client.post("/v1/flush").json()["pipeline"]["scored"] == 17
 
 
 def test_shutdown_drains_what_was_accepted(api):
-    with EmbeddedIngestor(build_pipeline(api.settings), api.store, Metrics()) as ingestor:
-        app = create_app(api.settings.api, api.store, ingestor)
-        with serve_in_thread(app) as url:
-            res = httpx.post(f"{url}/v1/interactions", json=[record(6000 + k) for k in range(8)],
-                             headers={"Authorization": f"Bearer {TOKEN}"})
-            assert res.status_code == 202
+    with live_api(api.settings, api.store) as fresh:
+        res = httpx.post(f"{fresh.url}/v1/interactions", json=[record(6000 + k) for k in range(8)],
+                         headers={"Authorization": f"Bearer {TOKEN}"})
+        assert res.status_code == 202
     # Leaving the ingestor drained the queue and fitted the 8 waiting records (fewer than bootstrap_size).
     assert len(stored_ids(api.store, [f"r{6000 + k}" for k in range(8)])) == 8
-    assert ingestor.totals()["scored"] == 8
+    assert fresh.ingestor.totals()["scored"] == 8
     with pytest.raises(Exception, match="shutting down"):
-        ingestor.submit([])
+        fresh.ingestor.submit([])
 
 
 # ---- reads -----------------------------------------------------------------------------------

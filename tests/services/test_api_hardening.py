@@ -10,7 +10,6 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -21,11 +20,8 @@ from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
 
 from services.api import create_app, serve_in_thread
-from services.cli import open_store
-from services.ingest import EmbeddedIngestor
-from services.metrics import Metrics
 from services.settings import load_settings
-from services.wiring import build_pipeline
+from services.testing.live_api import live_api
 
 TOKEN = "t0ken-for-hardening"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -49,15 +45,8 @@ def api(tmp_path_factory):
     settings = load_settings(data_dir=data, embedding={"backend": "hashing"}, cluster={"bootstrap_size": 10},
                              api={"tokens": [TOKEN], "max_body_bytes": 4 * 1024 * 1024,
                                   "max_records_per_request": 1000})
-    metrics = Metrics()
-    with open_store(settings) as store:
-        store.migrate()
-        with EmbeddedIngestor(build_pipeline(settings), store, metrics, batch_size=32,
-                              cluster_refresh_seconds=0) as ingestor:
-            app = create_app(settings.api, store, ingestor, metrics)
-            with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60, headers=AUTH) as client:
-                yield SimpleNamespace(url=url, client=client, store=store, settings=settings, metrics=metrics,
-                                      ingestor=ingestor)
+    with live_api(settings, batch_size=32, cluster_refresh_seconds=0) as api:
+        yield api
 
 
 def dead_letters(store, request_id: str) -> list[dict]:
@@ -222,12 +211,10 @@ def gauge(client: httpx.Client, name: str) -> float:
 def test_concurrent_flushes_wait_for_one_and_health_and_reads_still_answer(api):
     faulty = Faulty(api.store)
     n, waits = 60, 45  # each more than the server's 40 worker threads
-    metrics = Metrics()
     unbounded = httpx.Limits(max_connections=None)  # the probes below use a client of their own
-    with EmbeddedIngestor(build_pipeline(api.settings), faulty, metrics, cluster_refresh_seconds=0) as ingestor:
-        app = create_app(api.settings.api, faulty, ingestor, metrics)
-        with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=30) as client, \
-                httpx.Client(base_url=url, headers=AUTH, timeout=60, limits=unbounded) as load, \
+    with live_api(api.settings, faulty, timeout=30, cluster_refresh_seconds=0) as served:
+        client = served.client
+        with httpx.Client(base_url=served.url, headers=AUTH, timeout=60, limits=unbounded) as load, \
                 ThreadPoolExecutor(n + waits) as pool:
             assert client.post("/v1/interactions?wait=true",
                                json=[record(300 + k) for k in range(5)]).status_code == 202

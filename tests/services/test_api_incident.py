@@ -12,17 +12,12 @@ import io
 from collections import Counter
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from pipelines.scenario import ScenarioConfig, generate, to_jsonl_lines
-from services.api import create_app, serve_in_thread
 from services.datasets import load_banking77
-from services.ingest import EmbeddedIngestor
-from services.metrics import Metrics
 from services.settings import load_settings
-from services.store import open_store
-from services.wiring import build_pipeline
+from services.testing.live_api import live_api
 
 TOKEN = "incident-t0ken"
 CHUNK = 500
@@ -32,24 +27,18 @@ CHUNK = 500
 def served(tmp_path_factory):
     scenario = generate(load_banking77("train"), ScenarioConfig(seed=7, days=3.0, per_day=1000))
     settings = load_settings(data_dir=tmp_path_factory.mktemp("api-incident"), api={"tokens": [TOKEN]})
-    with open_store(settings) as store:
-        store.migrate()
-        with EmbeddedIngestor(build_pipeline(settings), store, Metrics(),
-                              batch_size=settings.replay.batch_size) as ingestor:
-            app = create_app(settings.api, store, ingestor)
-            with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=300,
-                                                           headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-                answers = []
-                for k, start in enumerate(range(0, len(scenario.records), CHUNK)):
-                    chunk = scenario.records[start:start + CHUNK]
-                    if k % 2:  # half the chunks as NDJSON, half as JSON arrays
-                        res = client.post("/v1/interactions", content="".join(to_jsonl_lines(chunk)).encode(),
-                                          headers={"Content-Type": "application/x-ndjson"})
-                    else:
-                        res = client.post("/v1/interactions", json=chunk)
-                    answers.append(res)
-                flushed = client.post("/v1/flush")
-                yield scenario, client, store, answers, flushed
+    with live_api(settings, timeout=300, batch_size=settings.replay.batch_size) as api:
+        answers = []
+        for k, start in enumerate(range(0, len(scenario.records), CHUNK)):
+            chunk = scenario.records[start:start + CHUNK]
+            if k % 2:  # half the chunks as NDJSON, half as JSON arrays
+                res = api.client.post("/v1/interactions", content="".join(to_jsonl_lines(chunk)).encode(),
+                                      headers={"Content-Type": "application/x-ndjson"})
+            else:
+                res = api.client.post("/v1/interactions", json=chunk)
+            answers.append(res)
+        flushed = api.client.post("/v1/flush")
+        yield scenario, api.client, api.store, answers, flushed
 
 
 def test_every_record_is_accepted_and_scored(served):

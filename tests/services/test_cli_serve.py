@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from click.testing import CliRunner
 
 from services.cli import main
 from services.store.chdb_store import ChdbStore
+from services.testing import wait_until_serving
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "serve-t0ken"
@@ -42,22 +42,6 @@ def records(n: int) -> list[dict]:
              "response": "The fee is 2%.", "confidence": 0.9,
              "contexts": [{"doc_id": "pricing-table", "doc_version": "v3", "text": "The fee is 2%."}]}
             for k in range(n)]
-
-
-def wait_until_serving(proc: subprocess.Popen, url: str, timeout: float = 120) -> None:
-    """Until ``faithwatch serve`` (``proc``, stderr piped as text) answers ``/healthz`` at ``url``;
-    the test fails with its stderr if it exits or does not answer within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"faithwatch serve did not come up: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.1)
 
 
 def serve_once(data: Path, post) -> tuple[int, str]:

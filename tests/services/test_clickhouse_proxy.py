@@ -18,12 +18,9 @@ from fastapi import FastAPI
 
 from pipelines.records import ClusterInfo
 from services import clickhouse_proxy
-from services.api import create_app, serve_in_thread
-from services.cli import open_store
-from services.ingest import EmbeddedIngestor
-from services.metrics import Metrics
+from services.api import serve_in_thread
 from services.settings import load_settings
-from services.wiring import build_pipeline
+from services.testing.live_api import live_api
 
 TOKEN = "t0ken-for-the-proxy"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -37,21 +34,20 @@ def served(tmp_path_factory):
     secret.write_text(SECRET + "\n")
     settings = load_settings(data_dir=data, embedding={"backend": "hashing"},
                              api={"tokens": [TOKEN], "clickhouse_max_result_rows": 10_000})
-    with open_store(settings) as store:
-        store.migrate()
+
+    def seed(store) -> None:
         store.upsert_clusters([
             ClusterInfo(cluster_id=cid, label=f"{cid} label", category="pricing", terms=("a",),
                         representative_query="q", size=3, centroid_version=1, first_seen=T0,
                         last_seen=T0 + timedelta(hours=1)) for cid in ("k1", "k2")])
-        with EmbeddedIngestor(build_pipeline(settings), store, Metrics(), batch_size=8,
-                              cluster_refresh_seconds=0) as ingestor:
-            app = create_app(settings.api, store, ingestor)
-            small = FastAPI()  # the same endpoint with tiny limits, for the limit tests
-            clickhouse_proxy.mount(small, store, [TOKEN.encode()],
-                                   clickhouse_proxy.ProxyLimits(seconds=1, memory_bytes=20 * 1024**2, result_rows=10))
-            with serve_in_thread(app) as url, serve_in_thread(small) as small_url:
-                yield SimpleNamespace(url=url, small_url=small_url, store=store, secret=secret,
-                                      port=int(url.rsplit(":", 1)[1]), small_port=int(small_url.rsplit(":", 1)[1]))
+
+    with live_api(settings, seed=seed, batch_size=8, cluster_refresh_seconds=0) as api:
+        small = FastAPI()  # the same endpoint with tiny limits, for the limit tests
+        clickhouse_proxy.mount(small, api.store, [TOKEN.encode()],
+                               clickhouse_proxy.ProxyLimits(seconds=1, memory_bytes=20 * 1024**2, result_rows=10))
+        with serve_in_thread(small) as small_url:
+            yield SimpleNamespace(url=api.url, small_url=small_url, store=api.store, secret=secret,
+                                  port=int(api.url.rsplit(":", 1)[1]), small_port=int(small_url.rsplit(":", 1)[1]))
 
 
 def client(served, password: str = TOKEN, port: int | None = None, **kwargs):

@@ -13,7 +13,6 @@ import io
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -30,13 +29,9 @@ from pipelines.records import (
     SharedDocument,
     SuggestedGate,
 )
-from services.api import create_app, serve_in_thread
 from services.cli import main
-from services.ingest import EmbeddedIngestor
-from services.metrics import Metrics
 from services.settings import load_settings
-from services.store import open_store
-from services.wiring import build_pipeline
+from services.testing.live_api import live_api
 
 TOKEN = "families-t0ken"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -119,15 +114,8 @@ def seed(store) -> None:
 def api(tmp_path_factory):
     settings = load_settings(data_dir=tmp_path_factory.mktemp("families-api"), embedding={"backend": "hashing"},
                              cluster={"bootstrap_size": 20}, api={"tokens": [TOKEN]})
-    with open_store(settings) as store:
-        store.migrate()
-        seed(store)
-        with EmbeddedIngestor(build_pipeline(settings), store, Metrics(), batch_size=32,
-                              cluster_refresh_seconds=0) as ingestor:
-            app = create_app(settings.api, store, ingestor)
-            with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60,
-                                                           headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-                yield SimpleNamespace(client=client, store=store, url=url)
+    with live_api(settings, seed=seed, batch_size=32, cluster_refresh_seconds=0) as api:
+        yield api
 
 
 def items(res: httpx.Response) -> list[dict]:

@@ -27,11 +27,9 @@ from services.api import create_app, serve_in_thread
 from services.cli import main
 from services.datasets import load_banking77
 from services.gates import GateError, gate_table, set_override, unset_override
-from services.ingest import EmbeddedIngestor
 from services.metrics import Metrics
 from services.settings import load_settings
-from services.store import open_store
-from services.wiring import build_pipeline
+from services.testing.live_api import live_api
 
 TOKEN = "gate-t0ken"
 AT = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -97,16 +95,8 @@ def live(tmp_path_factory):
                              api={"tokens": [TOKEN]})
     scenario = generate(load_banking77("train"), ScenarioConfig(days=3, per_day=600, intents=10))
     records = [parse_record(r) for r in scenario.records]
-    metrics = Metrics()
-    with open_store(settings) as store:
-        store.migrate()
-        with EmbeddedIngestor(build_pipeline(settings), store, metrics, batch_size=100,
-                              cluster_refresh_seconds=0) as ingestor:
-            app = create_app(settings.api, store, ingestor, metrics)
-            with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60,
-                                                           headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-                yield SimpleNamespace(url=url, client=client, store=store, ingestor=ingestor, records=records,
-                                      metrics=metrics, settings=settings, gates=app.state.gates)
+    with live_api(settings, batch_size=100, cluster_refresh_seconds=0) as api:
+        yield SimpleNamespace(**vars(api), records=records, gates=api.app.state.gates)
 
 
 def feed(live, records) -> None:

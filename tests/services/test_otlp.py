@@ -25,11 +25,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.api import create_app, serve_in_thread
 from services.ingest import EmbeddedIngestor
 from services.metrics import Metrics
 from services.settings import load_settings
-from services.store import open_store
+from services.testing.live_api import live_api
 from services.wiring import build_pipeline
 
 TOKEN = "otlp-t0ken"
@@ -45,15 +44,8 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("otlp")
     settings = load_settings(data_dir=data, embedding={"backend": "hashing"}, cluster={"bootstrap_size": 20},
                              api={"tokens": [TOKEN], "otlp": {"hold_seconds": 600}})
-    metrics = Metrics()
-    with open_store(settings) as store:
-        store.migrate()
-        with EmbeddedIngestor(build_pipeline(settings), store, metrics, batch_size=32,
-                              cluster_refresh_seconds=0) as ingestor:
-            app = create_app(settings.api, store, ingestor, metrics)
-            with serve_in_thread(app) as url:
-                yield url, store
-            app.state.otlp.close()
+    with live_api(settings, batch_size=32, cluster_refresh_seconds=0) as api:
+        yield api.url, api.store
 
 
 @pytest.fixture(scope="module")

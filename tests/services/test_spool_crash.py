@@ -16,7 +16,8 @@ import httpx
 from opentelemetry import trace
 
 from services.store.chdb_store import ChdbStore
-from tests.services.test_cli_serve import REPO, TOKEN, free_port, records, stop, wait_until_serving
+from services.testing import wait_until_serving
+from tests.services.test_cli_serve import REPO, TOKEN, free_port, records, stop
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
