@@ -228,20 +228,30 @@ def _runs(start: int, n: int, capacity: int) -> list[tuple[int, int, int, int]]:
 class _WindowLinks:
     """The pairs of the recent window closer than the cut, kept across refits (cosine linkages).
 
-    Between two refits the window moves by the queries assigned since, so only their rows of
-    similarities are new: this keeps the similarities in a fixed matrix (query ``seq`` in row and
-    column ``seq % capacity``, so nothing is copied when the window moves) and the pairs found so
-    far (as sequence numbers), drops those that left the window and adds the new queries' pairs;
-    :meth:`groups` then links each connected component alone (the same groups as
-    :func:`discover` on the whole window, see there). Derived from the window's vectors, not state.
+    Between two refits the window moves by the queries assigned since, so only their pairs are
+    new: this keeps the pairs found so far (as sequence numbers), drops those that left the window
+    and adds the new queries' pairs; :meth:`groups` then links each connected component alone (the
+    same groups as :func:`discover` on the whole window, see there), on similarities computed as
+    :func:`cosine_similarities` computes them (exact for float16 vectors, so the same values
+    however they are computed). Derived from the window's vectors, not state.
+
+    The new queries' pairs are found one of two ways, whichever cost less at the last refit.
+    Sparse (a fine cut: most queries are close to few others): a float32 product rules out the
+    pairs that cannot be closer than the cut, the few kept get their exact similarities, and each
+    component's block is computed when it is linked. Dense (a coarse cut: large components): the
+    new queries' exact rows of similarities go into a fixed matrix (query ``seq`` in row and column
+    ``seq % capacity``, so nothing is copied when the window moves) from which later blocks are read.
     """
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._sims: np.ndarray | None = None  # allocated at the first refit
+        self._sims: np.ndarray | None = None  # allocated at the first dense refit
+        # per slot: the matrix holds its query's similarities to every older query of the window
+        self._full = np.zeros(capacity, dtype=bool)
+        self._dense = False  # how the next refit finds its pairs
         self._a = np.zeros(0, dtype=np.int64)  # pair (a, b), a < b, as sequence numbers
         self._b = np.zeros(0, dtype=np.int64)
-        self._upto = -1  # similarities and pairs are known among the queries with seq < this
+        self._upto = -1  # pairs are known among the queries with seq < this
 
     def groups(self, items: Sequence[_Seen], x: np.ndarray, config: ClusterConfig) -> list[np.ndarray]:
         n = len(items)
@@ -255,17 +265,14 @@ class _WindowLinks:
         keep = self._a >= lo
         a, b = self._a[keep], self._b[keep]
         first = min(max(self._upto - lo, 0), n)  # position of the first query without its pairs
-        if self._sims is None:
-            self._sims = np.zeros((self._capacity, self._capacity))
         slots = (lo + np.arange(n)) % self._capacity
+        norms = _norms(x)
         if first < n:
-            sims = cosine_similarities(x, np.arange(first, n))
-            # the slots run round the matrix, so each set of rows (columns) is at most two slices
-            for r0, r1, s0, s1 in _runs(lo + first, n - first, self._capacity):
-                for c0, c1, t0, t1 in _runs(lo, n, self._capacity):
-                    self._sims[s0:s1, t0:t1] = sims[r0:r1, c0:c1]
-                    self._sims[t0:t1, s0:s1] = sims[r0:r1, c0:c1].T
-            rows, cols = np.nonzero(1.0 - sims < t)
+            if self._dense:
+                rows, cols = self._rows(x, lo, first, t)
+            else:
+                rows, cols = self._pairs(x, norms, first, t)
+            self._full[slots[first:]] = self._dense
             rows += first
             new = cols < rows
             a = np.concatenate([a, cols[new] + lo])
@@ -277,12 +284,62 @@ class _WindowLinks:
         sizes = np.bincount(comp)
         starts = np.cumsum(sizes) - sizes
         out: list[np.ndarray] = []
-        for c in np.flatnonzero(sizes >= config.min_cluster_size).tolist():
+        linked = np.flatnonzero(sizes >= config.min_cluster_size)
+        for c in linked.tolist():
             idx = order[starts[c]:starts[c] + sizes[c]]
-            block = self._sims[np.ix_(slots[idx], slots[idx])]
+            block = self._block(x, norms, idx, slots[idx])
             out += [idx[p] for p in _split(block, config, t) if len(p) >= config.min_cluster_size]
         out.sort(key=lambda g: int(g[0]))
+        if first < n:
+            # Dense next time when the sparse way's blocks cost more than half the new rows do
+            # (its float32 product costs about the other half).
+            blocks = int((sizes[linked] * (sizes[linked] - 1)).sum())
+            self._dense = 2 * blocks > (n - first) * n
         return out
+
+    def _rows(self, x: np.ndarray, lo: int, first: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Dense: the exact rows of the window's queries from position ``first`` (``lo``: the seq
+        at position 0) into the matrix; their pairs closer than the cut as (row - first, column)."""
+        n = len(x)
+        if self._sims is None:
+            self._sims = np.zeros((self._capacity, self._capacity))
+        sims = cosine_similarities(x, np.arange(first, n))
+        # the slots run round the matrix, so each set of rows (columns) is at most two slices
+        for r0, r1, s0, s1 in _runs(lo + first, n - first, self._capacity):
+            for c0, c1, t0, t1 in _runs(lo, n, self._capacity):
+                self._sims[s0:s1, t0:t1] = sims[r0:r1, c0:c1]
+                self._sims[t0:t1, s0:s1] = sims[r0:r1, c0:c1].T
+        return np.nonzero(1.0 - sims < t)
+
+    @staticmethod
+    def _pairs(x: np.ndarray, norms: np.ndarray, first: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse: the pairs of the queries from ``first`` closer than the cut, as (row - first,
+        column). A float32 product of the scaled float16 rows errs by at most about
+        ``dim * 2**-24`` (< 3e-5 for 384 dimensions, far below ``_ROUGH``), so it only rules
+        pairs out; the pairs it keeps get the exact value :func:`cosine_similarities` gives them."""
+        scaled = (x / norms[:, None]).astype(np.float32)
+        rough = scaled[first:] @ scaled.T
+        rows, cols = np.nonzero(rough > np.float32(1.0 - t - _ROUGH))
+        sims = np.einsum("ij,ij->i", x[rows + first], x[cols]) / (norms[rows + first] * norms[cols])
+        near = 1.0 - sims < t
+        return rows[near], cols[near]
+
+    def _block(self, x: np.ndarray, norms: np.ndarray, idx: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """The similarities among the window's positions ``idx`` (in stream order), as
+        :func:`cosine_similarities` gives them: read from the matrix where the younger query of a
+        pair has its full row there, else computed."""
+        full = self._full[slots]
+        full[0] = True  # the oldest member needs no row: its pairs are in the younger members' rows
+        redo = np.flatnonzero(~full)
+        if self._sims is None or len(redo) == len(idx) - 1:
+            sub = x[idx]
+            return (sub @ sub.T) / (norms[idx][:, None] * norms[idx][None, :])
+        block = self._sims[np.ix_(slots, slots)]
+        if redo.size:
+            rows = (x[idx[redo]] @ x[idx].T) / (norms[idx[redo]][:, None] * norms[idx][None, :])
+            block[redo, :] = rows
+            block[:, redo] = rows.T
+        return block
 
 
 class _Pool:

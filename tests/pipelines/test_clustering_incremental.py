@@ -192,3 +192,40 @@ def test_cut_tree_equals_scipy_fcluster_of_linkage(method):
         t = float(rng.uniform(0.05, 1.0))
         want = fcluster(linkage(condensed, method=method), t, criterion="distance")
         assert np.array_equal(_cut_tree(condensed, n, method, t), want)
+
+
+@pytest.mark.parametrize("quantile", [0.002, 0.3], ids=["fine-cut", "coarse-cut"])
+@pytest.mark.parametrize("modes", ["sparse", "dense", "alternating", "chosen"])
+def test_window_links_equal_discover_on_the_window(data, quantile, modes):
+    """The refit's pairs and groups, found either way (sparse: the float32 pre-filter and blocks
+    computed when linked; dense: full rows read from the matrix), switching between them at every
+    refit or as the cost says (chosen), are the pairs closer than the cut by brute force and
+    ``discover``'s groups on the whole window, with cuts exactly at pairs' distances (those pairs
+    are not closer than the cut) and an ulp above them (they are)."""
+    from pipelines.clustering import _Seen, _WindowLinks
+
+    x = unit(data[0]).astype(np.float16)
+    exact = cosine_similarities(x.astype(np.float64))
+    i, j = np.triu_indices(1100, 1)
+    together = j - i < 200  # pairs that share a window below
+    dist = np.unique((1.0 - exact[:1100, :1100])[i[together], j[together]])
+    at = dist[int(quantile * len(dist)):][:3]  # three pairs' exact distances
+    items = [_Seen(k, x[k], "q", T0, None) for k in range(len(x))]
+    for t in [*at.tolist(), *np.nextafter(at, np.inf).tolist()]:
+        cfg = ClusterConfig(distance_threshold=t, recent_capacity=400, min_cluster_size=2)
+        links = _WindowLinks(cfg.recent_capacity)
+        used = set()
+        for k, end in enumerate(range(200, len(x) + 1, 150)):
+            window = items[max(0, end - cfg.recent_capacity):end]
+            w = np.stack([it.vector for it in window]).astype(np.float64)
+            if modes != "chosen":
+                links._dense = modes == "dense" or (modes == "alternating" and k % 2 == 1)
+            used.add(links._dense)
+            got = links.groups(window, w, cfg)
+            lo = window[0].seq
+            a, b = np.nonzero(np.triu(1.0 - exact[lo:end, lo:end] < t, 1))
+            assert set(zip(links._a.tolist(), links._b.tolist(), strict=True)) == \
+                set(zip((a + lo).tolist(), (b + lo).tolist(), strict=True)), (t, k)
+            assert [g.tolist() for g in got] == [g.tolist() for g in discover(w, cfg)], (t, k)
+        if modes == "chosen":  # a fine cut stays sparse, a coarse one turns dense
+            assert used == ({False} if quantile < 0.01 else {False, True}), used
