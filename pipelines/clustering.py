@@ -388,7 +388,7 @@ class _Pool:
         if n:
             # A float32 product of float16 vectors errs by at most 384 * 2**-24 (< 3e-5): it only
             # rules rows out, and the few it keeps get the exact float64 products as before.
-            rough = self._rows32[:n] @ it.vector.astype(np.float32)
+            rough = self._rows32[:n] @ it.v32
             keep = rough >= pair_at - _ROUGH
             if self._edge_below is not None:
                 keep |= rough / (norm * self._norms[:n]) > 1.0 - self._edge_below - _ROUGH
@@ -514,9 +514,11 @@ class _Seen:
     cluster: str | None = None  # current attribution: id, None (pool) or _FORGOTTEN
     attached: str | None = None  # while pooled: the nearest cluster it is reported under, if any
     v64: np.ndarray = field(init=False, repr=False, compare=False)  # the vector as float64 (exact), made once
+    v32: np.ndarray = field(init=False, repr=False, compare=False)  # and as float32 (exact)
 
     def __post_init__(self) -> None:
         self.v64 = self.vector.astype(np.float64)
+        self.v32 = self.vector.astype(np.float32)
 
     def to_state(self) -> list:
         return [self.seq, self.query, self.at.isoformat(), self.hint, self.cluster, self.attached]
@@ -558,6 +560,7 @@ class OnlineClusterer:
         self.categories = categories
         self._clusters: list[_Cluster] = []
         self._cbuf = np.zeros((16, dim))  # rows [0, k) are the centroids; grows by doubling
+        self._cbuf32 = np.zeros((16, dim), dtype=np.float32)  # the same, to rule centroids out fast
         self._pool = _Pool(config.pool_capacity, dim,
                            None if config.linkage == "ward" else cut(0, config))
         self._recent: deque[_Seen] = deque(maxlen=config.recent_capacity)
@@ -571,7 +574,8 @@ class OnlineClusterer:
         self._links = _WindowLinks(config.recent_capacity)
         self._moved: set[int] = set()  # clusters whose centroid changed (or was created) since the last sweep
         self._cver = 0  # bumped whenever a centroid changes
-        self._near: tuple[int, int, int | None, float] | None = None  # (seq, cver, best, sim) of the last _nearest
+        # (seq, cver, best, sim, exact) of the last _nearest
+        self._near: tuple[int, int, int | None, float, bool] | None = None
         self._terms = DistinctiveTerms(config.label_terms)
         self._touched: set[int] = set()  # clusters to describe again
         self._infos: list[ClusterInfo] = []
@@ -799,6 +803,7 @@ class OnlineClusterer:
         if self._clusters:
             self._cbuf = np.zeros((max(16, 2 * len(self._clusters)), self.dim))
             self._cbuf[:len(self._clusters)] = np.stack([c.centroid for c in self._clusters])
+            self._cbuf32 = self._cbuf.astype(np.float32)
         self._moved = set(range(len(self._clusters)))  # the next sweep checks every centroid
         vectors = decode_array(p["vectors"])
         items = {}
@@ -824,18 +829,45 @@ class OnlineClusterer:
         self._recent.append(it)
         return it
 
-    def _nearest(self, it: _Seen) -> tuple[int | None, float]:
+    def _nearest(self, it: _Seen, exact: bool = False) -> tuple[int | None, float]:
+        """The nearest centroid (the first of equals) and its cosine, as the product of the query
+        with every centroid gives them.
+
+        That product's rows are float64 sums whose rounding depends on the matrix's shape, so
+        unless the value itself is reported (``exact``) this decides what the callers decide with
+        it (which centroid; at least ``assign_threshold``, ``pool_attach_threshold``) more cheaply:
+        a float32 product (errs by far less than ``_ROUGH``, see :meth:`_Pool.add`) rules out the
+        centroids that cannot be nearest, and the few kept get float64 products, within
+        ``2 * dim * 2**-53`` of the full product's (see :meth:`_Pool.close_to`). The answer is
+        the full product's unless two of them, or the best and a threshold, are within
+        ``_UNSURE``: then the full product decides (rarely). The value returned then differs from
+        the full product's by at most that bound, which no comparison the callers make can see.
+        """
         if not self._clusters:
             return None, -1.0
-        if self._near is not None and self._near[:2] == (it.seq, self._cver):
-            return self._near[2], self._near[3]  # no centroid changed since: the same answer
+        near = self._near
+        if near is not None and near[:2] == (it.seq, self._cver) and (near[4] or not exact):
+            return near[2], near[3]  # no centroid changed since: the same answer
+        k = len(self._clusters)
+        if not exact:
+            rough = self._cbuf32[:k] @ it.v32
+            keep = np.flatnonzero(rough >= rough.max() - _ROUGH)
+            sims = self._cbuf[keep] @ it.v64
+            top = int(np.argmax(sims))
+            sim = float(sims[top])
+            if (abs(sim - self.config.assign_threshold) >= _UNSURE
+                    and abs(sim - self.config.pool_attach_threshold) >= _UNSURE
+                    and (len(keep) == 1 or np.partition(sims, -2)[-2] < sim - _UNSURE)):
+                self._near = (it.seq, self._cver, int(keep[top]), sim, False)
+                return int(keep[top]), sim
         sims = self._centroids @ it.v64
         best = int(np.argmax(sims))
-        self._near = (it.seq, self._cver, best, float(sims[best]))
+        self._near = (it.seq, self._cver, best, float(sims[best]), True)
         return best, float(sims[best])
 
     def _set_centroid(self, i: int, centroid: np.ndarray) -> None:
         self._cbuf[i] = centroid
+        self._cbuf32[i] = centroid
         self._moved.add(i)
         self._touched.add(i)
         self._cver += 1
@@ -883,6 +915,7 @@ class OnlineClusterer:
             grown = np.zeros((2 * k, self.dim))
             grown[:k] = self._cbuf
             self._cbuf = grown
+            self._cbuf32 = grown.astype(np.float32)
         self._clusters.append(c)
         self._set_centroid(k, centroid)
         return c
@@ -958,7 +991,7 @@ class OnlineClusterer:
                 c = self._clusters[self._index(it.attached)]
                 return Assignment(it.attached, float(c.centroid @ it.v64),
                                   tuple(created))
-            _, sim = self._nearest(it)
+            _, sim = self._nearest(it, exact=True)  # the value is reported
             return Assignment(None, sim, tuple(created))
         c = self._clusters[self._index(it.cluster)]
         sim = float(c.centroid @ it.v64)

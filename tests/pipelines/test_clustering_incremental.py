@@ -229,3 +229,40 @@ def test_window_links_equal_discover_on_the_window(data, quantile, modes):
             assert [g.tolist() for g in got] == [g.tolist() for g in discover(w, cfg)], (t, k)
         if modes == "chosen":  # a fine cut stays sparse, a coarse one turns dense
             assert used == ({False} if quantile < 0.01 else {False, True}), used
+
+
+def test_nearest_decides_as_the_product_with_every_centroid(data):
+    """The float32 pre-filter of ``_nearest`` picks the centroid the full float64 product picks (the
+    first of equals) and compares with the thresholds as that product's value does, with near
+    ties: a centroid a hair closer than the nearest one, an exact duplicate of it, and thresholds
+    at (and an ulp either side of) the full product's value. ``exact`` gives that value itself."""
+    from pipelines.clustering import _Seen
+
+    x, queries, hints, _ = data
+    at = [T0 + timedelta(seconds=i) for i in range(len(x))]
+    c = OnlineClusterer(CFG, x.shape[1])
+    c.bootstrap(x[:BOOT], queries[:BOOT], at[:BOOT], hints[:BOOT])
+    for i in range(BOOT, 600):
+        c.assign(x[i], queries[i], at[i], hints[i])
+    probes = [_Seen(10**6 + k, unit(x[k]).astype(np.float16), queries[k], at[k], None) for k in range(600, 800)]
+    hairs = (1e-7, 1e-9, 1e-12, 1e-14, 1e-15, 0.0)  # float32 tells apart the first only; 0: a duplicate
+    for k, it in enumerate(probes[::2]):
+        b = int(np.argmax(c._centroids @ it.v64))
+        c._new_cluster(unit(c._centroids[b] + hairs[k % len(hairs)] * it.v64), 1)  # a hair closer to the probe
+    assert len(c._clusters) > 150
+    base = c.config
+    for it in probes:
+        full = c._centroids @ it.v64
+        b = int(np.argmax(full))
+        value = float(full[b])
+        for threshold in (base.assign_threshold, value, np.nextafter(value, np.inf), np.nextafter(value, -np.inf)):
+            for name in ("assign_threshold", "pool_attach_threshold"):
+                c.config = base.model_copy(update={name: float(threshold)})
+                c._near = None
+                best, sim = c._nearest(it)
+                assert best == b
+                assert (sim >= threshold) == (value >= threshold)
+                assert abs(sim - value) < 1e-12
+        c._near = None
+        assert c._nearest(it, exact=True) == (b, value)
+    c.config = base
