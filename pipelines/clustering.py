@@ -67,6 +67,7 @@ except ImportError:  # a scipy that moved them: the public functions, slower, th
 
 _UNSURE = 1e-9  # far above the rounding of a float64 dot product of two unit vectors (see _Pool.close_to)
 _ROUGH = 1e-3  # far above the error of a float32 dot product of two float16 unit vectors (see _Pool.add)
+_FEW = 256  # centroids: fewer are compared with a query in one float64 product (a pre-filter costs more)
 _FORGOTTEN = "-"  # attribution of a recent query whose pool entry was forgotten
 
 
@@ -248,7 +249,7 @@ class _WindowLinks:
         self._sims: np.ndarray | None = None  # allocated at the first dense refit
         # per slot: the matrix holds its query's similarities to every older query of the window
         self._full = np.zeros(capacity, dtype=bool)
-        self._dense = False  # how the next refit finds its pairs
+        self._dense = True  # how the next refit finds its pairs (the first: as the cost of the full rows says)
         self._a = np.zeros(0, dtype=np.int64)  # pair (a, b), a < b, as sequence numbers
         self._b = np.zeros(0, dtype=np.int64)
         self._upto = -1  # pairs are known among the queries with seq < this
@@ -268,10 +269,11 @@ class _WindowLinks:
         slots = (lo + np.arange(n)) % self._capacity
         norms = _norms(x)
         if first < n:
-            if self._dense:
-                rows, cols = self._rows(x, lo, first, t)
-            else:
-                rows, cols = self._pairs(x, norms, first, t)
+            pairs = None if self._dense else self._pairs(x, norms, first, t)
+            if pairs is None:
+                self._dense = True
+                pairs = self._rows(x, lo, first, t)
+            rows, cols = pairs
             self._full[slots[first:]] = self._dense
             rows += first
             new = cols < rows
@@ -312,14 +314,17 @@ class _WindowLinks:
         return np.nonzero(1.0 - sims < t)
 
     @staticmethod
-    def _pairs(x: np.ndarray, norms: np.ndarray, first: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+    def _pairs(x: np.ndarray, norms: np.ndarray, first: int, t: float) -> tuple[np.ndarray, np.ndarray] | None:
         """Sparse: the pairs of the queries from ``first`` closer than the cut, as (row - first,
-        column). A float32 product of the scaled float16 rows errs by at most about
-        ``dim * 2**-24`` (< 3e-5 for 384 dimensions, far below ``_ROUGH``), so it only rules
-        pairs out; the pairs it keeps get the exact value :func:`cosine_similarities` gives them."""
+        column); None if too many pairs are kept to check them one by one. A float32 product of
+        the scaled float16 rows errs by at most about ``dim * 2**-24`` (< 3e-5 for 384
+        dimensions, far below ``_ROUGH``), so it only rules pairs out; the pairs it keeps get the
+        exact value :func:`cosine_similarities` gives them."""
         scaled = (x / norms[:, None]).astype(np.float32)
         rough = scaled[first:] @ scaled.T
         rows, cols = np.nonzero(rough > np.float32(1.0 - t - _ROUGH))
+        if len(rows) > rough.size // 16:  # the full rows cost less than checking each pair
+            return None
         sims = np.einsum("ij,ij->i", x[rows + first], x[cols]) / (norms[rows + first] * norms[cols])
         near = 1.0 - sims < t
         return rows[near], cols[near]
@@ -849,7 +854,7 @@ class OnlineClusterer:
         if near is not None and near[:2] == (it.seq, self._cver) and (near[4] or not exact):
             return near[2], near[3]  # no centroid changed since: the same answer
         k = len(self._clusters)
-        if not exact:
+        if not exact and k >= _FEW:
             rough = self._cbuf32[:k] @ it.v32
             keep = np.flatnonzero(rough >= rough.max() - _ROUGH)
             sims = self._cbuf[keep] @ it.v64
