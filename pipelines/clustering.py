@@ -293,10 +293,11 @@ class _WindowLinks:
             out += [idx[p] for p in _split(block, config, t) if len(p) >= config.min_cluster_size]
         out.sort(key=lambda g: int(g[0]))
         if first < n:
-            # Dense next time when the sparse way's blocks cost more than half the new rows do
-            # (its float32 product costs about the other half).
+            # Sparse next time only when the blocks cost far less than the new rows (its float32
+            # product costs about half of them, and components grow: a wrong switch costs the
+            # recomputed rows of its queries at every refit while they stay in the window).
             blocks = int((sizes[linked] * (sizes[linked] - 1)).sum())
-            self._dense = 2 * blocks > (n - first) * n
+            self._dense = 8 * blocks > (n - first) * n
         return out
 
     def _rows(self, x: np.ndarray, lo: int, first: int, t: float) -> tuple[np.ndarray, np.ndarray]:
