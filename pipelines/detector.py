@@ -372,7 +372,7 @@ class PatternDetector:
         free cluster that retrieved it, passing or failing, adds its log-likelihood ratio for a
         smaller shift (the geometric mean of ``p0`` and ``p1``, as for the early edge: a failure
         adds about 1.3, a passing answer takes 0.09) to the incident's ``outside`` evidence,
-        counted since it opened. Its failing answers wait; they join (with their clusters) while
+        counted since it opened. Its failing answers wait; they join its sessions (not its members) while
         that evidence is at least ``_OUTSIDE_MIN_GAIN`` (ln 100: about four failures among few
         passing answers). When those answers fail only at their baseline rates the sum's
         exponential is a martingale, so it ever gets there in at most 1 incident in 100 (Ville's
@@ -393,18 +393,31 @@ class PatternDetector:
         return None
 
     def _join_outside(self, inc: Incident, at: datetime) -> list[IncidentEvent]:
-        """The waiting failing answers outside ``inc`` join it, with their clusters (those still
-        free or already its members)."""
-        evidence: dict[str, list[Failure]] = {}
+        """The waiting failing answers outside ``inc`` (of clusters still free) join it. A cluster
+        of a member's family (the same intent) becomes a member, as its own test would make it.
+        Other clusters do not: they hold mostly other intents, whose passing answers would tell
+        the recovery test the pattern is over while it goes on (making them members cut BANKING77
+        gradual incidents short); only their failing answers join the session list, and the next
+        event carries them."""
+        known = {f.interaction_id for f in inc.failures}
+        families = self._member_families(inc)
+        sibling: dict[str, list[Failure]] = {}
+        taken = []
         for f in inc.outside_waiting:
-            owner = self.monitors[f.cluster_id].incident_id
-            if owner is None or owner == inc.incident_id:
-                evidence.setdefault(f.cluster_id, []).append(f)
+            if f.interaction_id in known or self.monitors[f.cluster_id].incident_id is not None:
+                continue
+            if self.family_of(f.cluster_id) in families:  # the same intent: a member, as by its test
+                sibling.setdefault(f.cluster_id, []).append(f)
+            else:
+                taken.append(f)
         inc.outside_waiting = []
-        if not evidence:
-            return []
-        self._join(inc, evidence, "document", at)
-        return [self._event(inc, "updated", at)]
+        if taken:
+            inc.failures += taken
+            inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
+        if sibling:
+            self._join(inc, sibling, "document", at)
+            return [self._event(inc, "updated", at)]
+        return []
 
     def _correlated(self, cause: DocKey | None, families: set[str],
                     incidents: Sequence[Incident]) -> tuple[Incident | None, str]:
