@@ -273,14 +273,14 @@ class PatternDetector:
             evidence = [f for f in m.excursion if cause in f.doc_keys] or [failure]
             self._join(inc, {cluster_id: evidence}, "document", at)
             events.append(self._event(inc, "updated", at))
-        elif outside is not None:
-            events += self._join_outside(outside, at)
         elif m.cusum.alarm and distinct_sessions(m.excursion) >= self.config.min_sessions:
             events += self._alarm(m, cluster_id, "cluster", list(m.excursion), m.excursion_observed, at)
         elif family is not None and family.cusum.alarm:
             free = [f for f in family.excursion if self.monitors[f.cluster_id].incident_id is None]
             if distinct_sessions(free) >= self.config.min_sessions:
                 events += self._alarm(family, family_id, "family", free, family.excursion_observed, at)
+        if outside is not None:  # after the tests: a cluster that alarmed joined as a member
+            self._join_outside(outside)
         return Judgement(below, low, confident_wrong, m.incident_id, tuple(events))
 
     def _inside(self, inc: Incident, below: bool, p0: float, p1: float, at: datetime,
@@ -392,32 +392,23 @@ class PatternDetector:
             return inc if inc.outside >= _OUTSIDE_MIN_GAIN and inc.outside_waiting else None
         return None
 
-    def _join_outside(self, inc: Incident, at: datetime) -> list[IncidentEvent]:
-        """The waiting failing answers outside ``inc`` (of clusters still free) join it. A cluster
-        of a member's family (the same intent) becomes a member, as its own test would make it.
-        Other clusters do not: they hold mostly other intents, whose passing answers would tell
-        the recovery test the pattern is over while it goes on (making them members cut BANKING77
-        gradual incidents short); only their failing answers join the session list, and the next
-        event carries them."""
+    def _join_outside(self, inc: Incident) -> None:
+        """The waiting failing answers outside ``inc`` join its session list: those of free
+        clusters outside its members' families. Their clusters do not become members: they hold
+        mostly other intents, whose passing answers would tell the pooled recovery test the
+        pattern is over while it goes on (as members they cut BANKING77 gradual incidents short,
+        even a cluster of a member's family, as families there merge neighbouring intents). A
+        cluster of a member's family joins by its own or its family's test, as before. The next
+        event carries the new sessions."""
         known = {f.interaction_id for f in inc.failures}
         families = self._member_families(inc)
-        sibling: dict[str, list[Failure]] = {}
-        taken = []
-        for f in inc.outside_waiting:
-            if f.interaction_id in known or self.monitors[f.cluster_id].incident_id is not None:
-                continue
-            if self.family_of(f.cluster_id) in families:  # the same intent: a member, as by its test
-                sibling.setdefault(f.cluster_id, []).append(f)
-            else:
-                taken.append(f)
+        taken = [f for f in inc.outside_waiting
+                 if f.interaction_id not in known and self.monitors[f.cluster_id].incident_id is None
+                 and self.family_of(f.cluster_id) not in families]
         inc.outside_waiting = []
         if taken:
             inc.failures += taken
             inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
-        if sibling:
-            self._join(inc, sibling, "document", at)
-            return [self._event(inc, "updated", at)]
-        return []
 
     def _correlated(self, cause: DocKey | None, families: set[str],
                     incidents: Sequence[Incident]) -> tuple[Incident | None, str]:
