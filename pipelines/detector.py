@@ -18,7 +18,10 @@ opening another (an ``updated`` event names the clusters it adds):
 - a test that alarms (a cluster's or a family's) joins the open incident whose cause is the same
   document version; with no cause on one side, the one that shares its family;
 - a failing answer anywhere that retrieved the incident's cause document *stale* joins at once
-  (the strongest evidence there is: the same out-of-date passage).
+  (the strongest evidence there is: the same out-of-date passage);
+- failing answers of free clusters that retrieved the cause document (fresh) join once the
+  answers outside the incident that retrieved it, passing or failing, show they fail at the
+  pattern's rate (``_outside``: a pattern's phrasings that land in other intents' clusters).
 
 Two causes stay two incidents, even at once and in one family, when their documents differ.
 While an incident is open its member clusters' answers do not update their baselines, and a
@@ -44,6 +47,7 @@ gives the same incidents, whichever driver runs it.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,7 +55,7 @@ from datetime import datetime, timedelta
 
 from pipelines.baseline import Band, ClusterBaseline
 from pipelines.config import BaselineConfig, DetectConfig
-from pipelines.cusum import BernoulliCusum, extend_back, threshold_for
+from pipelines.cusum import BernoulliCusum, extend_back, llr, threshold_for
 from pipelines.incident import DocKey, DocSeen, Failure, Incident, Member, cause_of, distinct_sessions
 from pipelines.interaction import Interaction
 from pipelines.policy import Category
@@ -67,6 +71,12 @@ _RECENT, _STILL_FAILING = 5, 2
 # The blast radius's early edge (see PatternDetector._earlier): the evidence (log-likelihood
 # ratio for a smaller shift) the answers before the change point must carry to belong to it.
 _EARLIER_MIN_GAIN = 2.0
+# Outside its clusters (see PatternDetector._outside): the evidence that answers which retrieved an
+# open incident's cause document fail at the pattern's rate, before their failures join it. The
+# likelihood ratio is a martingale while they fail at their baseline rates, so by Ville's
+# inequality it ever reaches 1 / rate with probability at most ``rate``: noise failures join an
+# incident through its document in at most 1 incident in 100.
+_OUTSIDE_MIN_GAIN = math.log(100.0)
 
 
 @dataclass(frozen=True)
@@ -257,6 +267,7 @@ class PatternDetector:
         m.hold(failure)
 
         inc = self._joinable(failure) if failure is not None else None
+        outside = self._outside(interaction, below, p0, p1, failure) if inc is None and self.incidents else None
         if inc is not None:
             cause = inc.cause
             evidence = [f for f in m.excursion if cause in f.doc_keys] or [failure]
@@ -268,6 +279,8 @@ class PatternDetector:
             free = [f for f in family.excursion if self.monitors[f.cluster_id].incident_id is None]
             if distinct_sessions(free) >= self.config.min_sessions:
                 events += self._alarm(family, family_id, "family", free, family.excursion_observed, at)
+        if outside is not None:  # after the tests: a cluster that alarmed joined as a member
+            self._join_outside(outside)
         return Judgement(below, low, confident_wrong, m.incident_id, tuple(events))
 
     def _inside(self, inc: Incident, below: bool, p0: float, p1: float, at: datetime,
@@ -346,6 +359,56 @@ class PatternDetector:
             if cause is not None and any((d.doc_id, d.doc_version) == cause and d.stale for d in f.docs):
                 return inc
         return None
+
+    def _outside(self, interaction: Interaction, below: bool, p0: float, p1: float,
+                 failure: Failure | None) -> Incident | None:
+        """The open incident whose failing answers outside its clusters should join now, if any.
+
+        A pattern's intent spreads over clusters that hold mostly other intents ("tell me when it
+        is five pm" sits with time questions, not with alarms): each gets a failing answer now and
+        then, never enough for its own test, and those sessions were missing from the incident.
+        What ties them to it is the incident's cause document. Retrieving it is weak evidence
+        alone (a widely used document is retrieved by healthy intents too), so every answer of a
+        free cluster that retrieved it, passing or failing, adds its log-likelihood ratio for a
+        smaller shift (the geometric mean of ``p0`` and ``p1``, as for the early edge: a failure
+        adds about 1.3, a passing answer takes 0.09) to the incident's ``outside`` evidence,
+        counted since it opened. Its failing answers wait; they join its sessions (not its members) while
+        that evidence is at least ``_OUTSIDE_MIN_GAIN`` (ln 100: about four failures among few
+        passing answers). When those answers fail only at their baseline rates the sum's
+        exponential is a martingale, so it ever gets there in at most 1 incident in 100 (Ville's
+        inequality; a threshold of 2 let a healthy sibling phrasing's noise in about one in
+        seven). A document that healthy intents also retrieve gathers passing answers faster than
+        failures, so its evidence drifts down, and nothing joins."""
+        keys = {(c.doc_id, c.doc_version) for c in interaction.contexts if c.doc_id}
+        if not keys:
+            return None
+        for inc in self.incidents.values():
+            cause = inc.cause
+            if cause is None or cause not in keys:
+                continue
+            inc.outside += llr(below, p0, (p0 * p1) ** 0.5)
+            if failure is not None:
+                inc.outside_waiting.append(failure)
+            return inc if inc.outside >= _OUTSIDE_MIN_GAIN and inc.outside_waiting else None
+        return None
+
+    def _join_outside(self, inc: Incident) -> None:
+        """The waiting failing answers outside ``inc`` join its session list: those of free
+        clusters outside its members' families. Their clusters do not become members: they hold
+        mostly other intents, whose passing answers would tell the pooled recovery test the
+        pattern is over while it goes on (as members they cut BANKING77 gradual incidents short,
+        even a cluster of a member's family, as families there merge neighbouring intents). A
+        cluster of a member's family joins by its own or its family's test, as before. The next
+        event carries the new sessions."""
+        known = {f.interaction_id for f in inc.failures}
+        families = self._member_families(inc)
+        taken = [f for f in inc.outside_waiting
+                 if f.interaction_id not in known and self.monitors[f.cluster_id].incident_id is None
+                 and self.family_of(f.cluster_id) not in families]
+        inc.outside_waiting = []
+        if taken:
+            inc.failures += taken
+            inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
 
     def _correlated(self, cause: DocKey | None, families: set[str],
                     incidents: Sequence[Incident]) -> tuple[Incident | None, str]:
@@ -475,6 +538,7 @@ class PatternDetector:
     def _resolve(self, inc: Incident, at: datetime) -> IncidentEvent:
         inc.resolved_at = at
         inc.pending = []  # noise while the members were back at baseline (see _take)
+        inc.outside_waiting = []  # never shown to fail at the pattern's rate (see _outside)
         ev = self._event(inc, "resolved", at)
         del self.incidents[inc.incident_id]
         self.resolved[inc.incident_id] = inc

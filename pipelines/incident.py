@@ -206,6 +206,11 @@ class Incident:
     # Failing answers seen while the recovery test leans towards "back at baseline": not yet the
     # incident's (PatternDetector._inside commits or drops them).
     pending: list[Failure] = field(default_factory=list)
+    # Evidence (log-likelihood ratio since it opened) that answers of free clusters which
+    # retrieved its cause document fail at the pattern's rate, and their failing answers still
+    # waiting for that evidence (PatternDetector._outside).
+    outside: float = 0.0
+    outside_waiting: list[Failure] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     # cause_of(failures) and the failure count it was computed at (derived, not state): the
     # detector asks for the cause on every failing answer while the incident is open.
@@ -323,6 +328,7 @@ class Incident:
             "recovery": self.recovery.to_state() if self.recovery else None,
             "last_at": self.last_at.isoformat() if self.last_at else None, "added": list(self.added),
             "pending": [f.to_state() for f in self.pending],
+            "outside": self.outside, "outside_waiting": [f.to_state() for f in self.outside_waiting],
         }
 
     @classmethod
@@ -340,7 +346,9 @@ class Incident:
             level=s["level"], members={m.cluster_id: m for m in members},
             recovery=BernoulliCusum.from_state(s["recovery"], resolve_threshold) if s["recovery"] else None,
             last_at=dt(s["last_at"]), added=list(s["added"]),
-            pending=[Failure.from_state(f) for f in s.get("pending", ())])  # absent before v3.2
+            pending=[Failure.from_state(f) for f in s.get("pending", ())],  # absent before v3.2
+            outside=s.get("outside", 0.0),  # absent before v3.3
+            outside_waiting=[Failure.from_state(f) for f in s.get("outside_waiting", ())])
 
 
 def _example(f: Failure) -> Example:
