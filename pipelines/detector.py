@@ -28,8 +28,8 @@ While an incident is open its member clusters' answers do not update their basel
 second CUSUM over all of them, in the other direction, resolves it once they are back at their
 baseline rates (or all have been quiet for ``resolve_quiet_hours``). A member's failing answer
 seen while that test already leans towards "back" waits, and joins only if the failures go on at
-the pattern's rate, its cluster is still failing, or it retrieved the incident's cause document:
-isolated failures after the fix are the baseline's noise, not sessions to contact.
+the pattern's rate, its cluster is still failing, or it retrieved the incident's cause document
+stale: isolated failures after the fix are the baseline's noise, not sessions to contact.
 
 An incident stays open while a member is still failing (2 of its latest 5 answers, since the
 pooled recovery began: a slow member still failing holds it open although the busy ones
@@ -309,13 +309,19 @@ class PatternDetector:
         join as soon as the recovery test falls back to 0 (the failures keep coming at the
         pattern's rate), those of one cluster as soon as it is still failing (``_STILL_FAILING`` of
         its latest ``_RECENT`` answers since the recovery began), and an answer that retrieved the
-        incident's cause document joins at once. The pending ones left when the incident resolves
-        are dropped: isolated failing answers while the members were back at baseline are the
-        noise every cluster has, not the incident's sessions (or customers to contact)."""
+        incident's cause document *stale* joins at once (the strongest evidence there is, as for
+        ``_joinable``). A fresh copy of the cause document is no such evidence: when the model
+        states a made-up figure over the right passage, that passage is the cause, and every
+        answer of the intent retrieves it (in BANKING77 every answer of the cluster: its card
+        intents share one document), the noise after the fix too. The pending ones left when
+        the incident resolves are dropped: isolated failing answers while the members were back
+        at baseline are the noise every cluster has, not the incident's sessions (or customers
+        to contact)."""
         assert inc.recovery is not None
         if inc.recovery.statistic == 0.0:
             taken, inc.pending = inc.pending + [failure], []
-        elif (cause := inc.cause) is not None and cause in failure.doc_keys:
+        elif (cause := inc.cause) is not None and any((d.doc_id, d.doc_version) == cause and d.stale
+                                                      for d in failure.docs):
             taken = [failure]
         elif self._failing(self.monitors[failure.cluster_id], inc.recovery.onset or failure.at):
             cid = failure.cluster_id
