@@ -155,6 +155,31 @@ def test_noise_after_the_fix_citing_the_cause_document_fresh_does_not_join():
     assert not set(noise) & set(resolved.session_ids)
 
 
+def test_the_pattern_s_last_failures_in_a_cluster_shared_with_other_intents_still_join():
+    feed = Feed()
+    feed.warm("c1")
+    # The pattern's intent reads DOC; the cluster's other intents (OTHER) keep passing between its
+    # failures, so over the whole cluster the recovery test leans "back" while it still fails.
+    pattern = [feed.answer("c1", True, DOC) for _ in range(8)]
+    for _ in range(6):
+        sparse = []
+        for _ in range(7):
+            feed.answer("c1", False)
+        sparse.append(feed.answer("c1", True, DOC))
+        pattern += sparse
+    (inc,) = feed.d.incidents.values()
+    assert inc.recovery is not None and inc.recovery.statistic > 0, "the cluster should lean back"
+    noise, k = [], 0
+    while not any(e.event == "resolved" for e in feed.events):  # fixed: its readers pass too
+        k += 1
+        sid = feed.answer("c1", k % 9 == 0, DOC if k % 3 else OTHER)
+        noise += [sid] if k % 9 == 0 else []
+        assert k < 2_000, "never resolved"
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert set(pattern) <= set(resolved.session_ids)
+    assert not set(noise) & set(resolved.session_ids)
+
+
 def test_failures_at_the_pattern_s_rate_or_citing_its_document_still_join():
     feed = Feed()
     pattern = _pattern_then_fix(feed)
