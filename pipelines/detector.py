@@ -28,8 +28,8 @@ While an incident is open its member clusters' answers do not update their basel
 second CUSUM over all of them, in the other direction, resolves it once they are back at their
 baseline rates (or all have been quiet for ``resolve_quiet_hours``). A member's failing answer
 seen while that test already leans towards "back" waits, and joins only if the failures go on at
-the pattern's rate, its cluster is still failing, or it retrieved the incident's cause document:
-isolated failures after the fix are the baseline's noise, not sessions to contact.
+the pattern's rate, its cluster is still failing, or it retrieved the incident's cause document
+stale: isolated failures after the fix are the baseline's noise, not sessions to contact.
 
 An incident stays open while a member is still failing (2 of its latest 5 answers, since the
 pooled recovery began: a slow member still failing holds it open although the busy ones
@@ -251,7 +251,7 @@ class PatternDetector:
 
         if m.incident_id is not None:
             inc = self.incidents[m.incident_id]
-            events += self._inside(inc, below, p0, p1, at, failure)
+            events += self._inside(inc, below, p0, p1, at, failure, interaction)
             return Judgement(below, low, confident_wrong, inc.incident_id, tuple(events))
 
         family_id = self.family_of(cluster_id)
@@ -284,7 +284,7 @@ class PatternDetector:
         return Judgement(below, low, confident_wrong, m.incident_id, tuple(events))
 
     def _inside(self, inc: Incident, below: bool, p0: float, p1: float, at: datetime,
-                failure: Failure | None) -> list[IncidentEvent]:
+                failure: Failure | None, interaction: Interaction) -> list[IncidentEvent]:
         """An answer of a member cluster: evidence for the incident, or of its recovery."""
         assert inc.recovery is not None
         inc.observed += 1
@@ -293,8 +293,13 @@ class PatternDetector:
         # (dominated by the busiest), and no member still failing: a slow member whose latest
         # answers keep failing holds the incident open.
         inc.recovery.update(below, p1, p0, at)
+        # The same test over the answers that retrieved the cause document (its readers).
+        cause = inc.cause
+        cites = cause is not None and any((c.doc_id, c.doc_version) == cause for c in interaction.contexts)
+        if cites:
+            inc.cited = max(0.0, inc.cited + llr(below, p1, p0))
         if failure is not None:
-            self._take(inc, failure)
+            self._take(inc, failure, cites)
         if inc.recovery.alarm and not self._still_failing(inc, at):
             return [self._resolve(inc, at)]
         if inc.added or len(inc.sessions) >= max(inc.reported_sessions + 1,
@@ -302,21 +307,33 @@ class PatternDetector:
             return [self._event(inc, "updated", at)]
         return []
 
-    def _take(self, inc: Incident, failure: Failure) -> None:
+    def _take(self, inc: Incident, failure: Failure, cites: bool = False) -> None:
         """A member's failing answer joins the open incident ``inc``, unless it may be the
         baseline's noise after the fix: while the recovery test leans towards "back at baseline"
         (its statistic above 0) a failing answer waits in ``inc.pending``. The pending answers
         join as soon as the recovery test falls back to 0 (the failures keep coming at the
         pattern's rate), those of one cluster as soon as it is still failing (``_STILL_FAILING`` of
         its latest ``_RECENT`` answers since the recovery began), and an answer that retrieved the
-        incident's cause document joins at once. The pending ones left when the incident resolves
-        are dropped: isolated failing answers while the members were back at baseline are the
-        noise every cluster has, not the incident's sessions (or customers to contact)."""
+        incident's cause document *stale* joins at once (the strongest evidence there is, as for
+        ``_joinable``). A fresh copy of the cause document is no such evidence alone: when the
+        model states a made-up figure over the right passage, that passage is the cause, and
+        every answer of the intent retrieves it (in BANKING77 every answer of the cluster: its
+        card intents share one document), the noise after the fix too. But it says which answers
+        are the pattern's intent, in a cluster other intents share: a failing answer that
+        retrieved it (``cites``) joins, with the waiting ones that did, when the recovery test
+        over those readers alone (``inc.cited``) falls back to 0. The pending ones left when
+        the incident resolves are dropped: isolated failing answers while the members were back
+        at baseline are the noise every cluster has, not the incident's sessions (or customers
+        to contact)."""
         assert inc.recovery is not None
         if inc.recovery.statistic == 0.0:
             taken, inc.pending = inc.pending + [failure], []
-        elif (cause := inc.cause) is not None and cause in failure.doc_keys:
+        elif (cause := inc.cause) is not None and any((d.doc_id, d.doc_version) == cause and d.stale
+                                                      for d in failure.docs):
             taken = [failure]
+        elif cites and inc.cited == 0.0:
+            taken = [f for f in inc.pending if cause in f.doc_keys] + [failure]
+            inc.pending = [f for f in inc.pending if cause not in f.doc_keys]
         elif self._failing(self.monitors[failure.cluster_id], inc.recovery.onset or failure.at):
             cid = failure.cluster_id
             taken = [f for f in inc.pending if f.cluster_id == cid] + [failure]
@@ -427,6 +444,7 @@ class PatternDetector:
         del self.resolved[inc.incident_id]
         inc.resolved_at = None
         inc.recovery = BernoulliCusum(self.config.resolve_threshold)
+        inc.cited = 0.0
         inc.last_at = at
         self.incidents[inc.incident_id] = inc
         for cid in inc.members:

@@ -211,6 +211,10 @@ class Incident:
     # waiting for that evidence (PatternDetector._outside).
     outside: float = 0.0
     outside_waiting: list[Failure] = field(default_factory=list)
+    # The recovery test's statistic over its members' answers that retrieved its cause document
+    # alone (its readers: the pattern's intent where other intents share the cluster;
+    # PatternDetector._take).
+    cited: float = 0.0
     extra: dict = field(default_factory=dict)
     # cause_of(failures) and the failure count it was computed at (derived, not state): the
     # detector asks for the cause on every failing answer while the incident is open.
@@ -329,6 +333,7 @@ class Incident:
             "last_at": self.last_at.isoformat() if self.last_at else None, "added": list(self.added),
             "pending": [f.to_state() for f in self.pending],
             "outside": self.outside, "outside_waiting": [f.to_state() for f in self.outside_waiting],
+            "cited": self.cited,
         }
 
     @classmethod
@@ -348,7 +353,8 @@ class Incident:
             last_at=dt(s["last_at"]), added=list(s["added"]),
             pending=[Failure.from_state(f) for f in s.get("pending", ())],  # absent before v3.2
             outside=s.get("outside", 0.0),  # absent before v3.3
-            outside_waiting=[Failure.from_state(f) for f in s.get("outside_waiting", ())])
+            outside_waiting=[Failure.from_state(f) for f in s.get("outside_waiting", ())],
+            cited=s.get("cited", 0.0))  # absent before v3.4
 
 
 def _example(f: Failure) -> Example:

@@ -13,7 +13,9 @@ Where it ends:
 - After the fix, while the incident waits for the evidence that its clusters are back, their
   isolated failing answers are the baseline's noise: they do not join (nobody to contact).
 - Failures that keep coming at the pattern's rate, or that retrieved the incident's cause
-  document, do.
+  document stale, do. A fresh copy of the cause document is no such evidence: a made-up figure
+  stated over the intent's own (right) passage makes that passage the cause, and every answer of
+  the intent retrieves it, the noise after the fix too.
 """
 
 from __future__ import annotations
@@ -132,6 +134,50 @@ def test_isolated_failures_after_the_fix_are_not_the_incident_s_sessions():
     assert set(pattern) <= set(resolved.session_ids)
     assert not set(noise) & set(resolved.session_ids)
     assert resolved.below_baseline_count == len(pattern)
+
+
+def test_noise_after_the_fix_citing_the_cause_document_fresh_does_not_join():
+    feed = Feed()
+    feed.warm("c1")
+    # A made-up figure over the right passage: the cause is the (fresh) document every answer of
+    # the intent retrieves, before the fix and after it.
+    pattern = [feed.answer("c1", True, DOC) for _ in range(8)]
+    noise, k = [], 0
+    while not any(e.event == "resolved" for e in feed.events):  # fixed: 1 failure in 8 answers
+        k += 1
+        sid = feed.answer("c1", k % 8 == 0, DOC)
+        noise += [sid] if k % 8 == 0 else []
+        assert k < 2_000, "never resolved"
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert resolved.cause is not None and resolved.cause.doc_id == DOC.doc_id
+    assert noise, "the test needs noise between the fix and the resolution"
+    assert set(pattern) <= set(resolved.session_ids)
+    assert not set(noise) & set(resolved.session_ids)
+
+
+def test_the_pattern_s_last_failures_in_a_cluster_shared_with_other_intents_still_join():
+    feed = Feed()
+    feed.warm("c1")
+    # The pattern's intent reads DOC; the cluster's other intents (OTHER) keep passing between its
+    # failures, so over the whole cluster the recovery test leans "back" while it still fails.
+    pattern = [feed.answer("c1", True, DOC) for _ in range(8)]
+    for _ in range(6):
+        sparse = []
+        for _ in range(7):
+            feed.answer("c1", False)
+        sparse.append(feed.answer("c1", True, DOC))
+        pattern += sparse
+    (inc,) = feed.d.incidents.values()
+    assert inc.recovery is not None and inc.recovery.statistic > 0, "the cluster should lean back"
+    noise, k = [], 0
+    while not any(e.event == "resolved" for e in feed.events):  # fixed: its readers pass too
+        k += 1
+        sid = feed.answer("c1", k % 9 == 0, DOC if k % 3 else OTHER)
+        noise += [sid] if k % 9 == 0 else []
+        assert k < 2_000, "never resolved"
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert set(pattern) <= set(resolved.session_ids)
+    assert not set(noise) & set(resolved.session_ids)
 
 
 def test_failures_at_the_pattern_s_rate_or_citing_its_document_still_join():
