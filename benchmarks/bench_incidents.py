@@ -27,7 +27,8 @@ clusters and sessions are its last event's, its time its opened event's ``detect
     python -m benchmarks.bench_incidents --quick                          # two small streams (smoke)
 
 Results of each label go to ``benchmarks/results/incidents/<label>.json``; the fragment
-``benchmarks/results/detection_incidents.md`` shows every stored label side by side.
+``benchmarks/results/detection_incidents.md`` shows every stored label side by side, and ends with
+issue #10's targets for each label but ``before``, met or missed, naming every row that misses.
 """
 
 from __future__ import annotations
@@ -395,7 +396,71 @@ def report(runs: dict[str, dict]) -> str:
                      + (f" ({c2['exactly 1']} on the split / shared-document / two-cause streams, "
                         f"two causes kept apart {c2['2 separate']})" if c2 else "")
                      + f"; {cells['false incidents']} false incidents.")
+    for lb in labels:
+        if lb != "before":
+            lines += ["", f"Issue #10's targets, {lb} ({runs[lb]['commit']}):", "", *targets(runs, lb)]
     return "\n".join(lines)
+
+
+RECALL_TARGET = PRECISION_TARGET = 0.9  # per row: the first incident's own final session list
+STALE_DELAY_TARGET = 4.0  # median failing sessions before the stale-document incident opens
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def targets(runs: dict[str, dict], label: str) -> list[str]:
+    """Issue #10's targets against the run ``label`` (and against ``before`` where one is stored):
+    every row that misses is named, so a miss shows in the table's own words."""
+    rows = runs[label]["rows"]
+    pats = [p for outs in rows.values() for o in outs for p in o["patterns"]]
+    per = [p["incidents"] for p in pats]
+    one = sum(1 for n in per if n == 1)
+    out = [f"- exactly 1 incident per pattern in >= 95 % of patterns: {one}/{len(per)} "
+           f"({100 * one / max(len(per), 1):.0f} %) -> {_verdict(one >= 0.95 * len(per))}",
+           f"- never more than 2 incidents for a pattern: max {max(per, default=0)} -> "
+           f"{_verdict(max(per, default=0) <= 2)}"]
+
+    def row_name(key: str) -> str:
+        group, name, dataset = json.loads(key)
+        return f"{group} {name} ({dataset})"
+
+    for what, target in (("recall", RECALL_TARGET), ("precision", PRECISION_TARGET)):
+        short = [(key, _median([p[what] for o in outs for p in o["patterns"]])) for key, outs in rows.items()]
+        short = [(key, v) for key, v in short if v is not None and v < target]
+        out.append(f"- session {what} >= {target} on every row (row medians): "
+                   + ("; ".join(f"{row_name(k)} {v:.2f}" for k, v in short) + " below" if short else "all rows")
+                   + f" -> {_verdict(not short)}")
+    undetected = [(key, sum(1 for o in outs for p in o["patterns"] if not p["incidents"]),
+                   sum(len(o["patterns"]) for o in outs)) for key, outs in rows.items()]
+    undetected = [(k, n, m) for k, n, m in undetected if n]
+    out.append("- every pattern found: " + ("; ".join(f"{row_name(k)} {m - n}/{m}" for k, n, m in undetected)
+                                             if undetected else "all") + f" -> {_verdict(not undetected)}")
+    stale = [p["delay_sessions"] for key, outs in rows.items() if json.loads(key)[:2] == ["existing kind",
+                                                                                        "stale_document"]
+             for o in outs for p in o["patterns"] if p["incidents"]]
+    if stale:
+        med = statistics.median(stale)
+        out.append(f"- stale-document median delay <= {STALE_DELAY_TARGET:.0f} failing sessions: {med:.1f} -> "
+                   f"{_verdict(med <= STALE_DELAY_TARGET)}")
+    if "before" in runs and label != "before":
+        worse = []
+        for key, outs in rows.items():
+            old = runs["before"]["rows"].get(key)
+            now = _median([p["delay_sessions"] for o in outs for p in o["patterns"]])
+            then = _median([p["delay_sessions"] for o in old or () for p in o["patterns"]])
+            if now is not None and then is not None and now > then:
+                worse.append(f"{row_name(key)} {then:.1f} -> {now:.1f}")
+        out.append("- median delay no worse than before on any row: " + ("; ".join(worse) if worse else "none worse")
+                   + f" -> {_verdict(not worse)}")
+    seps = [o["separate"] for outs in rows.values() for o in outs if o["separate"] is not None]
+    if seps:
+        out.append(f"- two causes kept apart: {sum(seps)}/{len(seps)} -> {_verdict(all(seps))}")
+    false = sum(o["false_incidents"] for outs in rows.values() for o in outs)
+    out.append(f"- false incidents on these pattern streams: {false} (the clean streams' rate per 1,000 "
+               "cluster-days is bench_detection's)")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -71,3 +71,22 @@ def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
     for stream in bench_incidents.streams(quick=True):
         assert f"| {stream.group} | {stream.name} | {stream.dataset} | after ({stored['commit']}) | 1 | " in text
     assert "2 separate" in text and "**after**: code " in text
+
+
+def test_targets_name_every_row_that_misses():
+    def outs(incidents, recall, precision, delay, separate=None):
+        return [{"false_incidents": 0, "separate": separate,
+                 "patterns": [{"incidents": incidents, "recall": recall, "precision": precision,
+                               "delay_sessions": delay}]}]
+
+    stale = json.dumps(["existing kind", "stale_document", "clinc150"])
+    slow = json.dumps(["existing kind", "gradual", "hwu64"])
+    runs = {"before": {"commit": "b", "rows": {stale: outs(3, 0.5, 1.0, 3), slow: outs(1, 0.9, 1.0, 9)}},
+            "after": {"commit": "a", "rows": {stale: outs(1, 1.0, 1.0, 5), slow: outs(1, 0.8, 0.95, 6)}}}
+    lines = "\n".join(bench_incidents.targets(runs, "after"))
+    assert "2/2 (100 %) -> **met**" in lines and "max 1 -> **met**" in lines
+    assert "existing kind gradual (hwu64) 0.80 below -> **missed**" in lines
+    assert "precision >= 0.9 on every row (row medians): all rows -> **met**" in lines
+    assert "stale-document median delay <= 4 failing sessions: 5.0 -> **missed**" in lines
+    assert "existing kind stale_document (clinc150) 3.0 -> 5.0 -> **missed**" in lines
+    assert "gradual (hwu64) 9.0" not in lines  # faster than before is not a miss
