@@ -298,6 +298,10 @@ class PatternDetector:
         cites = cause is not None and any((c.doc_id, c.doc_version) == cause for c in interaction.contexts)
         if cites:
             inc.cited = max(0.0, inc.cited + llr(below, p1, p0))
+        # The same test against the rate the incident has shown (a spike fails nearly every
+        # answer, far above p1): what decides whether a failing answer after the fix waits.
+        shown = min(0.95, len(inc.failures) / inc.observed) if inc.observed else p1
+        inc.back = max(0.0, inc.back + llr(below, max(p1, shown), p0))
         if failure is not None:
             self._take(inc, failure, cites)
         if inc.recovery.alarm and not self._still_failing(inc, at):
@@ -310,10 +314,13 @@ class PatternDetector:
     def _take(self, inc: Incident, failure: Failure, cites: bool = False) -> None:
         """A member's failing answer joins the open incident ``inc``, unless it may be the
         baseline's noise after the fix: while the recovery test leans towards "back at baseline"
-        (its statistic above 0) a failing answer waits in ``inc.pending``. The pending answers
-        join as soon as the recovery test falls back to 0 (the failures keep coming at the
-        pattern's rate), those of one cluster as soon as it is still failing (``_STILL_FAILING`` of
-        its latest ``_RECENT`` answers since the recovery began), and an answer that retrieved the
+        (``inc.back`` above 0: the recovery test against the failure rate the incident has shown,
+        at least ``p1``) a failing answer waits in ``inc.pending``. The pending answers join as
+        soon as that statistic falls back to 0 (the failures keep coming at the pattern's rate;
+        against ``p1`` alone, tuned to 0.4, one noise failure did that within the first five
+        passing answers after a spike that had failed every answer), those of one cluster as
+        soon as it is still failing (``_STILL_FAILING`` of its latest ``_RECENT`` answers since
+        the recovery began), and an answer that retrieved the
         incident's cause document *stale* joins at once (the strongest evidence there is, as for
         ``_joinable``). A fresh copy of the cause document is no such evidence alone: when the
         model states a made-up figure over the right passage, that passage is the cause, and
@@ -326,7 +333,7 @@ class PatternDetector:
         at baseline are the noise every cluster has, not the incident's sessions (or customers
         to contact)."""
         assert inc.recovery is not None
-        if inc.recovery.statistic == 0.0:
+        if inc.back == 0.0:
             taken, inc.pending = inc.pending + [failure], []
         elif (cause := inc.cause) is not None and any((d.doc_id, d.doc_version) == cause and d.stale
                                                       for d in failure.docs):
@@ -444,7 +451,7 @@ class PatternDetector:
         del self.resolved[inc.incident_id]
         inc.resolved_at = None
         inc.recovery = BernoulliCusum(self.config.resolve_threshold)
-        inc.cited = 0.0
+        inc.cited = inc.back = 0.0
         inc.last_at = at
         self.incidents[inc.incident_id] = inc
         for cid in inc.members:

@@ -215,6 +215,9 @@ class Incident:
     # alone (its readers: the pattern's intent where other intents share the cluster;
     # PatternDetector._take).
     cited: float = 0.0
+    # The recovery test's statistic against the failure rate the incident has shown rather than
+    # p1 (PatternDetector._inside, _take).
+    back: float = 0.0
     extra: dict = field(default_factory=dict)
     # cause_of(failures) and the failure count it was computed at (derived, not state): the
     # detector asks for the cause on every failing answer while the incident is open.
@@ -333,7 +336,7 @@ class Incident:
             "last_at": self.last_at.isoformat() if self.last_at else None, "added": list(self.added),
             "pending": [f.to_state() for f in self.pending],
             "outside": self.outside, "outside_waiting": [f.to_state() for f in self.outside_waiting],
-            "cited": self.cited,
+            "cited": self.cited, "back": self.back,
         }
 
     @classmethod
@@ -354,7 +357,8 @@ class Incident:
             pending=[Failure.from_state(f) for f in s.get("pending", ())],  # absent before v3.2
             outside=s.get("outside", 0.0),  # absent before v3.3
             outside_waiting=[Failure.from_state(f) for f in s.get("outside_waiting", ())],
-            cited=s.get("cited", 0.0))  # absent before v3.4
+            cited=s.get("cited", 0.0),  # absent before v3.4
+            back=s.get("back", 0.0))  # absent before v3.5 (0: a failing answer joins, as at opening)
 
 
 def _example(f: Failure) -> Example:

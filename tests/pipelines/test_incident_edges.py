@@ -136,6 +136,19 @@ def test_isolated_failures_after_the_fix_are_not_the_incident_s_sessions():
     assert resolved.below_baseline_count == len(pattern)
 
 
+def test_a_noise_failure_soon_after_a_spike_s_fix_does_not_join():
+    feed = Feed()
+    pattern = _pattern_then_fix(feed)  # every answer failed: far above the tested rate p1
+    for _ in range(3):  # fixed: three passing answers are strong evidence against that rate
+        feed.answer("c1", False)
+    noise = feed.answer("c1", True)
+    while not any(e.event == "resolved" for e in feed.events):
+        feed.answer("c1", False)
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert set(pattern) == set(resolved.session_ids)
+    assert noise not in resolved.session_ids
+
+
 def test_noise_after_the_fix_citing_the_cause_document_fresh_does_not_join():
     feed = Feed()
     feed.warm("c1")
