@@ -300,8 +300,7 @@ class PatternDetector:
             inc.cited = max(0.0, inc.cited + llr(below, p1, p0))
         # The same test against the rate the incident has shown (a spike fails nearly every
         # answer, far above p1): what decides whether a failing answer after the fix waits.
-        shown = min(0.95, len(inc.failures) / inc.observed) if inc.observed else p1
-        inc.back = max(0.0, inc.back + llr(below, max(p1, shown), p0))
+        inc.back = max(0.0, inc.back + llr(below, max(p1, min(0.95, inc.observed_rate)), p0))
         if failure is not None:
             self._take(inc, failure, cites)
         if inc.recovery.alarm and not self._still_failing(inc, at):

@@ -223,6 +223,12 @@ class Incident:
     # detector asks for the cause on every failing answer while the incident is open.
     _cause: tuple[int, DocKey | None] = field(default=(-1, None), repr=False, compare=False)
 
+    @property
+    def observed_rate(self) -> float:
+        """The failure rate the incident has shown: its failing answers over the answers its
+        members gave since they joined (0 before any)."""
+        return len(self.failures) / self.observed if self.observed else 0.0
+
     @staticmethod
     def make_id(cluster_id: str, onset: datetime) -> str:
         return f"inc-{cluster_id}-{onset.strftime('%Y%m%dT%H%M%SZ')}"
@@ -268,7 +274,6 @@ class Incident:
         severity = raise_severity(rule.severity) if irreversible else rule.severity
         gate = suggest_gate([f.confidence for f in self.failures if f.confidence is not None],
                             baseline, current_gate=rule.gate, target=gate_target)
-        observed_rate = len(self.failures) / self.observed if self.observed else 0.0
         by_cluster: dict[str, list[Failure]] = {}
         for f in self.failures:
             by_cluster.setdefault(f.cluster_id, []).append(f)
@@ -308,7 +313,7 @@ class Incident:
             baseline_faithfulness=None if band.median != band.median else round(band.median, 4),
             baseline_low=None if band.low == float("-inf") else round(band.low, 4),
             baseline_below_rate=round(band.below_rate, 4),
-            observed_below_rate=round(observed_rate, 4),
+            observed_below_rate=round(self.observed_rate, 4),
             statistic=round(self.statistic, 4),
             threshold=round(self.threshold, 4),
             summary="",
