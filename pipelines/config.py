@@ -122,7 +122,8 @@ class BaselineConfig(_Config):
 
 
 class DetectConfig(_Config):
-    false_alarm_rate: float = Field(1e-5, gt=0, lt=1, description="per answer, over both tests it feeds (its cluster's and its family's): each level gets half, CUSUM threshold h = ln(2/rate)")
+    false_alarm_rate: float = Field(1e-5, gt=0, lt=1, description="per answer, over the three tests it feeds (its cluster's, its family's and its top document's): the document level gets document_share of it, the cluster and family levels half the rest each (CUSUM thresholds h = ln(1 / share of the rate))")
+    document_share: float = Field(0.2, ge=0, lt=1, description="the share of false_alarm_rate the document level gets (one test per retrieved document, over the answers of free clusters that retrieved it first); 0 turns that level off and gives the cluster and family levels half each, h = ln(2/rate)")
     shift_ratio: float = Field(8.0, gt=1, description="the below-baseline rate the test is tuned to, as a multiple of the baseline rate")
     min_shifted_rate: float = Field(0.4, gt=0, lt=1, description="...but at least this rate")
     min_baseline_rate: float = Field(0.02, gt=0, lt=1, description="floor of the estimated below-baseline rate")

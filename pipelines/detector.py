@@ -47,6 +47,7 @@ gives the same incidents, whichever driver runs it.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -130,6 +131,7 @@ class ClusterMonitor(_Test):
         self.baseline = baseline
         self.incident_id: str | None = None
         self.last_at: datetime | None = None
+        self.answers = 0  # scored answers seen (what a document's readers are a share of)
         self.label = cluster_id
         self.category: Category | None = None
         self.recent: deque[tuple[datetime, bool]] = deque(maxlen=_RECENT)  # its latest answers: when, below
@@ -143,6 +145,41 @@ class ClusterMonitor(_Test):
         first = self.baseline.held_since()
         while self.held and (first is None or self.held[0].at < first):
             self.held.popleft()
+
+
+class _DocumentTest(_Test):
+    """A document's test, and for each cluster of its excursion how many of that cluster's
+    answers since its first reader were readers (whether the cluster *is* the readers)."""
+
+    def __init__(self, threshold: float):
+        super().__init__(threshold)
+        self.reads: dict[str, list[int]] = {}  # cluster -> [its answers before its first reader, readers]
+
+    def read(self, m: ClusterMonitor) -> None:
+        r = self.reads.setdefault(m.cluster_id, [m.answers - 1, 0])
+        r[1] += 1
+
+    def share(self, m: ClusterMonitor) -> float:
+        """The share of ``m``'s answers since its first reader that were readers."""
+        first, reads = self.reads.get(m.cluster_id, (m.answers, 0))
+        return reads / max(1, m.answers - first)
+
+    def reset(self) -> None:
+        super().reset()
+        self.reads.clear()
+
+    def to_state(self) -> dict:
+        return {**super().to_state(), "reads": self.reads}
+
+    def restore(self, s: dict, threshold: float) -> None:
+        super().restore(s, threshold)
+        self.reads = {cid: list(r) for cid, r in s["reads"].items()}
+
+
+def _document_id(key: DocKey) -> str:
+    """The id part of an incident a document's test opens: ``d`` and a hash of the version."""
+    doc, version = key
+    return "d" + hashlib.sha256(f"{doc}\x00{version or ''}".encode()).hexdigest()[:8]
 
 
 def failure_of(i: Interaction, faithfulness: float, confident_wrong: bool, cluster_id: str = "") -> Failure:
@@ -167,14 +204,19 @@ class PatternDetector:
                  family_size: Callable[[str], int] | None = None):
         self.baseline_config = baseline_config
         self.config = detect_config
-        # Two tests per answer (cluster and family): each gets half the false-alarm rate.
-        self.threshold = threshold_for(detect_config.false_alarm_rate / 2)
+        # Three tests per answer (its cluster's, its family's and its top document's): the document
+        # level gets document_share of the false-alarm rate, the other two half the rest each.
+        share = detect_config.document_share
+        self.threshold = threshold_for(detect_config.false_alarm_rate * (1.0 - share) / 2)
+        self.document_threshold = threshold_for(detect_config.false_alarm_rate * share) if share else math.inf
         # The global baseline takes only answers a cluster baseline has committed, so an
         # incident's answers (taken back from the cluster) never reach it either.
         self.global_config = baseline_config.model_copy(update={"holdback": 0, "holdback_hours": 0.0})
         self.global_baseline = ClusterBaseline(self.global_config)
         self.monitors: dict[str, ClusterMonitor] = {}
         self.families: dict[str, _Test] = {}  # family id -> its test (families of 2+ clusters)
+        # Document version -> its test, while above 0 (a test at 0 is a new one: see _document).
+        self.documents: dict[DocKey, _DocumentTest] = {}
         self.incidents: dict[str, Incident] = {}  # the open ones, in opening order
         # Resolved in the last rejoin_hours, in resolution order: late evidence can still join them.
         self.resolved: dict[str, Incident] = {}
@@ -243,6 +285,7 @@ class PatternDetector:
                              False, m.incident_id, tuple(events))
         below = band.is_below(faithfulness)
         m.recent.append((at, below))
+        m.answers += 1
         conf = interaction.confidence
         confident_wrong = below and conf is not None and conf >= category.gate
         p0, p1 = self._rates(band)
@@ -263,6 +306,7 @@ class PatternDetector:
         m.update(below, p0, p1, at, failure)
         if family is not None:
             family.update(below, p0, p1, at, failure)
+        document = self._document(m, interaction, below, p0, p1, at, failure)
         self._observe_baseline(m, at, faithfulness, conf, below)
         m.hold(failure)
 
@@ -279,6 +323,12 @@ class PatternDetector:
             free = [f for f in family.excursion if self.monitors[f.cluster_id].incident_id is None]
             if distinct_sessions(free) >= self.config.min_sessions:
                 events += self._alarm(family, family_id, "family", free, family.excursion_observed, at)
+        elif document is not None and document[1].cusum.alarm:
+            key, test = document
+            free = [f for f in test.excursion if self.monitors[f.cluster_id].incident_id is None]
+            if distinct_sessions(free) >= self.config.min_sessions:
+                events += self._alarm(test, _document_id(key), "document", free, test.excursion_observed, at)
+                del self.documents[key]
         if outside is not None:  # after the tests: a cluster that alarmed joined as a member
             self._join_outside(outside)
         return Judgement(below, low, confident_wrong, m.incident_id, tuple(events))
@@ -288,14 +338,17 @@ class PatternDetector:
         """An answer of a member cluster: evidence for the incident, or of its recovery."""
         assert inc.recovery is not None
         inc.observed += 1
-        inc.last_at = at
-        # Recovery: evidence that the rate is back at p0 rather than still at p1, over all members
-        # (dominated by the busiest), and no member still failing: a slow member whose latest
-        # answers keep failing holds the incident open.
-        inc.recovery.update(below, p1, p0, at)
-        # The same test over the answers that retrieved the cause document (its readers).
         cause = inc.cause
         cites = cause is not None and any((c.doc_id, c.doc_version) == cause for c in interaction.contexts)
+        # Recovery: evidence that the rate is back at p0 rather than still at p1, over all members
+        # (dominated by the busiest), and no member still failing: a slow member whose latest
+        # answers keep failing holds the incident open. An incident the document test opened is
+        # its readers' (its members hold mostly other intents, whose passing answers say nothing
+        # of the pattern): their answers alone make it recover, or go quiet.
+        if inc.level != "document" or cites:
+            inc.last_at = at
+            inc.recovery.update(below, p1, p0, at)
+        # The same test over the answers that retrieved the cause document (its readers).
         if cites:
             inc.cited = max(0.0, inc.cited + llr(below, p1, p0))
         # The same test against the rate the incident has shown (a spike fails nearly every
@@ -383,6 +436,39 @@ class PatternDetector:
                 return inc
         return None
 
+    def _document(self, m: ClusterMonitor, interaction: Interaction, below: bool, p0: float, p1: float,
+                  at: datetime, failure: Failure | None) -> tuple[DocKey, _DocumentTest] | None:
+        """Feed the test of the document version this answer (of a free cluster) retrieved first,
+        and return it with its key (None: no document, the level is off, or its test is at 0).
+
+        A rare intent's answers spread over clusters other intents dominate and over several
+        families, so neither its clusters' tests nor its families' pool them; what they share is
+        the passage every one of them retrieves. Each answer's verdict adds its log-likelihood
+        ratio (its own cluster's ``p0`` and ``p1``: the same evidence its cluster's test gets) to
+        its top document's test, at ``document_threshold``. A document that is an open
+        incident's cause is left to ``_outside`` (its test is dropped). Only tests above 0 are
+        kept: a passing answer leaves a test at 0 where it is, so one that is not kept is one
+        at 0."""
+        if self.document_threshold == math.inf:
+            return None
+        key = next(((c.doc_id, c.doc_version) for c in interaction.contexts if c.doc_id), None)
+        if key is None:
+            return None
+        if self.incidents and any(inc.cause == key for inc in self.incidents.values()):
+            self.documents.pop(key, None)
+            return None
+        test = self.documents.get(key)
+        if test is None:
+            if not below:
+                return None
+            test = self.documents[key] = _DocumentTest(self.document_threshold)
+        test.update(below, p0, p1, at, failure)
+        if test.cusum.statistic == 0.0:
+            del self.documents[key]
+            return None
+        test.read(m)
+        return key, test
+
     def _outside(self, interaction: Interaction, below: bool, p0: float, p1: float,
                  failure: Failure | None) -> Incident | None:
         """The open incident whose failing answers outside its clusters should join now, if any.
@@ -423,15 +509,13 @@ class PatternDetector:
         even a cluster of a member's family, as families there merge neighbouring intents). A
         cluster of a member's family joins by its own or its family's test, as before. The next
         event carries the new sessions."""
-        known = {f.interaction_id for f in inc.failures}
-        families = self._member_families(inc)
-        taken = [f for f in inc.outside_waiting
-                 if f.interaction_id not in known and self.monitors[f.cluster_id].incident_id is None
-                 and self.family_of(f.cluster_id) not in families]
+        families = set() if inc.level == "document" else self._member_families(inc)
+        taken: dict[str, list[Failure]] = {}
+        for f in inc.outside_waiting:
+            if self.monitors[f.cluster_id].incident_id is None and self.family_of(f.cluster_id) not in families:
+                taken.setdefault(f.cluster_id, []).append(f)
         inc.outside_waiting = []
-        if taken:
-            inc.failures += taken
-            inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
+        self._add_sessions(inc, taken)
 
     def _correlated(self, cause: DocKey | None, families: set[str],
                     incidents: Sequence[Incident]) -> tuple[Incident | None, str]:
@@ -498,14 +582,26 @@ class PatternDetector:
         families = {self.family_of(cid) for cid in by_cluster}
         cause = cause_of(evidence)
         inc, how = self._correlated(cause, families, list(self.incidents.values()))
-        onset, statistic = test.cusum.onset or at, test.cusum.statistic
-        test.reset()
         # The headline cluster holds most of the evidence (a family's excursion can start with a
         # noise hit in a sibling cluster): most failures first, then the earliest.
         order = sorted(by_cluster, key=lambda cid: (-len(by_cluster[cid]), by_cluster[cid][0].at, cid))
-        by_cluster = {cid: self._earlier(cid, fs) + fs for cid, fs in by_cluster.items()}
+        apart: dict[str, list[Failure]] = {}  # evidence whose clusters stay free (see _readers)
+        onset, statistic = test.cusum.onset or at, test.cusum.statistic
+        if isinstance(test, _DocumentTest):
+            order, apart = self._readers(test, order)
+            by_cluster = {cid: by_cluster[cid] for cid in order}
+            # Its onset is its members' first failure: a document few answers retrieve keeps one
+            # noise failure in its test for hours, and readers elsewhere join from the holdback
+            # window before that on, as in _join.
+            onset = min(by_cluster[cid][0].at for cid in order)
+            horizon = onset - timedelta(hours=self.baseline_config.holdback_hours)
+            apart = {cid: kept for cid, fs in apart.items() if (kept := [f for f in fs if f.at >= horizon])}
+        else:
+            by_cluster = {cid: self._earlier(cid, fs) + fs for cid, fs in by_cluster.items()}
+        test.reset()
         if inc is not None:
             self._join(inc, by_cluster, how, at)
+            self._add_sessions(inc, apart)
             return [self._event(inc, "updated", at)]
         if self.config.rejoin_hours > 0:  # resolved in the last rejoin_hours, the latest first
             inc, how = self._correlated(cause, families, list(reversed(self.resolved.values())))
@@ -515,24 +611,61 @@ class PatternDetector:
             if distinct_sessions(after) >= self.config.min_sessions:
                 self._reopen(inc, at)
                 self._join(inc, by_cluster, how, at)
+                self._add_sessions(inc, apart)
                 return [self._event(inc, "updated", at, head="Reopened")]
             # What it adds lies in the incident's window: a longer outreach list, no new page.
+            resolved_at = inc.resolved_at
             within = {cid: kept for cid, fs in by_cluster.items()
-                      if (kept := [f for f in fs if f.at <= inc.resolved_at])}
-            if not within:
+                      if (kept := [f for f in fs if f.at <= resolved_at])}
+            apart = {cid: kept for cid, fs in apart.items() if (kept := [f for f in fs if f.at <= resolved_at])}
+            if not within and not apart:
                 return []
             self._join(inc, within, how, at)
+            self._add_sessions(inc, apart)
             return [self._event(inc, "updated", at, head="Found after it resolved")]
         first = order[0]
         inc = Incident(
             incident_id=Incident.make_id(key, onset), cluster_id=first, onset=onset, detected_at=at,
-            failures=[], observed=0, statistic=statistic, threshold=self.threshold,
+            failures=[], observed=0, statistic=statistic, threshold=test.cusum.threshold,
             level=level, recovery=BernoulliCusum(self.config.resolve_threshold))
         self.incidents[inc.incident_id] = inc
         self._join(inc, {cid: by_cluster[cid] for cid in order}, "opened", at)
+        self._add_sessions(inc, apart)
+        if apart:  # its readers outside its members were shown to fail at the pattern's rate
+            inc.outside = _OUTSIDE_MIN_GAIN
         inc.observed = max(observed, len(inc.failures))
         inc.added = []
         return [self._event(inc, "opened", at)]
+
+    def _readers(self, test: _DocumentTest, order: list[str]) -> tuple[list[str], dict[str, list[Failure]]]:
+        """Which clusters of a document test's evidence (``order``: the headline first) become
+        members, and the evidence of the others, whose clusters stay free.
+
+        A cluster whose answers since its first reader in the excursion were mostly readers of
+        the document is the pattern's intent: a member. In the others the readers are one intent
+        among several (a rare intent's phrasings that land in other intents' clusters): as
+        members, those intents' answers would stop updating their baselines and their failures
+        would wait on this incident, and their own patterns would go unseen. Their failing
+        answers join the session list, as ``_outside``'s do, and so do their later ones, through
+        ``_outside`` (its evidence starts at its threshold: the document's test has just shown
+        that its readers fail at the pattern's rate). With no such cluster the headline cluster
+        is the one member (an incident is about some cluster)."""
+        members = [cid for cid in order if test.share(self.monitors[cid]) > 0.5] or order[:1]
+        excursion: dict[str, list[Failure]] = {}
+        for f in test.excursion:
+            if f.cluster_id not in members and self.monitors[f.cluster_id].incident_id is None:
+                excursion.setdefault(f.cluster_id, []).append(f)
+        return members, excursion
+
+    @staticmethod
+    def _add_sessions(inc: Incident, evidence: dict[str, list[Failure]]) -> None:
+        """``evidence``'s failing answers join ``inc``'s session list; their clusters do not
+        become members."""
+        known = {f.interaction_id for f in inc.failures}
+        taken = [f for fs in evidence.values() for f in fs if f.interaction_id not in known]
+        if taken:
+            inc.failures += taken
+            inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
 
     def _earlier(self, cid: str, evidence: list[Failure]) -> list[Failure]:
         """The failing answers of cluster ``cid`` before its ``evidence`` (an alarm's, oldest
@@ -596,11 +729,13 @@ class PatternDetector:
                 "incident_id": m.incident_id,
                 "last_at": m.last_at.isoformat() if m.last_at else None,
                 "label": m.label, "recent": [[t.isoformat(), below] for t, below in m.recent],
+                "answers": m.answers,
                 "held": [f.to_state() for f in m.held],
                 "category": m.category.model_dump(mode="json") if m.category else None,
             }
         payload = {"global": self.global_baseline.to_state(), "monitors": monitors,
                    "families": {fid: t.to_state() for fid, t in sorted(self.families.items())},
+                   "documents": [[doc, version, t.to_state()] for (doc, version), t in self.documents.items()],
                    "incidents": [inc.to_state() for inc in self.incidents.values()],
                    "resolved": [inc.to_state() for inc in self.resolved.values()]}
         return envelope(self.KIND, self.STATE_VERSION,
@@ -623,6 +758,7 @@ class PatternDetector:
             m.incident_id = s["incident_id"]
             m.last_at = datetime.fromisoformat(s["last_at"]) if s["last_at"] else None
             m.label = s["label"]
+            m.answers = s.get("answers", 0)  # absent before v3.6
             m.recent.extend((datetime.fromisoformat(t), below) for t, below in s["recent"])
             m.held.extend(Failure.from_state(f) for f in s.get("held", ()))  # absent before v3.1
             m.category = Category.model_validate(s["category"]) if s["category"] else None
@@ -631,6 +767,10 @@ class PatternDetector:
             t = _Test(d.threshold)
             t.restore(s, d.threshold)
             d.families[fid] = t
+        for doc, version, s in p.get("documents", ()):  # absent before v3.6
+            t = _DocumentTest(d.document_threshold)
+            t.restore(s, d.document_threshold)
+            d.documents[(doc, version)] = t
         for s in p["incidents"]:
             inc = Incident.from_state(s, detect_config.resolve_threshold)
             d.incidents[inc.incident_id] = inc

@@ -198,7 +198,7 @@ class Incident:
     resolved_at: datetime | None = None
     statistic: float = 0.0
     threshold: float = 0.0
-    level: str = "cluster"     # the test that opened it: "cluster" or "family"
+    level: str = "cluster"     # the test that opened it: "cluster", "family" or "document"
     members: dict[str, Member] = field(default_factory=dict)
     recovery: BernoulliCusum | None = None
     last_at: datetime | None = None  # the newest answer seen in any member cluster

@@ -176,7 +176,7 @@ class IncidentEvent(_Row):
     threshold: float
     summary: str
     examples: tuple[Example, ...]
-    level: Literal["cluster", "family"] = Field("cluster", description="the test that opened the incident: one cluster's, or its intent family's")
+    level: Literal["cluster", "family", "document"] = Field("cluster", description="the test that opened the incident: one cluster's, its intent family's, or one document's (the answers of free clusters that retrieved it first)")
     clusters: tuple[str, ...] = Field((), description="every member cluster id, in the order they joined (cluster_id is the first)")
     clusters_added: tuple[str, ...] = Field((), description="member clusters this event adds (all of them for opened)")
     family_ids: tuple[str, ...] = Field((), description="intent families of the member clusters")

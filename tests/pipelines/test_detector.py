@@ -58,7 +58,10 @@ def run(events, detector=None, category=PRICING):
 
 
 def test_noise_alone_opens_no_incident():
-    _, emitted, _ = run(stream(n=30_000, noise=0.03))
+    # Not seed 1: its noise holds 6 failing answers in 11 consecutive ones (about 3e-7 per window
+    # at 3 %), spread over the three clusters; the document test, which pools them (every answer
+    # here retrieves faq v1 first), rightly calls that a pattern.
+    _, emitted, _ = run(stream(n=30_000, noise=0.03, seed=2))
     assert emitted == []
 
 

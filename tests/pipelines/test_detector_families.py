@@ -139,16 +139,26 @@ def test_the_family_test_finds_a_pattern_no_single_cluster_shows():
 
 def test_one_stale_document_behind_unrelated_intents_is_one_incident():
     data = stream(patterns=((("c5", "c7", "c9"), 3000, 600, "pricing-table", True),))
-    events = about(run(data)[1], ("c5", "c7", "c9"))
-    assert len({e.incident_id for e in events}) == 1, [(e.incident_id, e.clusters) for e in events]
-    last = events[-1]
-    assert set(last.clusters) == {"c5", "c7", "c9"}
-    assert last.cause is not None and (last.cause.doc_id, last.cause.stale) == ("pricing-table", True)
-    joined = {m.cluster_id: m.joined_by for m in last.members}
-    assert list(joined.values()).count("opened") >= 1 and "document" in joined.values()
-    updates = [e for e in events if e.event == "updated" and e.clusters_added]
-    assert {c for e in updates for c in e.clusters_added} | set(
-        next(e for e in events if e.event == "opened").clusters) == {"c5", "c7", "c9"}
+    found = {}
+    for share in (0.2, 0.0):  # with the document level (the default), and with clusters alone
+        events = about(run(data, detector(config=DetectConfig(document_share=share)))[1], ("c5", "c7", "c9"))
+        assert len({e.incident_id for e in events}) == 1, [(e.incident_id, e.clusters) for e in events]
+        last = events[-1]
+        assert set(last.clusters) == {"c5", "c7", "c9"}
+        assert last.cause is not None and (last.cause.doc_id, last.cause.stale) == ("pricing-table", True)
+        opened = next(e for e in events if e.event == "opened")
+        updates = [e for e in events if e.event == "updated" and e.clusters_added]
+        assert {c for e in updates for c in e.clusters_added} | set(opened.clusters) == {"c5", "c7", "c9"}
+        found[share] = (opened, {m.cluster_id: m.joined_by for m in last.members})
+    # The document's test pools the three intents' failures: it opens one incident with all three.
+    opened, joined = found[0.2]
+    assert opened.level == "document" and opened.incident_id.startswith("inc-d")
+    assert set(opened.clusters) == {"c5", "c7", "c9"} and set(joined.values()) == {"opened"}
+    # Without it, the first cluster to alarm opens it and the others join on its cause document,
+    # later.
+    alone, joined = found[0.0]
+    assert alone.level == "cluster" and "document" in joined.values()
+    assert opened.detected_at <= alone.detected_at
 
 
 def test_two_causes_at_once_stay_two_incidents_even_inside_one_family():
