@@ -393,7 +393,8 @@ class PatternDetector:
         elif cites and inc.cited == 0.0:
             taken = [f for f in inc.pending if cause in f.doc_keys] + [failure]
             inc.pending = [f for f in inc.pending if cause not in f.doc_keys]
-        elif self._failing(self.monitors[failure.cluster_id], inc.recovery.onset or failure.at):
+        elif inc.level != "document" and self._failing(self.monitors[failure.cluster_id],
+                                                       inc.recovery.onset or failure.at):
             cid = failure.cluster_id
             taken = [f for f in inc.pending if f.cluster_id == cid] + [failure]
             inc.pending = [f for f in inc.pending if f.cluster_id != cid]
