@@ -1,27 +1,37 @@
 """Pattern detection across clusters and intent families: one incident per pattern, not noise.
 
 For every scored answer the :class:`PatternDetector` asks the answer's cluster baseline whether
-it falls below the band and feeds that to two Bernoulli CUSUMs (baseline rate ``p0`` against a
-shifted rate ``p1``): the cluster's, and its intent family's (:mod:`pipelines.family`; the same
+it falls below the band and feeds that to three Bernoulli CUSUMs (baseline rate ``p0`` against a
+shifted rate ``p1``): the cluster's, its intent family's (:mod:`pipelines.family`; the same
 per-answer evidence, summed over every free cluster of the family, so a pattern spread over ten
-small sub-clusters proves itself as fast as in one cluster). An incident opens when either test
-alarms *and* the failing answers since its estimated onset come from at least ``min_sessions``
-distinct sessions (one unlucky conversation is not a pattern).
+small sub-clusters proves itself as fast as in one cluster), and the test of the document version
+it retrieved first (summed over the answers of free clusters that did: a rare intent's phrasings
+land in other intents' clusters and in several families, but every one of its answers reads its
+own passage). An incident opens when a test alarms *and* the failing answers since its estimated
+onset come from at least ``min_sessions`` distinct sessions (one unlucky conversation is not a
+pattern).
 
-False alarms: each answer feeds two tests, so each level gets half the configured rate
-(Bonferroni: ``h = ln(2 / false_alarm_rate)`` for both), which keeps the rate of false incidents
-per answer at or below ``false_alarm_rate`` however clusters group into families.
+False alarms: each answer feeds three tests, so the configured rate is split (Bonferroni): the
+document level gets ``document_share`` of it (``h = ln(1 / (share * rate))``), the cluster and
+family levels half the rest each (``h = ln(2 / ((1 - share) * rate))``), which keeps the rate of
+false incidents per answer at or below ``false_alarm_rate`` however clusters group into families
+and documents.
 
 An incident is a pattern, not a cluster. Evidence that shares its cause joins it instead of
 opening another (an ``updated`` event names the clusters it adds):
 
-- a test that alarms (a cluster's or a family's) joins the open incident whose cause is the same
+- a test that alarms (a cluster's, a family's or a document's) joins the open incident whose cause is the same
   document version; with no cause on one side, the one that shares its family;
 - a failing answer anywhere that retrieved the incident's cause document *stale* joins at once
   (the strongest evidence there is: the same out-of-date passage);
 - failing answers of free clusters that retrieved the cause document (fresh) join once the
   answers outside the incident that retrieved it, passing or failing, show they fail at the
   pattern's rate (``_outside``: a pattern's phrasings that land in other intents' clusters).
+
+A document's test that alarms makes members of the clusters whose answers were mostly readers of
+the document; in the others (the rare intent is one of several there) its failing answers join
+the session list and the clusters stay free. Such an incident recovers, and goes quiet, on its
+readers' answers alone.
 
 Two causes stay two incidents, even at once and in one family, when their documents differ.
 While an incident is open its member clusters' answers do not update their baselines, and a
@@ -343,9 +353,10 @@ class PatternDetector:
         # Recovery: evidence that the rate is back at p0 rather than still at p1, over all members
         # (dominated by the busiest), and no member still failing: a slow member whose latest
         # answers keep failing holds the incident open. An incident the document test opened is
-        # its readers' (its members hold mostly other intents, whose passing answers say nothing
-        # of the pattern): their answers alone make it recover, or go quiet.
-        if inc.level != "document" or cites:
+        # its readers' (its members can hold other intents, whose passing answers say nothing
+        # of the pattern): the answers that retrieved its document, in any version (a fix is
+        # often a new version), alone make it recover, or go quiet.
+        if inc.level != "document" or (cause is not None and any(c.doc_id == cause[0] for c in interaction.contexts)):
             inc.last_at = at
             inc.recovery.update(below, p1, p0, at)
         # The same test over the answers that retrieved the cause document (its readers).
@@ -372,7 +383,9 @@ class PatternDetector:
         against ``p1`` alone, tuned to 0.4, one noise failure did that within the first five
         passing answers after a spike that had failed every answer), those of one cluster as
         soon as it is still failing (``_STILL_FAILING`` of its latest ``_RECENT`` answers since
-        the recovery began), and an answer that retrieved the
+        the recovery began; not in an incident a document's test opened, whose members hold
+        other intents too: there the cluster's recent failures are the readers', and the rule
+        took those intents' noise), and an answer that retrieved the
         incident's cause document *stale* joins at once (the strongest evidence there is, as for
         ``_joinable``). A fresh copy of the cause document is no such evidence alone: when the
         model states a made-up figure over the right passage, that passage is the cause, and

@@ -110,7 +110,9 @@ def incident_text(ev: dict) -> str:
     ]
     members = ev.get("members") or []
     if members:
-        level = " (opened by the family's test)" if ev.get("level") == "family" else ""
+        level = {"family": " (opened by the family's test)",
+                 "document": " (opened by its cause document's test, over the answers that retrieved it first)",
+                 }.get(ev.get("level") or "", "")
         lines.append(f"  clusters     {len(members)} member cluster{'' if len(members) == 1 else 's'}{level}"
                      + (f", families {', '.join(ev['family_ids'])}" if ev.get("family_ids") else ""))
         lines += ["    " + line for line in table(members_rows(members), MEMBER_COLUMNS, max_width=40).splitlines()]

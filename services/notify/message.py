@@ -74,6 +74,8 @@ def label(ev: IncidentEvent) -> str:
         text += f" +{more} cluster{'s' if more > 1 else ''}"
     if ev.level == "family" and ev.family_ids:
         text += f" (family {', '.join(ev.family_ids)})"
+    elif ev.level == "document" and ev.cause is not None:
+        text += f" (readers of {ev.cause.doc_id} {ev.cause.doc_version or ''})".replace(" )", ")")
     return text
 
 

@@ -10,6 +10,7 @@ from pipelines.config import BaselineConfig, DetectConfig
 from pipelines.detector import PatternDetector
 from pipelines.interaction import Context, Interaction
 from pipelines.policy import Category
+from services.notify.message import label
 from services.report import incident_text
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
@@ -430,6 +431,10 @@ def test_the_document_test_finds_a_rare_intent_spread_over_other_intents_cluster
     # It resolves on its readers: once the rare intent's answers pass again, not while they fail.
     end = max(i.timestamp for i, _, _, p in data if p == 0)
     assert end <= final.event_at <= end + timedelta(hours=4)
+    # The page says which test found it and which document its readers share.
+    text = incident_text(opened.to_json_dict())
+    assert "1 member cluster (opened by its cause document's test" in text and "doc-rare" in text
+    assert f'(readers of doc-rare v1)' in label(opened)
     # Without the document level nothing finds it.
     alone = run(data, detector(config=DetectConfig(document_share=0.0)))[1]
     assert not [e for e in alone if set(e.clusters) & {"c8", "c9"}]
