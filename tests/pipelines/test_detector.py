@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -151,6 +152,19 @@ def test_updates_are_rate_limited_not_one_per_query():
 @pytest.mark.parametrize("rate,expect", [(1e-3, 6.9), (1e-5, 11.5), (1e-7, 16.1)])
 def test_threshold_from_false_alarm_rate(rate, expect):
     assert threshold_for(rate) == pytest.approx(expect, abs=0.05)
+
+
+@pytest.mark.parametrize("share,cluster,document", [(0.2, 12.43, 13.12), (1 / 3, 12.61, 12.61), (0.0, 12.21, None)])
+def test_the_false_alarm_rate_is_split_over_the_three_levels(share, cluster, document):
+    # Bonferroni: the document level gets ``share`` of the rate, the cluster and family levels half
+    # the rest each; the per-answer rates add up to the configured one.
+    d = PatternDetector(BaselineConfig(), DetectConfig(false_alarm_rate=1e-5, document_share=share))
+    assert d.threshold == pytest.approx(cluster, abs=0.005)
+    if document is None:
+        assert d.document_threshold == float("inf")
+    else:
+        assert d.document_threshold == pytest.approx(document, abs=0.005)
+    assert 2 * math.exp(-d.threshold) + math.exp(-d.document_threshold) == pytest.approx(1e-5)
 
 
 @given(st.lists(st.booleans(), max_size=300), st.floats(0.01, 0.2), st.floats(2, 10))
