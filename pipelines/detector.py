@@ -338,7 +338,8 @@ class PatternDetector:
             free = [f for f in test.excursion if self.monitors[f.cluster_id].incident_id is None]
             if distinct_sessions(free) >= self.config.min_sessions:
                 events += self._alarm(test, _document_id(key), "document", free, test.excursion_observed, at)
-                del self.documents[key]
+                if test.cusum.statistic == 0.0:  # it alarmed (else its evidence was too old)
+                    del self.documents[key]
         if outside is not None:  # after the tests: a cluster that alarmed joined as a member
             self._join_outside(outside)
         return Judgement(below, low, confident_wrong, m.incident_id, tuple(events))
@@ -610,6 +611,9 @@ class PatternDetector:
             onset = min(by_cluster[cid][0].at for cid in order)
             horizon = onset - timedelta(hours=self.baseline_config.holdback_hours)
             apart = {cid: kept for cid, fs in apart.items() if (kept := [f for f in fs if f.at >= horizon])}
+            kept = [f for fs in (*by_cluster.values(), *apart.values()) for f in fs]
+            if distinct_sessions(kept) < self.config.min_sessions:
+                return []  # what is left is no pattern yet: the test goes on
         else:
             by_cluster = {cid: self._earlier(cid, fs) + fs for cid, fs in by_cluster.items()}
         test.reset()

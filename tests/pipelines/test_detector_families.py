@@ -434,7 +434,7 @@ def test_the_document_test_finds_a_rare_intent_spread_over_other_intents_cluster
     # The page says which test found it and which document its readers share.
     text = incident_text(opened.to_json_dict())
     assert "1 member cluster (opened by its cause document's test" in text and "doc-rare" in text
-    assert f'(readers of doc-rare v1)' in label(opened)
+    assert '(readers of doc-rare v1)' in label(opened)
     # Without the document level nothing finds it.
     alone = run(data, detector(config=DetectConfig(document_share=0.0)))[1]
     assert not [e for e in alone if set(e.clusters) & {"c8", "c9"}]

@@ -47,10 +47,11 @@ class Feed:
         self.k = 0
         self.events: list = []
 
-    def answer(self, cid: str, fail: bool, ctx: Context = OTHER, minutes: float = 1.0) -> str:
+    def answer(self, cid: str, fail: bool, ctx: Context = OTHER, minutes: float = 1.0,
+               session: str | None = None) -> str:
         self.t += timedelta(minutes=minutes)
         self.k += 1
-        sid = f"s{self.k}"
+        sid = session or f"s{self.k}"
         i = Interaction(interaction_id=f"i{self.k}", session_id=sid, timestamp=self.t, query="q",
                         response="a", confidence=0.9, contexts=(ctx,))
         f = 0.2 if fail else 0.8 + (self.k % 10) * 0.01
@@ -228,3 +229,30 @@ def test_pending_failures_survive_a_checkpoint():
             f.answer("c1", False)
     assert [e.model_dump() for e in feed.events] == [e.model_dump() for e in copy.events]
     assert feed.events[-1].below_baseline_count == 8 + 3
+
+
+RARE = Context(doc_id="rare-intent", doc_version="v1", text="The rare intent's passage.",
+               indexed_at=T0 - timedelta(days=20), doc_updated_at=T0 - timedelta(days=30))
+
+
+def test_a_document_s_old_noise_is_not_the_sessions_its_test_needs():
+    # A document few answers read keeps old noise failures in its test for hours. When the
+    # pattern's own failures then make it alarm, the old ones (older than the holdback window
+    # before the pattern's first failure) are not the incident's, and what is left must still be
+    # min_sessions sessions: two sessions failing twice each are not yet a pattern.
+    feed = Feed()
+    feed.warm("c2")
+    for k in range(600):  # c3 is the rare intent: every answer reads its passage
+        feed.answer("c3", k % 50 == 25, RARE)
+    old = [feed.answer("c2", True, RARE) for _ in range(2)]
+    for _ in range(200):
+        feed.answer("c2", False, minutes=2)
+    for sid in ("x", "x", "y", "y"):
+        feed.answer("c3", True, RARE, session=sid)
+    test = feed.d.documents[("rare-intent", "v1")]
+    assert test.cusum.alarm and len({f.session_key for f in test.excursion}) == 4
+    assert [e for e in feed.events if e.event == "opened"] == []
+    feed.answer("c3", True, RARE, session="z")
+    opened = [e for e in feed.events if e.event == "opened"]
+    assert len(opened) == 1 and opened[0].clusters == ("c3",)
+    assert set(opened[0].session_ids) == {"x", "y", "z"} and not set(old) & set(opened[0].session_ids)
