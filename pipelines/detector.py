@@ -496,19 +496,25 @@ class PatternDetector:
         free cluster that retrieved it, passing or failing, adds its log-likelihood ratio for a
         smaller shift (the geometric mean of ``p0`` and ``p1``, as for the early edge: a failure
         adds about 1.3, a passing answer takes 0.09) to the incident's ``outside`` evidence,
-        counted since it opened. Its failing answers wait; they join its sessions (not its members) while
+        counted since it opened (for an incident a document's test opened: the answers that
+        retrieved it first, as that test counted them). Its failing answers wait; they join its sessions (not its members) while
         that evidence is at least ``_OUTSIDE_MIN_GAIN`` (ln 100: about four failures among few
         passing answers). When those answers fail only at their baseline rates the sum's
         exponential is a martingale, so it ever gets there in at most 1 incident in 100 (Ville's
         inequality; a threshold of 2 let a healthy sibling phrasing's noise in about one in
         seven). A document that healthy intents also retrieve gathers passing answers faster than
         failures, so its evidence drifts down, and nothing joins."""
-        keys = {(c.doc_id, c.doc_version) for c in interaction.contexts if c.doc_id}
+        keys = [(c.doc_id, c.doc_version) for c in interaction.contexts if c.doc_id]
         if not keys:
             return None
         for inc in self.incidents.values():
             cause = inc.cause
             if cause is None or cause not in keys:
+                continue
+            if inc.level == "document" and keys[0] != cause:
+                # A document's incident: its test (and the evidence it starts this sum with) was
+                # over the answers that retrieved the document first; one that retrieved it lower
+                # down is another intent's (HWU64's stock questions read the factoid passage second).
                 continue
             inc.outside += llr(below, p0, (p0 * p1) ** 0.5)
             if failure is not None:
