@@ -497,7 +497,8 @@ class PatternDetector:
         smaller shift (the geometric mean of ``p0`` and ``p1``, as for the early edge: a failure
         adds about 1.3, a passing answer takes 0.09) to the incident's ``outside`` evidence,
         counted since it opened (for an incident a document's test opened: the answers that
-        retrieved it first, as that test counted them). Its failing answers wait; they join its sessions (not its members) while
+        retrieved it first, as that test counted them). Its failing answers wait; they join its
+        sessions (not its members) while
         that evidence is at least ``_OUTSIDE_MIN_GAIN`` (ln 100: about four failures among few
         passing answers). When those answers fail only at their baseline rates the sum's
         exponential is a martingale, so it ever gets there in at most 1 incident in 100 (Ville's
