@@ -316,12 +316,13 @@ class PatternDetector:
         m.update(below, p0, p1, at, failure)
         if family is not None:
             family.update(below, p0, p1, at, failure)
-        document = self._document(m, interaction, below, p0, p1, at, failure)
+        keys = [(c.doc_id, c.doc_version) for c in interaction.contexts if c.doc_id]  # retrieval order
+        document = self._document(m, keys, below, p0, p1, at, failure)
         self._observe_baseline(m, at, faithfulness, conf, below)
         m.hold(failure)
 
         inc = self._joinable(failure) if failure is not None else None
-        outside = self._outside(interaction, below, p0, p1, failure) if inc is None and self.incidents else None
+        outside = self._outside(keys, below, p0, p1, failure) if inc is None and self.incidents else None
         if inc is not None:
             cause = inc.cause
             evidence = [f for f in m.excursion if cause in f.doc_keys] or [failure]
@@ -451,7 +452,7 @@ class PatternDetector:
                 return inc
         return None
 
-    def _document(self, m: ClusterMonitor, interaction: Interaction, below: bool, p0: float, p1: float,
+    def _document(self, m: ClusterMonitor, keys: list[DocKey], below: bool, p0: float, p1: float,
                   at: datetime, failure: Failure | None) -> tuple[DocKey, _DocumentTest] | None:
         """Feed the test of the document version this answer (of a free cluster) retrieved first,
         and return it with its key (None: no document, the level is off, or its test is at 0).
@@ -464,11 +465,9 @@ class PatternDetector:
         incident's cause is left to ``_outside`` (its test is dropped). Only tests above 0 are
         kept: a passing answer leaves a test at 0 where it is, so one that is not kept is one
         at 0."""
-        if self.document_threshold == math.inf:
+        if self.document_threshold == math.inf or not keys:
             return None
-        key = next(((c.doc_id, c.doc_version) for c in interaction.contexts if c.doc_id), None)
-        if key is None:
-            return None
+        key = keys[0]
         if self.incidents and any(inc.cause == key for inc in self.incidents.values()):
             self.documents.pop(key, None)
             return None
@@ -484,7 +483,7 @@ class PatternDetector:
         test.read(m)
         return key, test
 
-    def _outside(self, interaction: Interaction, below: bool, p0: float, p1: float,
+    def _outside(self, keys: list[DocKey], below: bool, p0: float, p1: float,
                  failure: Failure | None) -> Incident | None:
         """The open incident whose failing answers outside its clusters should join now, if any.
 
@@ -505,7 +504,6 @@ class PatternDetector:
         inequality; a threshold of 2 let a healthy sibling phrasing's noise in about one in
         seven). A document that healthy intents also retrieve gathers passing answers faster than
         failures, so its evidence drifts down, and nothing joins."""
-        keys = [(c.doc_id, c.doc_version) for c in interaction.contexts if c.doc_id]
         if not keys:
             return None
         for inc in self.incidents.values():
@@ -571,7 +569,7 @@ class PatternDetector:
         known = {f.interaction_id for f in inc.failures}
         # Nothing the baselines already committed as normal before the onset is the incident's:
         # the blast radius reaches back at most the holdback window (see _earlier).
-        horizon = inc.onset - timedelta(hours=self.baseline_config.holdback_hours)
+        horizon = self._horizon(inc.onset)
         for cid, failures in evidence.items():
             failures = [f for f in failures if f.at >= horizon]
             m = self.monitors[cid]
@@ -610,13 +608,14 @@ class PatternDetector:
         apart: dict[str, list[Failure]] = {}  # evidence whose clusters stay free (see _readers)
         onset, statistic = test.cusum.onset or at, test.cusum.statistic
         if isinstance(test, _DocumentTest):
-            order, apart = self._readers(test, order)
+            order = self._readers(test, order)
+            apart = {cid: fs for cid, fs in by_cluster.items() if cid not in order}
             by_cluster = {cid: by_cluster[cid] for cid in order}
             # Its onset is its members' first failure: a document few answers retrieve keeps one
             # noise failure in its test for hours, and readers elsewhere join from the holdback
             # window before that on, as in _join.
             onset = min(by_cluster[cid][0].at for cid in order)
-            horizon = onset - timedelta(hours=self.baseline_config.holdback_hours)
+            horizon = self._horizon(onset)
             apart = {cid: kept for cid, fs in apart.items() if (kept := [f for f in fs if f.at >= horizon])}
             kept = [f for fs in (*by_cluster.values(), *apart.values()) for f in fs]
             if distinct_sessions(kept) < self.config.min_sessions:
@@ -662,9 +661,9 @@ class PatternDetector:
         inc.added = []
         return [self._event(inc, "opened", at)]
 
-    def _readers(self, test: _DocumentTest, order: list[str]) -> tuple[list[str], dict[str, list[Failure]]]:
+    def _readers(self, test: _DocumentTest, order: list[str]) -> list[str]:
         """Which clusters of a document test's evidence (``order``: the headline first) become
-        members, and the evidence of the others, whose clusters stay free.
+        members; the others stay free.
 
         A cluster whose answers since its first reader in the excursion were mostly readers of
         the document is the pattern's intent: a member. In the others the readers are one intent
@@ -675,12 +674,12 @@ class PatternDetector:
         ``_outside`` (its evidence starts at its threshold: the document's test has just shown
         that its readers fail at the pattern's rate). With no such cluster the headline cluster
         is the one member (an incident is about some cluster)."""
-        members = [cid for cid in order if test.share(self.monitors[cid]) > 0.5] or order[:1]
-        excursion: dict[str, list[Failure]] = {}
-        for f in test.excursion:
-            if f.cluster_id not in members and self.monitors[f.cluster_id].incident_id is None:
-                excursion.setdefault(f.cluster_id, []).append(f)
-        return members, excursion
+        return [cid for cid in order if test.share(self.monitors[cid]) > 0.5] or order[:1]
+
+    def _horizon(self, onset: datetime) -> datetime:
+        """How far back before ``onset`` an incident's failing answers reach: what the baselines
+        committed as normal before the holdback window is not the incident's."""
+        return onset - timedelta(hours=self.baseline_config.holdback_hours)
 
     @staticmethod
     def _add_sessions(inc: Incident, evidence: dict[str, list[Failure]]) -> None:

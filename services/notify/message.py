@@ -75,7 +75,7 @@ def label(ev: IncidentEvent) -> str:
     if ev.level == "family" and ev.family_ids:
         text += f" (family {', '.join(ev.family_ids)})"
     elif ev.level == "document" and ev.cause is not None:
-        text += f" (readers of {ev.cause.doc_id} {ev.cause.doc_version or ''})".replace(" )", ")")
+        text += f" (readers of {' '.join(filter(None, (ev.cause.doc_id, ev.cause.doc_version)))})"
     return text
 
 
