@@ -19,6 +19,9 @@ clusters and sessions are its last event's, its time its opened event's ``detect
   one per sub-cluster);
 - session recall / precision: the first incident's own final session list against the pattern's
   injected sessions (*recall, all*: the union of all its incidents' sessions);
+- extra sessions: the first incident's sessions beyond the injected ones, by where the session's
+  first failing answer in the incident's clusters lies (before the onset; while the pattern lasts,
+  in its own intents or in others; after its fix): what limits precision;
 - delay: injected sessions already hit when the first incident about the pattern opened;
 - two-cause streams: *2 separate* when each cause got exactly one incident of its own.
 
@@ -129,9 +132,9 @@ def streams(quick: bool = False) -> list[Stream]:
 
 # --- one replay -----------------------------------------------------------------------------
 
-def replay_with(code: Path, records: list[dict], work: Path) -> tuple[list[dict], dict[str, str], dict]:
+def replay_with(code: Path, records: list[dict], work: Path) -> tuple[list[dict], dict[str, str], dict, frozenset[str]]:
     """Replay ``records`` with the pipeline of ``code``; returns (events, cluster of each
-    interaction, the runner's report)."""
+    interaction, the runner's report, the below-baseline answers)."""
     work.mkdir(parents=True, exist_ok=True)
     stream, alerts, scored = work / "stream.jsonl", work / "alerts.jsonl", work / "scored.jsonl"
     with stream.open("w", encoding="utf-8") as fh:
@@ -145,12 +148,14 @@ def replay_with(code: Path, records: list[dict], work: Path) -> tuple[list[dict]
     if Path(report["code"]).resolve() != code.resolve():
         raise RuntimeError(f"the replay ran {report['code']}, not {code}")
     events = [json.loads(line) for line in alerts.open(encoding="utf-8")] if alerts.exists() else []
-    cluster_of = {}
+    cluster_of, failing = {}, set()
     with scored.open(encoding="utf-8") as fh:
         for line in fh:
             r = json.loads(line)
             cluster_of[r["interaction_id"]] = r["cluster_id"]
-    return events, cluster_of, report
+            if r.get("below_baseline"):
+                failing.add(r["interaction_id"])
+    return events, cluster_of, report, frozenset(failing)
 
 
 # --- counting -------------------------------------------------------------------------------
@@ -191,6 +196,15 @@ class PatternOutcome:
     recall: float | None = None
     precision: float | None = None
     recall_all: float | None = None
+    # The first incident's sessions beyond the injected ones, by where their first failing answer
+    # in its clusters lies (see EXTRA_KINDS; None: not measured, an older run)
+    extras: dict[str, int] | None = None
+
+
+# Where an incident's extra session comes from: before the pattern's onset; while it lasts, in the
+# pattern's own intents (their background noise: no session list can tell it from the pattern)
+# or in other intents sharing its clusters; after its fix.
+EXTRA_KINDS = ("before", "during, its intents", "during, other intents", "after")
 
 
 @dataclass
@@ -202,7 +216,10 @@ class StreamOutcome:
     interactions: int = 0
 
 
-def evaluate(truth, records: list[dict], events: list[dict], cluster_of: dict[str, str]) -> StreamOutcome:
+def evaluate(truth, records: list[dict], events: list[dict], cluster_of: dict[str, str],
+             failing: frozenset[str] | None = None, intent_of: dict[str, str] | None = None) -> StreamOutcome:
+    """``failing`` (the below-baseline answers) and ``intent_of`` (each answer's intent) add where
+    the extra sessions come from."""
     at = {r["interaction_id"]: (ts(r["timestamp"]), r["session_id"]) for r in records}
     stream_end = max(t for t, _ in at.values())
     pats = []
@@ -229,8 +246,32 @@ def evaluate(truth, records: list[dict], events: list[dict], cluster_of: dict[st
             false += 1
         else:
             attributed[best].append(inc)
+    by_session: dict[str, list[str]] = {}
+    for r in records:
+        by_session.setdefault(r["session_id"], []).append(r["interaction_id"])
+
+    def extras(p, inc: Incident) -> dict[str, int]:
+        kinds = Counter({kind: 0 for kind in EXTRA_KINDS})
+        for s in inc.sessions - p.session_ids:
+            ids = by_session.get(s, [])
+            shown = [i for i in ids if i in failing] or ids  # (failing is not None here)
+            inside = [i for i in shown if cluster_of.get(i) in inc.clusters] or shown
+            if not inside:
+                continue
+            first = min(inside, key=lambda i: at[i][0])
+            t = at[first][0]
+            if t < p.onset_at:
+                kinds["before"] += 1
+            elif t > (p.fixed_at or stream_end):
+                kinds["after"] += 1
+            elif intent_of.get(first) in p.intents:
+                kinds["during, its intents"] += 1
+            else:
+                kinds["during, other intents"] += 1
+        return dict(kinds)
+
     outs = []
-    for k, (_p, first_hit, answers, _end) in enumerate(pats):
+    for k, (p, first_hit, answers, _end) in enumerate(pats):
         about = attributed[k]
         o = PatternOutcome(incidents=len(about), clusters_hit=len(answers), injected_sessions=len(first_hit))
         if about:
@@ -240,6 +281,8 @@ def evaluate(truth, records: list[dict], events: list[dict], cluster_of: dict[st
             o.recall = len(first.sessions & truth_sessions) / len(truth_sessions)
             o.precision = len(first.sessions & truth_sessions) / len(first.sessions) if first.sessions else 0.0
             o.recall_all = len(frozenset().union(*(i.sessions for i in about)) & truth_sessions) / len(truth_sessions)
+            if failing is not None and intent_of is not None:
+                o.extras = extras(p, first)
         outs.append(o)
     separate = None
     if len(pats) == 2:
@@ -263,6 +306,7 @@ def run(code: Path, stream_list: list[Stream], seeds: Sequence[int],
     with tempfile.TemporaryDirectory(prefix="faithwatch-bench-incidents-") as tmp:
         for st in stream_list:
             queries = loaded.setdefault(st.dataset, DATASETS[st.dataset]())
+            intents = {q: intent for intent, qs in queries.items() for q in qs}  # (a query two share: either)
             key = json.dumps([st.group, st.name, st.dataset])
             if len(rows.get(key, ())) == len(seeds):
                 continue
@@ -273,8 +317,10 @@ def run(code: Path, stream_list: list[Stream], seeds: Sequence[int],
                                         producer_faithfulness=st.producer)
                 scenario = generate(queries, config)
                 t0 = time.perf_counter()
-                events, cluster_of, _ = replay_with(code, scenario.records, Path(tmp) / "run")
-                out = evaluate(scenario.truth, scenario.records, events, cluster_of)
+                events, cluster_of, _, failing = replay_with(code, scenario.records, Path(tmp) / "run")
+                intent_of = {r["interaction_id"]: intent for r in scenario.records
+                             if (intent := intents.get(r["query"])) is not None}
+                out = evaluate(scenario.truth, scenario.records, events, cluster_of, failing, intent_of)
                 out.seconds, out.interactions = time.perf_counter() - t0, len(scenario.records)
                 rows.setdefault(key, []).append(asdict(out))
                 log(f"{st.dataset} {st.name} seed {seed}: incidents per pattern "
@@ -404,7 +450,39 @@ def report(runs: dict[str, dict]) -> str:
     for lb in labels:
         if lb != "before":
             lines += ["", f"Issue #10's targets, {lb} ({runs[lb]['commit']}):", "", *targets(runs, lb)]
+            lines += extras_table(runs[lb], lb)
     return "\n".join(lines)
+
+
+def extras_table(run: dict, label: str) -> list[str]:
+    """Where the first incidents' extra sessions come from, per row of ``run`` that has any
+    (nothing for a run measured before this was counted)."""
+    rows = []
+    for key, outs in run["rows"].items():
+        pats = [p for p in _patterns(outs) if p.get("extras") is not None]
+        total = Counter()
+        for p in pats:
+            total.update(p["extras"])
+        if pats and sum(total.values()):
+            rows.append((key, total))
+    if not rows:
+        return []
+    rows.sort(key=lambda kv: _stream_rank(kv[0]))
+    out = ["", f"Where the first incident's sessions beyond the injected ones come from, {label} (every stream "
+           "of the row; the session's first failing answer in the incident's clusters: before the pattern's "
+           "onset, while it lasts in its own intents (their background noise, which no session list can tell "
+           "from the pattern's answers) or in other intents, after its fix):", "",
+           "| group | stream | data set | extra sessions | " + " | ".join(EXTRA_KINDS) + " |",
+           "|" + "---|" * (4 + len(EXTRA_KINDS))]
+    for key, total in rows:
+        group, name, dataset = json.loads(key)
+        out.append(f"| {group} | {name} | {dataset} | {sum(total.values())} | "
+                   + " | ".join(str(total[k]) for k in EXTRA_KINDS) + " |")
+    every = Counter()
+    for _, total in rows:
+        every.update(total)
+    out.append(f"| all | | | {sum(every.values())} | " + " | ".join(str(every[k]) for k in EXTRA_KINDS) + " |")
+    return out
 
 
 RECALL_TARGET = PRECISION_TARGET = 0.9  # per row: the first incident's own final session list

@@ -599,29 +599,44 @@ class PatternDetector:
         by_cluster: dict[str, list[Failure]] = {}
         for f in evidence:
             by_cluster.setdefault(f.cluster_id, []).append(f)
-        families = {self.family_of(cid) for cid in by_cluster}
-        cause = cause_of(evidence)
-        inc, how = self._correlated(cause, families, list(self.incidents.values()))
-        # The headline cluster holds most of the evidence (a family's excursion can start with a
-        # noise hit in a sibling cluster): most failures first, then the earliest.
-        order = sorted(by_cluster, key=lambda cid: (-len(by_cluster[cid]), by_cluster[cid][0].at, cid))
+
+        def headline_first(clusters: dict[str, list[Failure]]) -> list[str]:
+            # The headline cluster holds most of the evidence (a family's excursion can start
+            # with a noise hit in a sibling cluster): most failures first, then the earliest.
+            return sorted(clusters, key=lambda cid: (-len(clusters[cid]), clusters[cid][0].at, cid))
+
+        order = headline_first(by_cluster)
         apart: dict[str, list[Failure]] = {}  # evidence whose clusters stay free (see _readers)
         onset, statistic = test.cusum.onset or at, test.cusum.statistic
         if isinstance(test, _DocumentTest):
             order = self._readers(test, order)
             apart = {cid: fs for cid, fs in by_cluster.items() if cid not in order}
             by_cluster = {cid: by_cluster[cid] for cid in order}
+        # A ramp's first failures lie before the test's change point (see _earlier). Where there
+        # are none, a noise failure can have started the excursion minutes before the pattern
+        # (see _since_change). (A document's test also holds readers in other intents' clusters:
+        # only its members' answers are mostly its readers, so only theirs are weighed.)
+        earlier = {} if isinstance(test, _DocumentTest) else {
+            cid: before for cid, fs in by_cluster.items() if (before := self._earlier(cid, fs))}
+        if not earlier and (changed := self._since_change(by_cluster)) is not by_cluster:
+            by_cluster, order = changed, headline_first(changed)
+            onset = min(fs[0].at for fs in changed.values())
+        if isinstance(test, _DocumentTest):
             # Its onset is its members' first failure: a document few answers retrieve keeps one
             # noise failure in its test for hours, and readers elsewhere join from the holdback
             # window before that on, as in _join.
-            onset = min(by_cluster[cid][0].at for cid in order)
+            onset = min(fs[0].at for fs in by_cluster.values())
             horizon = self._horizon(onset)
             apart = {cid: kept for cid, fs in apart.items() if (kept := [f for f in fs if f.at >= horizon])}
-            kept = [f for fs in (*by_cluster.values(), *apart.values()) for f in fs]
-            if distinct_sessions(kept) < self.config.min_sessions:
-                return []  # what is left is no pattern yet: the test goes on
-        else:
-            by_cluster = {cid: self._earlier(cid, fs) + fs for cid, fs in by_cluster.items()}
+        evidence = sorted((f for fs in (*by_cluster.values(), *apart.values()) for f in fs),
+                          key=lambda f: (f.at, f.interaction_id))
+        if distinct_sessions(evidence) < self.config.min_sessions:
+            return []  # what is left is no pattern yet: the test goes on
+        if earlier:
+            by_cluster = {cid: earlier.get(cid, []) + fs for cid, fs in by_cluster.items()}
+        families = {self.family_of(cid) for cid in by_cluster}
+        cause = cause_of(evidence)
+        inc, how = self._correlated(cause, families, list(self.incidents.values()))
         test.reset()
         if inc is not None:
             self._join(inc, by_cluster, how, at)
@@ -660,6 +675,50 @@ class PatternDetector:
         inc.observed = max(observed, len(inc.failures))
         inc.added = []
         return [self._event(inc, "opened", at)]
+
+    def _since_change(self, by_cluster: dict[str, list[Failure]]) -> dict[str, list[Failure]]:
+        """An alarm's evidence (per cluster, oldest first) from the pattern's most likely change
+        point on.
+
+        A test's excursion starts at the change point most likely for a shift to the rate it
+        tests, ``p1``. A pattern that fails far more often than that (a spike fails nearly every
+        answer) makes a noise failure minutes before its onset look like its start: against
+        ``p1`` the passing answers between them weigh little. Over the clusters' answers from
+        that first failure on (the answers their baselines still hold back), this is the start
+        that makes the answers after it most likely at the rate they show (at least ``p1``, at
+        most 0.95) rather than at their ``p0``: the maximum-likelihood change point for a shift
+        of unknown size, ties to the earlier one. Where they show no more than ``p1`` it is the
+        test's own start. If a cluster no longer holds back its first failing answer, nothing
+        changes (there is nothing to weigh it with)."""
+        first = min(fs[0].at for fs in by_cluster.values())
+        answers: list[tuple[datetime, bool, float]] = []
+        floor = 1.0
+        for cid, fs in by_cluster.items():
+            m = self.monitors[cid]
+            flags = m.baseline.held_flags()
+            if not flags or flags[0][0] > fs[0].at:
+                return by_cluster
+            p0, p1 = self._rates(m.baseline.band(self.global_baseline.prior()))
+            floor = min(floor, p1)
+            answers += [(t, below, p0) for t, below in flags if t >= first]
+        answers.sort(key=lambda a: a[0])
+        failing = passing = 0
+        log_p0 = log_not_p0 = 0.0  # over the failing answers, the passing ones
+        best, since = -math.inf, first
+        for t, below, p0 in reversed(answers):
+            if not below:
+                passing += 1
+                log_not_p0 += math.log(1.0 - p0)
+                continue
+            failing += 1
+            log_p0 += math.log(p0)
+            q = min(0.95, max(floor, failing / (failing + passing)))
+            gain = failing * math.log(q) - log_p0 + passing * math.log(1.0 - q) - log_not_p0
+            if gain >= best:
+                best, since = gain, t
+        if since <= first:
+            return by_cluster
+        return {cid: kept for cid, fs in by_cluster.items() if (kept := [f for f in fs if f.at >= since])}
 
     def _readers(self, test: _DocumentTest, order: list[str]) -> list[str]:
         """Which clusters of a document test's evidence (``order``: the headline first) become

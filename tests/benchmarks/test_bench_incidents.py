@@ -90,3 +90,36 @@ def test_targets_name_every_row_that_misses():
     assert "stale-document median delay <= 4 failing sessions: 5.0 -> **missed**" in lines
     assert "existing kind stale_document (clinc150) 3.0 -> 5.0 -> **missed**" in lines
     assert "gradual (hwu64) 9.0" not in lines  # faster than before is not a miss
+
+
+def test_extra_sessions_are_counted_by_where_they_come_from():
+    # Pattern "a" in cluster c1, 08:00-09:00; c1 also answers intent "b".
+    pattern = PatternTruth(kind="gradual", intents=("a",), onset_at=T0, fixed_at=T0 + timedelta(hours=1),
+                           stale_doc=None, interaction_ids=frozenset({"p1", "p2", "p3"}),
+                           session_ids=frozenset({"sp1", "sp2", "sp3"}), customer_ids=frozenset())
+    truth = GroundTruth(frozenset(), frozenset(), frozenset(), ("a",), T0, None, patterns=(pattern,))
+    answers = [  # id, minutes after onset, session, intent, failing
+        ("p1", 5, "sp1", "a", True), ("p2", 10, "sp2", "a", True), ("p3", 20, "sp3", "a", True),
+        ("n0", -20, "early", "a", True),    # noise before the onset
+        ("n1", 30, "own", "a", True),       # its intent's background noise while it lasts
+        ("n2", 35, "other", "b", True),     # another intent of the cluster
+        ("n3", 40, "two", "b", False),      # a session whose failing answer comes after the fix:
+        ("n4", 90, "two", "a", True),       # the failing one decides
+        ("n5", 100, "late", "b", True),     # after the fix
+    ]
+    records = [{"interaction_id": i, "timestamp": iso(T0 + timedelta(minutes=m)), "session_id": s}
+               for i, m, s, _, _ in answers]
+    cluster_of = {i: "c1" for i, *_ in answers}
+    failing = frozenset(i for i, *_, f in answers if f)
+    intent_of = {i: intent for i, _, _, intent, _ in answers}
+    sessions = ["sp1", "sp2", "sp3", "early", "own", "other", "two", "late"]
+    events = [event("inc-1", 0, T0 + timedelta(minutes=25), "c1", sessions)]
+    (p,) = bench_incidents.evaluate(truth, records, events, cluster_of, failing, intent_of).patterns
+    assert p.precision == 3 / 8
+    assert p.extras == {"before": 1, "during, its intents": 1, "during, other intents": 1, "after": 2}
+    (old,) = bench_incidents.evaluate(truth, records, events, cluster_of).patterns
+    assert old.extras is None and old.precision == p.precision
+    lines = bench_incidents.extras_table({"rows": {json.dumps(["existing kind", "gradual", "banking77"]):
+                                                   [asdict(bench_incidents.StreamOutcome([p], 0, None))]}}, "after")
+    assert "| existing kind | gradual | banking77 | 5 | 1 | 1 | 1 | 2 |" in lines
+    assert "| all | | | 5 | 1 | 1 | 1 | 2 |" in lines

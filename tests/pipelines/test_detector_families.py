@@ -459,3 +459,24 @@ def test_a_document_s_incident_takes_no_failures_of_answers_that_read_it_lower_d
     got = set(final.session_ids)
     assert not got & c9_noise
     assert len(got & truth) / len(truth) >= 0.9 and len(got & truth) / len(got) >= 0.9
+
+
+def test_a_noise_failure_in_a_sibling_minutes_before_a_family_s_spike_is_not_its_start():
+    # A spike over c1-c4 (every answer wrong) from answer 5400 on; one round before, a noise
+    # failure in c2. Against the tested rate the family's three passing answers in between weigh
+    # little and its excursion starts there; at the rate the spike shows they do not.
+    start = 5400  # a round of the nine clusters and a new block of sessions (27 answers) start here
+    data = stream(patterns=((("c1", "c2", "c3", "c4"), start, 400, None, False),), seed=4)
+    k = start - 8  # c2's answer in the round before
+    i, cid, _, _ = data[k]
+    assert cid == "c2"
+    data[k] = (i, cid, 0.2, None)
+    for j in range(start, start + 40):  # the spike: every answer of its clusters fails
+        i, cid, f, p = data[j]
+        if cid in ("c1", "c2", "c3", "c4"):
+            data[j] = (i, cid, 0.2, 0)
+    events = about(run(data)[1], ("c1", "c2", "c3", "c4"))
+    opened = next(e for e in events if e.event == "opened")
+    assert len({e.incident_id for e in events}) == 1 and opened.level == "family"
+    assert opened.onset_at == data[start][0].timestamp
+    assert data[k][0].session_id not in events[-1].session_ids

@@ -99,6 +99,24 @@ def test_an_isolated_failure_before_an_abrupt_pattern_is_noise_and_left_out():
     assert noise not in sessions
 
 
+def test_a_noise_failure_minutes_before_a_spike_is_not_its_start():
+    feed = Feed()
+    feed.warm("c1")
+    # Three passing answers weigh little against one failure for the rate the test is tuned to
+    # (0.4): its excursion starts at the noise. The pattern then fails every answer, and at that
+    # rate the three passing answers say it started after them.
+    noise = feed.answer("c1", True)
+    for _ in range(3):
+        feed.answer("c1", False)
+    pattern = [feed.answer("c1", True, STALE) for _ in range(8)]
+    while not any(e.event == "resolved" for e in feed.events):
+        feed.answer("c1", False)
+    opened = next(e for e in feed.events if e.event == "opened")
+    assert opened.onset_at == T0 + timedelta(minutes=int(pattern[0][1:]))
+    assert noise not in opened.session_ids
+    assert set(pattern) == set(feed.last().session_ids)
+
+
 def test_a_failure_committed_long_before_the_onset_does_not_join_with_a_slow_cluster():
     feed = Feed()
     feed.warm("c1")
