@@ -395,6 +395,10 @@ def summarise(ev: IncidentEvent, head: str | None = None) -> str:
              f"({ev.affected_customers} customers)."]
     if ev.event == "updated" and ev.clusters_added:
         parts.append(f"Joined by {', '.join(ev.clusters_added)}.")
+    outside = ev.below_baseline_count - sum(m.below_baseline_count for m in ev.members)
+    if outside > 0 and ev.cause is not None:  # (see PatternDetector._outside and _readers)
+        doc = f"{ev.cause.doc_id} {ev.cause.doc_version}" if ev.cause.doc_version else ev.cause.doc_id
+        parts.append(f"{outside} of them in other clusters, by answers there that retrieved {doc}.")
     if ev.shared_documents:
         d = ev.shared_documents[0]
         doc = f"{d.doc_id} {d.doc_version}" if d.doc_version else d.doc_id

@@ -366,6 +366,10 @@ def test_failing_answers_outside_the_incidents_clusters_that_retrieved_its_cause
     late = {i.session_id for i, cid, _, p in data if p == 0 and cid == "c8" and i.timestamp > opened.detected_at}
     assert len(late & got) >= 0.8 * len(late) and len(outside) >= 20
     assert len(got & truth) / len(got) >= 0.9
+    # The page says how much of the blast radius lies outside its member clusters.
+    elsewhere = last.below_baseline_count - sum(m.below_baseline_count for m in last.members)
+    assert elsewhere >= 0.8 * len(late)
+    assert f"{elsewhere} of them in other clusters, by answers there that retrieved doc-c7 v1." in last.summary
     # The evidence and the waiting answers are state: a restart mid-incident gives the same future.
     half = len(data) // 2
     d1, ev1, _ = run(data[:half])
