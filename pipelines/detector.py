@@ -688,8 +688,11 @@ class PatternDetector:
         that makes the answers after it most likely at the rate they show (at least ``p1``, at
         most 0.95) rather than at their ``p0``: the maximum-likelihood change point for a shift
         of unknown size, ties to the earlier one. Where they show no more than ``p1`` it is the
-        test's own start. If a cluster no longer holds back its first failing answer, nothing
-        changes (there is nothing to weigh it with)."""
+        test's own start. It drops only what looks like noise: failures whose evidence for a
+        smaller shift, walking back from the new start, stays below ``_EARLIER_MIN_GAIN`` (one
+        failure among passing answers); two close together may be a ramp's first, and stay. If a
+        cluster no longer holds back its first failing answer, nothing changes (there is nothing
+        to weigh it with)."""
         first = min(fs[0].at for fs in by_cluster.values())
         answers: list[tuple[datetime, bool, float]] = []
         floor = 1.0
@@ -700,12 +703,12 @@ class PatternDetector:
                 return by_cluster
             p0, p1 = self._rates(m.baseline.band(self.global_baseline.prior()))
             floor = min(floor, p1)
-            answers += [(t, below, p0) for t, below in flags if t >= first]
+            answers += [(t, below, p0, p1) for t, below in flags if t >= first]
         answers.sort(key=lambda a: a[0])
         failing = passing = 0
         log_p0 = log_not_p0 = 0.0  # over the failing answers, the passing ones
         best, since = -math.inf, first
-        for t, below, p0 in reversed(answers):
+        for t, below, p0, _ in reversed(answers):
             if not below:
                 passing += 1
                 log_not_p0 += math.log(1.0 - p0)
@@ -718,6 +721,16 @@ class PatternDetector:
                 best, since = gain, t
         if since <= first:
             return by_cluster
+        # What it would drop must look like noise, not like a ramp's first failures: as for the
+        # early edge (_earlier), walking back from the new start, the evidence for a smaller shift
+        # stays below _EARLIER_MIN_GAIN (one failure among passing answers; two close together do
+        # not, and stay).
+        gain = 0.0
+        for t, below, p0, p1 in reversed(answers):
+            if t < since:
+                gain += llr(below, p0, (p0 * p1) ** 0.5)
+                if gain >= _EARLIER_MIN_GAIN:
+                    return by_cluster
         return {cid: kept for cid, fs in by_cluster.items() if (kept := [f for f in fs if f.at >= since])}
 
     def _readers(self, test: _DocumentTest, order: list[str]) -> list[str]:
