@@ -117,6 +117,22 @@ def test_a_noise_failure_minutes_before_a_spike_is_not_its_start():
     assert set(pattern) == set(feed.last().session_ids)
 
 
+def test_two_failures_close_together_before_a_spike_stay_in_it():
+    feed = Feed()
+    feed.warm("c1")
+    # Two failures in a row may be a ramp's first (the early edge takes such pairs too): the
+    # spike's rate does not move its start past them.
+    first = [feed.answer("c1", True), feed.answer("c1", True)]
+    for _ in range(3):
+        feed.answer("c1", False)
+    pattern = [feed.answer("c1", True, STALE) for _ in range(8)]
+    while not any(e.event == "resolved" for e in feed.events):
+        feed.answer("c1", False)
+    opened = next(e for e in feed.events if e.event == "opened")
+    assert opened.onset_at == T0 + timedelta(minutes=int(first[0][1:]))
+    assert set(first + pattern) == set(feed.last().session_ids)
+
+
 def test_a_failure_committed_long_before_the_onset_does_not_join_with_a_slow_cluster():
     feed = Feed()
     feed.warm("c1")
