@@ -694,7 +694,7 @@ class PatternDetector:
         cluster no longer holds back its first failing answer, nothing changes (there is nothing
         to weigh it with)."""
         first = min(fs[0].at for fs in by_cluster.values())
-        answers: list[tuple[datetime, bool, float]] = []
+        answers: list[tuple[datetime, bool, float, float]] = []
         floor = 1.0
         for cid, fs in by_cluster.items():
             m = self.monitors[cid]
