@@ -379,6 +379,11 @@ def _days(a: datetime, b: datetime) -> str:
     return f"{d:.0f} days" if d >= 1.5 else f"{d * 24:.0f} hours"
 
 
+def doc_name(d: SharedDocument) -> str:
+    """A document as a page names it: its id and version."""
+    return f"{d.doc_id} {d.doc_version}" if d.doc_version else d.doc_id
+
+
 def summarise(ev: IncidentEvent, head: str | None = None) -> str:
     """One paragraph an on-call engineer can act on without opening anything else (``head``:
     its first words, if not the event kind's)."""
@@ -397,12 +402,11 @@ def summarise(ev: IncidentEvent, head: str | None = None) -> str:
         parts.append(f"Joined by {', '.join(ev.clusters_added)}.")
     outside = ev.below_baseline_count - sum(m.below_baseline_count for m in ev.members)
     if outside > 0 and ev.cause is not None:  # (see PatternDetector._outside and _readers)
-        doc = f"{ev.cause.doc_id} {ev.cause.doc_version}" if ev.cause.doc_version else ev.cause.doc_id
-        parts.append(f"{outside} of them in other clusters, by answers there that retrieved {doc}.")
+        parts.append(f"{outside} of them in other clusters, by answers there that retrieved "
+                     f"{doc_name(ev.cause)}.")
     if ev.shared_documents:
         d = ev.shared_documents[0]
-        doc = f"{d.doc_id} {d.doc_version}" if d.doc_version else d.doc_id
-        cause = f"{d.count} of {ev.below_baseline_count} failing answers cite {doc}"
+        cause = f"{d.count} of {ev.below_baseline_count} failing answers cite {doc_name(d)}"
         if d.stale and d.indexed_at and d.doc_updated_at:
             cause += (f", a stale passage: indexed {d.indexed_at:%Y-%m-%d}, "
                       f"{_days(d.indexed_at, d.doc_updated_at)} before its source changed")

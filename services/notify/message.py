@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
+from pipelines.incident import doc_name
 from pipelines.records import IncidentEvent
 from services import report
 
@@ -75,7 +76,7 @@ def label(ev: IncidentEvent) -> str:
     if ev.level == "family" and ev.family_ids:
         text += f" (family {', '.join(ev.family_ids)})"
     elif ev.level == "document" and ev.cause is not None:
-        text += f" (readers of {' '.join(filter(None, (ev.cause.doc_id, ev.cause.doc_version)))})"
+        text += f" (readers of {doc_name(ev.cause)})"
     return text
 
 

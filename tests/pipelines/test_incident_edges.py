@@ -99,18 +99,25 @@ def test_an_isolated_failure_before_an_abrupt_pattern_is_noise_and_left_out():
     assert noise not in sessions
 
 
-def test_a_noise_failure_minutes_before_a_spike_is_not_its_start():
-    feed = Feed()
+def _failures_then_a_spike(feed: Feed, failures: int) -> tuple[list[str], list[str]]:
+    """``failures`` failing answers in a row, three passing ones, then a spike that fails every
+    answer, until the incident resolves: (the first failures' sessions, the spike's)."""
     feed.warm("c1")
-    # Three passing answers weigh little against one failure for the rate the test is tuned to
-    # (0.4): its excursion starts at the noise. The pattern then fails every answer, and at that
-    # rate the three passing answers say it started after them.
-    noise = feed.answer("c1", True)
+    before = [feed.answer("c1", True) for _ in range(failures)]
     for _ in range(3):
         feed.answer("c1", False)
     pattern = [feed.answer("c1", True, STALE) for _ in range(8)]
     while not any(e.event == "resolved" for e in feed.events):
         feed.answer("c1", False)
+    return before, pattern
+
+
+def test_a_noise_failure_minutes_before_a_spike_is_not_its_start():
+    feed = Feed()
+    # Three passing answers weigh little against one failure for the rate the test is tuned to
+    # (0.4): its excursion starts at the noise. The pattern then fails every answer, and at that
+    # rate the three passing answers say it started after them.
+    (noise,), pattern = _failures_then_a_spike(feed, 1)
     opened = next(e for e in feed.events if e.event == "opened")
     assert opened.onset_at == T0 + timedelta(minutes=int(pattern[0][1:]))
     assert noise not in opened.session_ids
@@ -119,15 +126,9 @@ def test_a_noise_failure_minutes_before_a_spike_is_not_its_start():
 
 def test_two_failures_close_together_before_a_spike_stay_in_it():
     feed = Feed()
-    feed.warm("c1")
     # Two failures in a row may be a ramp's first (the early edge takes such pairs too): the
     # spike's rate does not move its start past them.
-    first = [feed.answer("c1", True), feed.answer("c1", True)]
-    for _ in range(3):
-        feed.answer("c1", False)
-    pattern = [feed.answer("c1", True, STALE) for _ in range(8)]
-    while not any(e.event == "resolved" for e in feed.events):
-        feed.answer("c1", False)
+    first, pattern = _failures_then_a_spike(feed, 2)
     opened = next(e for e in feed.events if e.event == "opened")
     assert opened.onset_at == T0 + timedelta(minutes=int(first[0][1:]))
     assert set(first + pattern) == set(feed.last().session_ids)
