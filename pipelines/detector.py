@@ -51,6 +51,10 @@ sessions) the incident *grows after resolution*: an ``updated`` event with statu
 adds the failing answers of its window (a longer outreach list, nobody paged again); else it
 *re-opens* (``updated``, status ``open``, "Reopened").
 
+An open incident reports what it took: an ``updated`` event when its sessions grew by
+``update_growth`` or clusters joined, and, once it settles (no newer failing answer for
+``update_settle_minutes``), when any session joined since its last event.
+
 Every decision is a function of the events seen so far, in event-time order: the same stream
 gives the same incidents, whichever driver runs it.
 """
@@ -235,6 +239,7 @@ class PatternDetector:
         self.family_size: Callable[[str], int] = family_size or (lambda fid: 1)
         self._quiet = timedelta(hours=detect_config.resolve_quiet_hours)
         self._rejoin = timedelta(hours=detect_config.rejoin_hours)
+        self._settle = timedelta(minutes=detect_config.update_settle_minutes)
 
     # -- helpers -----------------------------------------------------------------------------
     def _monitor(self, cluster_id: str, category: Category) -> ClusterMonitor:
@@ -802,10 +807,21 @@ class PatternDetector:
         return ev
 
     def advance(self, now: datetime) -> list[IncidentEvent]:
-        """Resolve incidents whose clusters have all been quiet for ``resolve_quiet_hours``."""
+        """Resolve incidents whose clusters have all been quiet for ``resolve_quiet_hours``, and
+        report the sessions an open incident took since its last event once it settles: no newer
+        failing answer for ``update_settle_minutes``. An update otherwise waits for the sessions
+        to grow by ``update_growth`` (and only a member's answer checks that): the last sessions
+        of a pattern, often the ones that join through its document from outside its members,
+        stayed out of the store and the alert until the incident resolved, up to
+        ``resolve_quiet_hours`` later. At most one update per pause, so no trickle of messages."""
         quiet, keep = self._quiet, self._rejoin
         events = [self._resolve(inc, now) for inc in list(self.incidents.values())
                   if inc.last_at is not None and now - inc.last_at >= quiet] if self.incidents else []
+        for inc in self.incidents.values():
+            if len(inc.failures) > inc.reported_failures and now - inc.failures[-1].at >= self._settle:
+                if len(inc.sessions) > inc.reported_sessions:
+                    events.append(self._event(inc, "updated", now))
+                inc.reported_failures = len(inc.failures)
         if self.resolved:
             for iid, inc in list(self.resolved.items()):
                 if inc.resolved_at is None or now - inc.resolved_at > keep:

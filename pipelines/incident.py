@@ -194,6 +194,7 @@ class Incident:
     observed: int = 0          # answers in the member clusters since they joined (failing or not)
     sequence: int = -1
     reported_sessions: int = 0
+    reported_failures: int = 0  # len(failures) at the last event (or when a settle found no new session)
     last_event_at: datetime | None = None
     resolved_at: datetime | None = None
     statistic: float = 0.0
@@ -264,6 +265,7 @@ class Incident:
         self.last_event_at = at
         sessions = self.sessions
         self.reported_sessions = len(sessions)
+        self.reported_failures = len(self.failures)
         customers = self.customers
         docs = shared_documents(self.failures)
         cause = self.cause
@@ -333,6 +335,7 @@ class Incident:
             "detected_at": self.detected_at.isoformat(),
             "failures": [f.to_state() for f in self.failures], "observed": self.observed,
             "sequence": self.sequence, "reported_sessions": self.reported_sessions,
+            "reported_failures": self.reported_failures,
             "last_event_at": self.last_event_at.isoformat() if self.last_event_at else None,
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
             "statistic": self.statistic, "threshold": self.threshold, "level": self.level,
@@ -354,6 +357,7 @@ class Incident:
             detected_at=datetime.fromisoformat(s["detected_at"]),
             failures=[Failure.from_state(f) for f in s["failures"]], observed=s["observed"],
             sequence=s["sequence"], reported_sessions=s["reported_sessions"],
+            reported_failures=s.get("reported_failures", 0),  # absent before v3.7 (0: checked at the next settle)
             last_event_at=dt(s["last_event_at"]), resolved_at=dt(s["resolved_at"]),
             statistic=s["statistic"], threshold=s["threshold"],
             level=s["level"], members={m.cluster_id: m for m in members},

@@ -291,3 +291,46 @@ def test_a_document_s_old_noise_is_not_the_sessions_its_test_needs():
     opened = [e for e in feed.events if e.event == "opened"]
     assert len(opened) == 1 and opened[0].clusters == ("c3",)
     assert set(opened[0].session_ids) == {"x", "y", "z"} and not set(old) & set(opened[0].session_ids)
+
+
+def test_sessions_that_joined_since_the_last_event_are_reported_once_the_incident_settles():
+    feed = Feed()
+    feed.warm("c1")
+    feed.warm("c2", 50)
+    # A spike in c1: the incident opens, and an update follows each time its sessions grow by
+    # half (update_growth); after the last of those, a few more join without reaching it.
+    for _ in range(6):
+        feed.answer("c1", True, STALE)
+    iid = next(e for e in feed.events if e.event == "opened").incident_id
+    reported = feed.last(iid).affected_sessions
+    inc = feed.d.incidents[iid]
+    while len(inc.sessions) == reported:
+        feed.answer("c1", True, STALE)
+    last_failure = feed.t
+    settle = timedelta(minutes=DetectConfig().update_settle_minutes)
+    # Traffic goes on elsewhere (the members are quiet: no member answer checks the growth).
+    for _ in range(int(settle.total_seconds() // 60) + 30):
+        feed.answer("c2", False)
+    updates = [e for e in feed.events if e.incident_id == iid and e.event_at > last_failure]
+    assert [e.event for e in updates] == ["updated"]  # one, once it settled; no trickle after it
+    assert updates[0].event_at >= last_failure + settle
+    assert updates[0].status == "open"
+    assert set(updates[0].session_ids) == set(inc.sessions) and len(inc.sessions) > reported
+
+
+def test_a_settled_incident_whose_new_failures_are_known_sessions_sends_no_update():
+    feed = Feed()
+    feed.warm("c1")
+    feed.warm("c2", 50)
+    for _ in range(8):
+        feed.answer("c1", True, STALE)
+    iid = next(e for e in feed.events if e.event == "opened").incident_id
+    for _ in range(60):  # it settles: every session is reported
+        feed.answer("c2", False)
+    reported = feed.last(iid)
+    assert set(reported.session_ids) == set(feed.d.incidents[iid].sessions)
+    # Another failing answer in a session it already reported: a failure, no new session.
+    feed.answer("c1", True, STALE, session=reported.session_ids[0])
+    for _ in range(90):
+        feed.answer("c2", False)
+    assert feed.last(iid) == reported
