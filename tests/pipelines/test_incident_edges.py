@@ -16,6 +16,10 @@ Where it ends:
   document stale, do. A fresh copy of the cause document is no such evidence: a made-up figure
   stated over the intent's own (right) passage makes that passage the cause, and every answer of
   the intent retrieves it, the noise after the fix too.
+
+When it is reported: once an open incident settles (no newer failing answer for
+``update_settle_minutes``), the sessions it took since its last event are in an update, even
+when no member answer came to check the growth factor.
 """
 
 from __future__ import annotations
@@ -293,15 +297,21 @@ def test_a_document_s_old_noise_is_not_the_sessions_its_test_needs():
     assert set(opened[0].session_ids) == {"x", "y", "z"} and not set(old) & set(opened[0].session_ids)
 
 
-def test_sessions_that_joined_since_the_last_event_are_reported_once_the_incident_settles():
-    feed = Feed()
+def _spike_in_c1(feed: Feed, failures: int) -> str:
+    """Warm clusters c1 and c2, then ``failures`` failing answers in c1 (each its own session):
+    the incident's id."""
     feed.warm("c1")
     feed.warm("c2", 50)
-    # A spike in c1: the incident opens, and an update follows each time its sessions grow by
-    # half (update_growth); after the last of those, a few more join without reaching it.
-    for _ in range(6):
+    for _ in range(failures):
         feed.answer("c1", True, STALE)
-    iid = next(e for e in feed.events if e.event == "opened").incident_id
+    return next(e for e in feed.events if e.event == "opened").incident_id
+
+
+def test_sessions_that_joined_since_the_last_event_are_reported_once_the_incident_settles():
+    feed = Feed()
+    # The incident opens, and an update follows each time its sessions grow by half
+    # (update_growth); after the last of those, a few more join without reaching it.
+    iid = _spike_in_c1(feed, 6)
     reported = feed.last(iid).affected_sessions
     inc = feed.d.incidents[iid]
     while len(inc.sessions) == reported:
@@ -320,11 +330,7 @@ def test_sessions_that_joined_since_the_last_event_are_reported_once_the_inciden
 
 def test_a_settled_incident_whose_new_failures_are_known_sessions_sends_no_update():
     feed = Feed()
-    feed.warm("c1")
-    feed.warm("c2", 50)
-    for _ in range(8):
-        feed.answer("c1", True, STALE)
-    iid = next(e for e in feed.events if e.event == "opened").incident_id
+    iid = _spike_in_c1(feed, 8)
     for _ in range(60):  # it settles: every session is reported
         feed.answer("c2", False)
     reported = feed.last(iid)
