@@ -66,7 +66,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pipelines.baseline import Band, ClusterBaseline
 from pipelines.config import BaselineConfig, DetectConfig
@@ -92,6 +92,7 @@ _EARLIER_MIN_GAIN = 2.0
 # inequality it ever reaches 1 / rate with probability at most ``rate``: noise failures join an
 # incident through its document in at most 1 incident in 100.
 _OUTSIDE_MIN_GAIN = math.log(100.0)
+_EVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -436,13 +437,20 @@ class PatternDetector:
         incident's answers are back: ``_STILL_FAILING`` of its latest ``_RECENT`` answers failed,
         since the recovery began (noise at a 3 % baseline rate does that about once in 100
         windows; a slow member still failing half its answers, four times in five). A member
-        without answers for ``member_quiet_hours`` does not count."""
+        with no passing answer since the recovery began has shown no recovery of its own: its
+        latest answers count, whenever they came. (A stale document's cluster went quiet between
+        two bursts of failures while a healthy member's answers resolved the incident, which
+        re-opened on the next burst: a second page for one cause.) A member without answers
+        for ``member_quiet_hours`` does not count."""
         assert inc.recovery is not None
         since = inc.recovery.onset or at
         quiet = timedelta(hours=self.config.member_quiet_hours)
         for cid in inc.members:
             m = self.monitors[cid]
-            if m.last_at is not None and at - m.last_at < quiet and self._failing(m, since):
+            if m.last_at is None or at - m.last_at >= quiet:
+                continue
+            passed = any(not below and t >= since for t, below in m.recent)
+            if self._failing(m, since if passed else _EVER):
                 return True
         return False
 
