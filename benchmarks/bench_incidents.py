@@ -37,6 +37,7 @@ issue #10's targets for each label but ``before``, met or missed, naming every r
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -170,6 +171,7 @@ class Incident:
     opened_at: datetime
     clusters: frozenset[str]
     sessions: frozenset[str]
+    reopened: int = 0  # times an event said open again after one said resolved (each pages again)
 
 
 def incidents_of(events: list[dict]) -> list[Incident]:
@@ -183,7 +185,10 @@ def incidents_of(events: list[dict]) -> list[Incident]:
         last = evs[-1]
         opened = next((e for e in evs if e["event"] == "opened"), evs[0])
         clusters = tuple(last.get("clusters") or ()) or (last["cluster_id"],)
-        out.append(Incident(iid, ts(opened["detected_at"]), frozenset(clusters), frozenset(last["session_ids"])))
+        reopened = sum(1 for a, b in itertools.pairwise(evs)
+                       if a.get("status") == "resolved" and b.get("status") == "open")
+        out.append(Incident(iid, ts(opened["detected_at"]), frozenset(clusters), frozenset(last["session_ids"]),
+                            reopened))
     return sorted(out, key=lambda i: (i.opened_at, i.incident_id))
 
 
@@ -199,6 +204,9 @@ class PatternOutcome:
     # The first incident's sessions beyond the injected ones, by where their first failing answer
     # in its clusters lies (see EXTRA_KINDS; None: not measured, an older run)
     extras: dict[str, int] | None = None
+    # Times the first incident re-opened after it resolved: each is a page again for one cause
+    # (None: not measured, an older run)
+    reopened: int | None = None
 
 
 # Where an incident's extra session comes from: before the pattern's onset; while it lasts, in the
@@ -281,6 +289,7 @@ def evaluate(truth, records: list[dict], events: list[dict], cluster_of: dict[st
             o.recall = len(first.sessions & truth_sessions) / len(truth_sessions)
             o.precision = len(first.sessions & truth_sessions) / len(first.sessions) if first.sessions else 0.0
             o.recall_all = len(frozenset().union(*(i.sessions for i in about)) & truth_sessions) / len(truth_sessions)
+            o.reopened = first.reopened
             if failing is not None and intent_of is not None:
                 o.extras = extras(p, first)
         outs.append(o)
@@ -447,6 +456,11 @@ def report(runs: dict[str, dict]) -> str:
                      + (f" ({c2['exactly 1']} on the split / shared-document / two-cause streams, "
                         f"two causes kept apart {c2['2 separate']})" if c2 else "")
                      + f"; {cells['false incidents']} false incidents.")
+        measured = [p for p in _patterns(allouts) if p.get("reopened") is not None]
+        if measured:
+            again = [p for p in measured if p["reopened"]]
+            lines.append(f"- {lb}: first incident re-opened after it resolved (a page again for one cause): "
+                         f"{len(again)} of {len(measured)} patterns.")
     for lb in labels:
         if lb != "before":
             lines += ["", f"Issue #10's targets, {lb} ({runs[lb]['commit']}):", "", *targets(runs, lb)]

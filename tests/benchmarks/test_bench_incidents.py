@@ -123,3 +123,16 @@ def test_extra_sessions_are_counted_by_where_they_come_from():
                                                    [asdict(bench_incidents.StreamOutcome([p], 0, None))]}}, "after")
     assert "| existing kind | gradual | banking77 | 5 | 1 | 1 | 1 | 2 |" in lines
     assert "| all | | | 5 | 1 | 1 | 1 | 2 |" in lines
+
+
+def test_a_first_incident_that_re_opened_after_resolving_is_counted():
+    def ev(seq: int, status: str, kind: str) -> dict:
+        return {**event("inc-1", seq, T0 + timedelta(minutes=seq), "c1", ["s1", "s2", "s3"]),
+                "event": kind, "status": status}
+
+    evs = [ev(0, "open", "opened"), ev(1, "resolved", "resolved"), ev(2, "open", "updated"),
+           ev(3, "resolved", "resolved"), ev(4, "resolved", "updated")]  # late evidence: no page
+    (inc,) = bench_incidents.incidents_of(evs)
+    assert inc.reopened == 1
+    (inc,) = bench_incidents.incidents_of(evs[:2])
+    assert inc.reopened == 0
