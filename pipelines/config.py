@@ -130,7 +130,7 @@ class DetectConfig(_Config):
     min_sessions: int = Field(3, ge=1, description="distinct sessions needed before an incident opens")
     resolve_threshold: float = Field(6.0, gt=0, description="evidence (log-likelihood) that the cluster is back to baseline to resolve")
     resolve_quiet_hours: float = Field(24.0, gt=0, description="resolve an incident when its cluster has been quiet this long")
-    member_quiet_hours: float = Field(2.0, gt=0, description="an incident stays open while a member is still failing (2 of its latest 5 answers below baseline since its recovery began), unless that member has had no answer this long")
+    member_quiet_hours: float = Field(2.0, gt=0, description="an incident stays open while a member is still failing (2 of its latest 5 answers below baseline since its recovery began; with no passing answer since then, its latest 5 whenever they came), unless that member has had no answer this long")
     rejoin_hours: float = Field(12.0, ge=0, description="a test that alarms up to this long after a same-cause incident resolved joins it instead of opening a second incident: its blast radius grows (status stays resolved) when the evidence since the resolution is fewer than min_sessions sessions, else it re-opens; 0 turns this off")
     update_growth: float = Field(1.5, gt=1, description="emit an update when affected sessions grow by this factor")
     update_settle_minutes: float = Field(30.0, gt=0, description="...and when an open incident's sessions grew since its last event and no newer failing answer joined it for this long (stream time): the last sessions of a pattern reach the store and the alert without waiting for the growth factor or the resolution")
