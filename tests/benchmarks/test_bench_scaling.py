@@ -53,7 +53,11 @@ def test_throughput_is_bounded_by_the_owner_and_the_busiest_partition(run):
         assert t.rate[0] == pytest.approx(n / max(exact_owner, busy_exact))
         assert t.rate[1] == pytest.approx(n / max(versioned_owner, busy_versioned))
         assert t.rate[2] == pytest.approx(n / max(async_owner, t.refit_ms * n / 1000, busy_versioned))
-        assert t.rate[0] <= t.rate[1] <= t.rate[2]
+        # The async refit only takes work off the versioned owner: never slower. (Exact against
+        # versioned is a question for the benchmark, not this test: it depends on measured CPU,
+        # the versioned model's own against the nearest-centroid and centroid parts, and it
+        # came out either way on a short hashing stream.)
+        assert t.rate[1] <= t.rate[2]
     assert 0.0 < run.versioned_agree <= 1.0
     assert set(run.parts) >= {"assign", "nearest", "refit", "families", "detect", "records", "other"}
 
