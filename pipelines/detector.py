@@ -44,9 +44,10 @@ stale: isolated failures after the fix are the baseline's noise, not sessions to
 An incident stays open while a member is still failing (2 of its latest 5 answers, since the
 pooled recovery began: a slow member still failing holds it open although the busy ones
 recovered; a member with no passing answer since then counts by its latest answers, so one
-quiet between bursts does too). A slow cluster can still prove its part of a pattern only after the incident resolved
-(a sub-cluster that gets an answer an hour), or the pattern can come back: a test that alarms up to
-``rejoin_hours`` after a same-cause incident (same rules as above) resolved belongs to it. When
+quiet between bursts does too). A slow cluster can still prove its part of a pattern only after
+the incident resolved (a sub-cluster that gets an answer an hour), or the pattern can come back:
+a test that alarms up to ``rejoin_hours`` after a same-cause incident (same rules as above)
+resolved belongs to it. When
 the evidence since the resolution is not a pattern by itself (fewer than ``min_sessions``
 sessions) the incident *grows after resolution*: an ``updated`` event with status ``resolved``
 adds the failing answers of its window (a longer outreach list, nobody paged again); else it

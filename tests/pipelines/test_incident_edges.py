@@ -344,12 +344,8 @@ def test_a_settled_incident_whose_new_failures_are_known_sessions_sends_no_updat
 
 def test_a_member_quiet_since_its_failures_holds_the_incident_open_while_a_healthy_one_answers():
     feed = Feed()
-    feed.warm("c1")
-    feed.warm("c2")
-    for _ in range(6):  # a burst of the stale document's failures in c1
-        feed.answer("c1", True, STALE)
+    iid = _spike_in_c1(feed, 6)  # a burst of the stale document's failures in c1
     feed.answer("c2", True, STALE)  # c2 retrieved it stale too: it joins as a member
-    iid = next(e for e in feed.events if e.event == "opened").incident_id
     assert set(feed.d.incidents[iid].members) == {"c1", "c2"}
     # c1 goes quiet between bursts; c2's own intents answer well. Its passing answers alone say
     # nothing of c1, whose latest answers failed: the incident stays open (it used to resolve,
