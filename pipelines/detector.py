@@ -387,26 +387,25 @@ class PatternDetector:
     def _take(self, inc: Incident, failure: Failure, cites: bool = False) -> None:
         """A member's failing answer joins the open incident ``inc``, unless it may be the
         baseline's noise after the fix: while the recovery test leans towards "back at baseline"
-        (``inc.back`` above 0: the recovery test against the failure rate the incident has shown,
-        at least ``p1``) a failing answer waits in ``inc.pending``. The pending answers join as
-        soon as that statistic falls back to 0 (the failures keep coming at the pattern's rate;
-        against ``p1`` alone, tuned to 0.4, one noise failure did that within the first five
-        passing answers after a spike that had failed every answer), those of one cluster as
-        soon as it is still failing (``_STILL_FAILING`` of its latest ``_RECENT`` answers since
-        the recovery began; not in an incident a document's test opened, whose members hold
-        other intents too: there the cluster's recent failures are the readers', and the rule
-        took those intents' noise), and an answer that retrieved the
-        incident's cause document *stale* joins at once (the strongest evidence there is, as for
-        ``_joinable``). A fresh copy of the cause document is no such evidence alone: when the
-        model states a made-up figure over the right passage, that passage is the cause, and
-        every answer of the intent retrieves it (in BANKING77 every answer of the cluster: its
-        card intents share one document), the noise after the fix too. But it says which answers
-        are the pattern's intent, in a cluster other intents share: a failing answer that
-        retrieved it (``cites``) joins, with the waiting ones that did, when the recovery test
-        over those readers alone (``inc.cited``) falls back to 0. The pending ones left when
-        the incident resolves are dropped: isolated failing answers while the members were back
-        at baseline are the noise every cluster has, not the incident's sessions (or customers
-        to contact)."""
+        (``inc.back`` above 0: the recovery test against the failure rate the incident has shown, at
+        least ``p1``) a failing answer waits in ``inc.pending``. The pending answers join as soon as
+        that statistic falls back to 0 (the failures keep coming at the pattern's rate; against
+        ``p1`` alone, tuned to 0.4, one noise failure did that within the first five passing answers
+        after a spike that had failed every answer), those of one cluster as soon as it is still
+        failing (``_failing``: ``_STILL_FAILING`` of its latest ``_RECENT`` answers since the
+        recovery began, or its latest ones in a row; not in an incident a document's test opened,
+        whose members hold other intents too: there the cluster's recent failures are the readers',
+        and the rule took those intents' noise), and an answer that retrieved the incident's cause
+        document *stale* joins at once (the strongest evidence there is, as for ``_joinable``). A
+        fresh copy of the cause document is no such evidence alone: when the model states a made-up
+        figure over the right passage, that passage is the cause, and every answer of the intent
+        retrieves it (in BANKING77 every answer of the cluster: its card intents share one
+        document), the noise after the fix too. But it says which answers are the pattern's intent,
+        in a cluster other intents share: a failing answer that retrieved it (``cites``) joins, with
+        the waiting ones that did, when the recovery test over those readers alone (``inc.cited``)
+        falls back to 0. The pending ones left when the incident resolves are dropped: isolated
+        failing answers while the members were back at baseline are the noise every cluster has, not
+        the incident's sessions (or customers to contact)."""
         assert inc.recovery is not None
         if inc.back == 0.0:
             taken, inc.pending = inc.pending + [failure], []
@@ -431,8 +430,16 @@ class PatternDetector:
 
     @staticmethod
     def _failing(m: ClusterMonitor, since: datetime) -> bool:
-        """``_STILL_FAILING`` of ``m``'s latest ``_RECENT`` answers since ``since`` failed."""
-        return sum(1 for t, below in m.recent if below and t >= since) >= _STILL_FAILING
+        """``_STILL_FAILING`` of ``m``'s latest ``_RECENT`` answers since ``since`` failed, or its
+        latest ``_STILL_FAILING`` answers all did, whenever they came: a member that has not
+        passed since has shown no recovery of its own. (A stale document's cluster kept failing
+        while a healthy member's passing answers made the pooled test lean towards recovery:
+        each failing answer reset the recovery's start, so counted alone, and its session was
+        left out of the incident.)"""
+        recent = m.recent
+        if len(recent) >= _STILL_FAILING and all(recent[-k][1] for k in range(1, _STILL_FAILING + 1)):
+            return True
+        return sum(1 for t, below in recent if below and t >= since) >= _STILL_FAILING
 
     def _still_failing(self, inc: Incident, at: datetime) -> bool:
         """Whether a member that still answers is still failing although the pooled test says the

@@ -12,8 +12,8 @@ Where it ends:
 
 - After the fix, while the incident waits for the evidence that its clusters are back, their
   isolated failing answers are the baseline's noise: they do not join (nobody to contact).
-- Failures that keep coming at the pattern's rate, or that retrieved the incident's cause
-  document stale, do. A fresh copy of the cause document is no such evidence: a made-up figure
+- Failures that keep coming at the pattern's rate, or in a row in one member, or that retrieved
+  the incident's cause document stale, do. A fresh copy of the cause document is no such evidence: a made-up figure
   stated over the intent's own (right) passage makes that passage the cause, and every answer of
   the intent retrieves it, the noise after the fix too.
 
@@ -360,3 +360,23 @@ def test_a_member_quiet_since_its_failures_holds_the_incident_open_while_a_healt
     for _ in range(int(quiet) + 30):
         feed.answer("c2", False)
     assert feed.last(iid).event == "resolved"
+
+
+def test_a_member_failing_in_a_row_keeps_its_sessions_while_a_healthy_member_passes():
+    feed = Feed()
+    iid = _spike_in_c1(feed, 6)  # the stale document's failures in c1
+    feed.answer("c2", True, STALE)  # c2 joins; its own intents answer well
+    for _ in range(8):
+        feed.answer("c2", False)
+    # c1 still fails, in answers that did not retrieve the document (the pattern's intent, a
+    # passage away). Over both members the recovery test leans "back", and each failure resets
+    # its start: counted from there, c1 showed one failure at a time, which waited, and the fix
+    # dropped them.
+    late = [feed.answer("c1", True, OTHER) for _ in range(2)]
+    inc = feed.d.incidents[iid]
+    assert inc.back > 0.0, "the pooled recovery test should lean back"
+    while not any(e.event == "resolved" for e in feed.events):  # fixed
+        feed.answer("c1" if feed.k % 2 else "c2", False)
+        assert feed.k < 10_000, "never resolved"
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert set(late) <= set(resolved.session_ids)
