@@ -410,15 +410,13 @@ class PatternDetector:
         the waiting ones that did, when the recovery test over those readers alone (``inc.cited``)
         falls back to 0. The pending ones left when the incident resolves are dropped: isolated
         failing answers while the members were back at baseline are the noise every cluster has, not
-        the incident's sessions (or customers to contact). In an incident a document's test opened,
-        a failing answer that did not retrieve the cause document (in any version) only ever waits:
-        its members' other intents fail at their baseline rates while the readers fail at the
-        pattern's (BANKING77 ``low_volume``: such a failure joined with the readers' once their
-        failures brought ``inc.back`` to 0)."""
+        the incident's sessions (or customers to contact)."""
         assert inc.recovery is not None
         cause = inc.cause
         if inc.level == "document" and cause is not None and not _reads(failure, cause):
-            # An incident a document's test opened is its readers' (see ``_inside``).
+            # An incident a document's test opened is its readers' (see ``_inside``): in its
+            # member clusters, a failing answer that did not retrieve the document is another
+            # intent's noise, even while the readers keep failing.
             inc.pending.append(failure)
             return
         if inc.back == 0.0:
