@@ -106,11 +106,6 @@ class Judgement:
     events: tuple[IncidentEvent, ...]
 
 
-def _reads(f: Failure, cause: DocKey) -> bool:
-    """Whether the failing answer retrieved the cause document, in any version."""
-    return any(d.doc_id == cause[0] for d in f.docs)
-
-
 class _Test:
     """A sequential test with the failures of its current excursion (what an alarm shows)."""
 
@@ -412,19 +407,9 @@ class PatternDetector:
         failing answers while the members were back at baseline are the noise every cluster has, not
         the incident's sessions (or customers to contact)."""
         assert inc.recovery is not None
-        cause = inc.cause
-        if inc.level == "document" and cause is not None and not _reads(failure, cause):
-            # An incident a document's test opened is its readers' (see ``_inside``): in its
-            # member clusters, a failing answer that did not retrieve the document is another
-            # intent's noise, even while the readers keep failing.
-            inc.pending.append(failure)
-            return
         if inc.back == 0.0:
             taken, inc.pending = inc.pending + [failure], []
-            if inc.level == "document" and cause is not None:
-                inc.pending = [f for f in taken if not _reads(f, cause)]
-                taken = [f for f in taken if _reads(f, cause)]
-        elif cause is not None is not None and any((d.doc_id, d.doc_version) == cause and d.stale
+        elif (cause := inc.cause) is not None and any((d.doc_id, d.doc_version) == cause and d.stale
                                                       for d in failure.docs):
             taken = [failure]
         elif cites and inc.cited == 0.0:
