@@ -434,8 +434,8 @@ class PatternDetector:
         latest ``_STILL_FAILING`` answers all did, whenever they came: a member that has not
         passed since has shown no recovery of its own. (A stale document's cluster kept failing
         while a healthy member's passing answers made the pooled test lean towards recovery:
-        each failing answer reset the recovery's start, so counted alone, and its session was
-        left out of the incident.)"""
+        each failing answer reset the recovery's start, so each was counted alone, waited, and
+        its session was left out of the incident.)"""
         recent = m.recent
         if len(recent) >= _STILL_FAILING and all(recent[-k][1] for k in range(1, _STILL_FAILING + 1)):
             return True

@@ -13,9 +13,9 @@ Where it ends:
 - After the fix, while the incident waits for the evidence that its clusters are back, their
   isolated failing answers are the baseline's noise: they do not join (nobody to contact).
 - Failures that keep coming at the pattern's rate, or in a row in one member, or that retrieved
-  the incident's cause document stale, do. A fresh copy of the cause document is no such evidence: a made-up figure
-  stated over the intent's own (right) passage makes that passage the cause, and every answer of
-  the intent retrieves it, the noise after the fix too.
+  the incident's cause document stale, do. A fresh copy of the cause document is no such
+  evidence: a made-up figure stated over the intent's own (right) passage makes that passage the
+  cause, and every answer of the intent retrieves it, the noise after the fix too.
 
 When it is reported: once an open incident settles (no newer failing answer for
 ``update_settle_minutes``), the sessions it took since its last event are in an update, even
