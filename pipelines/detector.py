@@ -243,6 +243,7 @@ class PatternDetector:
         self._quiet = timedelta(hours=detect_config.resolve_quiet_hours)
         self._rejoin = timedelta(hours=detect_config.rejoin_hours)
         self._settle = timedelta(minutes=detect_config.update_settle_minutes)
+        self._hold = timedelta(minutes=detect_config.resolve_hold_minutes)
 
     # -- helpers -----------------------------------------------------------------------------
     def _monitor(self, cluster_id: str, category: Category) -> ClusterMonitor:
@@ -377,8 +378,13 @@ class PatternDetector:
         inc.back = max(0.0, inc.back + llr(below, max(p1, min(0.95, inc.observed_rate)), p0))
         if failure is not None:
             self._take(inc, failure, cites)
-        if inc.recovery.alarm and not self._still_failing(inc, at):
-            return [self._resolve(inc, at)]
+        # Back at baseline (the recovery test alarmed, no member still failing): it resolves as of
+        # then once resolve_hold_minutes have passed without a failing answer joining it (_take)
+        # or a new member (_join), which start the wait again. Noise that only waits does not.
+        if inc.recovered_at is None and inc.recovery.alarm and not self._still_failing(inc, at):
+            inc.recovered_at = at
+        if inc.recovered_at is not None and at - inc.recovered_at >= self._hold and not self._still_failing(inc, at):
+            return [self._resolve(inc, inc.recovered_at, at)]
         if inc.added or len(inc.sessions) >= max(inc.reported_sessions + 1,
                                                  inc.reported_sessions * self.config.update_growth):
             return [self._event(inc, "updated", at)]
@@ -425,6 +431,7 @@ class PatternDetector:
             return
         ordered = not inc.failures or inc.failures[-1].at <= taken[0].at
         inc.failures += taken
+        inc.recovered_at = None  # the pattern's answers: not back (see _inside)
         if not ordered:  # a pending answer older than one that joined at once
             inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
 
@@ -610,6 +617,7 @@ class PatternDetector:
             inc.observed += max(len(failures), 1)
         inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
         inc.last_at = at
+        inc.recovered_at = None  # new evidence of the pattern: not back yet (see _inside)
         for fid in {self.family_of(cid) for cid in evidence}:
             fam = self.families.get(fid)
             if fam is not None:  # its free clusters start over, without the joined evidence
@@ -810,8 +818,12 @@ class PatternDetector:
         known = {f.interaction_id for f in evidence}
         return [f for f in m.held if since <= f.at < start and f.interaction_id not in known]
 
-    def _resolve(self, inc: Incident, at: datetime) -> IncidentEvent:
-        inc.resolved_at = at
+    def _resolve(self, inc: Incident, resolved_at: datetime, at: datetime | None = None) -> IncidentEvent:
+        """Resolve ``inc`` as of ``resolved_at``, in an event at ``at`` (the same unless it waited
+        out the hold)."""
+        at = at or resolved_at
+        inc.resolved_at = resolved_at
+        inc.recovered_at = None
         inc.pending = []  # noise while the members were back at baseline (see _take)
         inc.outside_waiting = []  # never shown to fail at the pattern's rate (see _outside)
         ev = self._event(inc, "resolved", at)
@@ -831,9 +843,14 @@ class PatternDetector:
         of a pattern, often the ones that join through its document from outside its members,
         stayed out of the store and the alert until the incident resolved, up to
         ``resolve_quiet_hours`` later. At most one update per pause, so no trickle of messages."""
-        quiet, keep = self._quiet, self._rejoin
-        events = [self._resolve(inc, now) for inc in list(self.incidents.values())
-                  if inc.last_at is not None and now - inc.last_at >= quiet] if self.incidents else []
+        quiet, keep, hold = self._quiet, self._rejoin, self._hold
+        events = []
+        for inc in list(self.incidents.values()) if self.incidents else ():
+            if inc.last_at is not None and now - inc.last_at >= quiet:
+                events.append(self._resolve(inc, now))
+            elif (inc.recovered_at is not None and now - inc.recovered_at >= hold
+                  and not self._still_failing(inc, now)):  # back for the hold, with no answer since
+                events.append(self._resolve(inc, inc.recovered_at, now))
         for inc in self.incidents.values():
             if len(inc.failures) > inc.reported_failures and now - inc.failures[-1].at >= self._settle:
                 if len(inc.sessions) > inc.reported_sessions:

@@ -219,6 +219,9 @@ class Incident:
     # The recovery test's statistic against the failure rate the incident has shown rather than
     # p1 (PatternDetector._inside, _take).
     back: float = 0.0
+    # When its answers came back at baseline (the recovery test alarmed, no member still
+    # failing), while it waits out resolve_hold_minutes before it resolves (PatternDetector._inside).
+    recovered_at: datetime | None = None
     extra: dict = field(default_factory=dict)
     # cause_of(failures) and the failure count it was computed at (derived, not state): the
     # detector asks for the cause on every failing answer while the incident is open.
@@ -345,6 +348,7 @@ class Incident:
             "pending": [f.to_state() for f in self.pending],
             "outside": self.outside, "outside_waiting": [f.to_state() for f in self.outside_waiting],
             "cited": self.cited, "back": self.back,
+            "recovered_at": self.recovered_at.isoformat() if self.recovered_at else None,
         }
 
     @classmethod
@@ -367,7 +371,8 @@ class Incident:
             outside=s.get("outside", 0.0),  # absent before v3.3
             outside_waiting=[Failure.from_state(f) for f in s.get("outside_waiting", ())],
             cited=s.get("cited", 0.0),  # absent before v3.4
-            back=s.get("back", 0.0))  # absent before v3.5 (0: a failing answer joins, as at opening)
+            back=s.get("back", 0.0),  # absent before v3.5 (0: a failing answer joins, as at opening)
+            recovered_at=dt(s.get("recovered_at")))  # absent before v3.8 (None: not yet back)
 
 
 def _example(f: Failure) -> Example:

@@ -45,8 +45,8 @@ OTHER = Context(doc_id="faq", doc_version="v1", text="We answer in 2 days.",
 class Feed:
     """Answers one a minute, each its own session; ``fail`` marks the below-baseline ones."""
 
-    def __init__(self) -> None:
-        self.d = PatternDetector(BaselineConfig(), DetectConfig())
+    def __init__(self, config: DetectConfig | None = None) -> None:
+        self.d = PatternDetector(BaselineConfig(), config or DetectConfig())
         self.t = T0
         self.k = 0
         self.events: list = []
@@ -356,7 +356,8 @@ def test_a_member_quiet_since_its_failures_holds_the_incident_open_while_a_healt
         feed.answer("c1", True, STALE)
     assert [e.event for e in feed.events if e.incident_id == iid and e.event == "resolved"] == []
     # A member quiet for member_quiet_hours no longer holds it open.
-    quiet = DetectConfig().member_quiet_hours * 60
+    # (Then it waits out resolve_hold_minutes, back at baseline, before it resolves.)
+    quiet = DetectConfig().member_quiet_hours * 60 + DetectConfig().resolve_hold_minutes
     for _ in range(int(quiet) + 30):
         feed.answer("c2", False)
     assert feed.last(iid).event == "resolved"
@@ -380,3 +381,39 @@ def test_a_member_failing_in_a_row_keeps_its_sessions_while_a_healthy_member_pas
         assert feed.k < 10_000, "never resolved"
     resolved = next(e for e in feed.events if e.event == "resolved")
     assert set(late) <= set(resolved.session_ids)
+
+
+def _burst_lull_and_more(config: DetectConfig | None = None) -> tuple[Feed, list[str]]:
+    """A pattern (an answer every 3 minutes) that opens on a burst, then fails once in 30 answers
+    for 90 minutes (a ramp's early hours, or a pause: back at baseline by every test), then fails
+    every other answer again for 90 minutes before its fix. Returns the feed and the sessions of
+    the failing answers after the lull."""
+    feed = Feed(config)
+    feed.warm("c1")
+    for f in (1, 1, 0, 1, 1, 1, 0, 1):
+        feed.answer("c1", bool(f), minutes=3)
+    for k in range(30):
+        feed.answer("c1", k == 6, minutes=3)
+    later = [feed.answer("c1", k % 2 == 0, minutes=3) for k in range(30)]
+    for _ in range(200):
+        feed.answer("c1", False, minutes=3)
+    return feed, later[::2]
+
+
+def test_a_lull_shorter_than_the_hold_does_not_resolve_the_incident_then_reopen_it():
+    # Without the hold it resolves in the lull and re-opens 57 minutes later: two pages, one cause.
+    feed, _ = _burst_lull_and_more(DetectConfig(resolve_hold_minutes=0))
+    assert [e.summary.split()[0] for e in feed.events if e.event != "updated" or e.status == "open"
+            and e.summary.startswith("Reopened")] == ["Pattern", "Resolved", "Reopened", "Resolved"]
+    # With it (60 minutes by default): one incident, open through the lull, resolved once.
+    feed, later = _burst_lull_and_more()
+    ids = {e.incident_id for e in feed.events}
+    assert len(ids) == 1
+    assert [e.event for e in feed.events if e.event != "updated"] == ["opened", "resolved"]
+    assert not any(e.summary.startswith("Reopened") for e in feed.events)
+    resolved = feed.events[-1]
+    assert set(later) <= set(resolved.session_ids)
+    # Resolved as of when the answers came back after the last burst; the event an hour later.
+    hold = timedelta(minutes=DetectConfig().resolve_hold_minutes)
+    assert resolved.resolved_at > feed.d.resolved[resolved.incident_id].failures[-1].at
+    assert resolved.event_at >= resolved.resolved_at + hold
