@@ -417,3 +417,26 @@ def test_a_lull_shorter_than_the_hold_does_not_resolve_the_incident_then_reopen_
     hold = timedelta(minutes=DetectConfig().resolve_hold_minutes)
     assert resolved.resolved_at > feed.d.resolved[resolved.incident_id].failures[-1].at
     assert resolved.event_at >= resolved.resolved_at + hold
+
+
+def test_in_the_hold_noise_failures_in_a_row_that_do_not_read_the_cause_stay_out():
+    feed = Feed()
+    iid = _spike_in_c1(feed, 6)  # the stale table's failures
+    fixed = DOC.model_copy(update={"doc_version": "v4"})  # the fix: a new version, fresh
+    inc = feed.d.incidents[iid]
+    while inc.recovered_at is None:  # back at baseline: the hold begins
+        feed.answer("c1", False, fixed)
+        assert feed.k < 10_000, "never back"
+    # Two noise failures in a row in the busy member, over the fixed table. While the incident
+    # was not yet back, a member failing in a row joined (see the test above); in the hold, an
+    # answer that did not retrieve the cause (the stale version) is no evidence the pattern is
+    # back: they wait, and are dropped at resolution. (They took four sessions, with two that
+    # waited before, in a BANKING77 stale_document stream.)
+    noise = [feed.answer("c1", True, fixed) for _ in range(2)]
+    assert {f.session_id for f in inc.pending} >= set(noise)
+    while not any(e.event == "resolved" for e in feed.events):
+        feed.answer("c1", False, fixed)
+        assert feed.k < 10_000, "never resolved"
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert not set(noise) & set(resolved.session_ids)
+    assert resolved.resolved_at is not None and resolved.resolved_at < feed.t
