@@ -379,11 +379,15 @@ class PatternDetector:
         if failure is not None:
             self._take(inc, failure, cites)
         # Back at baseline (the recovery test alarmed, no member still failing): it resolves as of
-        # then once resolve_hold_minutes have passed without a failing answer joining it (_take)
-        # or a new member (_join), which start the wait again. Noise that only waits does not.
+        # then, at once if the incident has shown a failure rate of at least p1 (the rate the
+        # recovery test weighs "back" against: its passing answers are then a clear sign), else
+        # once resolve_hold_minutes have passed without a failing answer joining it (_take) or a
+        # new member (_join), which start the wait again (noise that only waits does not): below
+        # p1 a ramp's early lull looks like recovery too.
         if inc.recovered_at is None and inc.recovery.alarm and not self._still_failing(inc, at):
             inc.recovered_at = at
-        if inc.recovered_at is not None and at - inc.recovered_at >= self._hold and not self._still_failing(inc, at):
+        if inc.recovered_at is not None and (inc.observed_rate >= p1 or at - inc.recovered_at >= self._hold) \
+                and not self._still_failing(inc, at):
             return [self._resolve(inc, inc.recovered_at, at)]
         if inc.added or len(inc.sessions) >= max(inc.reported_sessions + 1,
                                                  inc.reported_sessions * self.config.update_growth):

@@ -106,9 +106,7 @@ def test_noise_alone_opens_nothing_at_either_level():
 
 def test_a_pattern_spread_over_one_familys_clusters_is_one_incident_with_all_of_them():
     data = stream(patterns=((("c1", "c2", "c3", "c4"), 4000, 400, None, False),))
-    # (The incidents opened while it lasts: 17 hours after it, the 3 % noise opens one in c3.)
-    end = data[4400][0].timestamp
-    events = [e for e in about(run(data)[1], ("c1", "c2", "c3", "c4")) if e.onset_at <= end]
+    events = about(run(data)[1], ("c1", "c2", "c3", "c4"))
     assert len({e.incident_id for e in events}) == 1
     opened = [e for e in events if e.event == "opened"]
     assert len(opened) == 1
@@ -241,13 +239,6 @@ def slow_stream(c3_fail, n=6000, seed=3):
     return out
 
 
-def no_hold() -> PatternDetector:
-    """A detector that resolves as soon as the answers are back (resolve_hold_minutes 0): the
-    streams below prove a slow member's part only after that, which the hold would keep open
-    (see test_the_hold_keeps_the_incident_open_for_a_slow_member_s_late_evidence)."""
-    return detector(config=DetectConfig(resolve_hold_minutes=0))
-
-
 def timeline(events):
     """Opened, resolved, and the updates that add clusters or change the status."""
     out, status = [], None
@@ -275,7 +266,7 @@ def test_a_slow_member_still_failing_holds_the_incident_open():
 def test_late_evidence_from_the_incidents_window_grows_it_after_resolution_without_reopening():
     # c3 fails from answer 3200 to 3260 and proves its pattern only after c1's incident resolved.
     data = slow_stream(set(range(3200, 3260, 10)))
-    _, events, _ = run(data, no_hold())
+    _, events, _ = run(data)
     assert len({e.incident_id for e in events}) == 1
     assert timeline(events) == [("opened", "open", ("c1",)), ("resolved", "resolved", ()),
                                 ("updated", "resolved", ("c3",))]
@@ -292,7 +283,7 @@ def test_late_evidence_from_the_incidents_window_grows_it_after_resolution_witho
 
 def test_a_pattern_that_goes_on_after_resolution_reopens_the_incident():
     data = slow_stream(set(range(3220, 3400, 10)))
-    _, events, _ = run(data, no_hold())
+    _, events, _ = run(data)
     assert len({e.incident_id for e in events}) == 1
     assert timeline(events) == [("opened", "open", ("c1",)), ("resolved", "resolved", ()),
                                 ("updated", "open", ("c3",)), ("resolved", "resolved", ())]
@@ -304,14 +295,14 @@ def test_a_pattern_that_goes_on_after_resolution_reopens_the_incident():
 
 def test_without_rejoining_the_slow_cluster_opens_a_second_incident():
     # The same stream with rejoin_hours = 0: what the rule above prevents.
-    d = detector(config=DetectConfig(rejoin_hours=0, resolve_hold_minutes=0))
+    d = detector(config=DetectConfig(rejoin_hours=0))
     _, events, _ = run(slow_stream(set(range(3220, 3400, 10))), d)
     assert [e.event for e in events if e.event != "updated"] == ["opened", "resolved", "opened", "resolved"]
 
 
 def test_a_resolved_incident_rejoins_only_for_rejoin_hours():
     data = slow_stream(set(range(3220, 3400, 10)))
-    d, first, _ = run(data[:3240], no_hold())
+    d, first, _ = run(data[:3240])
     assert [e.event for e in first if e.event != "updated"] == ["opened", "resolved"]
     assert list(d.resolved) == [first[0].incident_id]
     # State round trip with a resolved incident still joinable: the same future.
@@ -446,7 +437,8 @@ def test_the_document_test_finds_a_rare_intent_spread_over_other_intents_cluster
     assert len(got & truth) / len(truth) >= 0.9 and len(got & truth) / len(got) >= 0.9
     # It resolves on its readers: once the rare intent's answers pass again, not while they fail.
     end = max(i.timestamp for i, _, _, p in data if p == 0)
-    # (Back as of resolved_at; the event comes once it has stayed back for resolve_hold_minutes.)
+    # (Back as of resolved_at; the event comes once it has stayed back for resolve_hold_minutes:
+    # one rare intent's answers among others, it has shown a failure rate below p1.)
     assert final.resolved_at is not None and end <= final.resolved_at <= end + timedelta(hours=4)
     assert final.event_at >= final.resolved_at + timedelta(minutes=DetectConfig().resolve_hold_minutes)
     # The page says which test found it and which document its readers share.
@@ -495,22 +487,3 @@ def test_a_noise_failure_in_a_sibling_minutes_before_a_family_s_spike_is_not_its
     assert len({e.incident_id for e in events}) == 1 and opened.level == "family"
     assert opened.onset_at == data[start][0].timestamp
     assert data[k][0].session_id not in events[-1].session_ids
-
-
-def test_the_hold_keeps_the_incident_open_for_a_slow_member_s_late_evidence():
-    # The stream of the re-opening test above, with the default resolve_hold_minutes: c1 is back,
-    # but within the hour c3's failures say the pattern goes on. One incident, c3 joins it while
-    # open, one resolution: no "resolved" then "Reopened" (two pages for one cause).
-    data = slow_stream(set(range(3220, 3400, 10)))
-    _, events, _ = run(data)
-    assert len({e.incident_id for e in events}) == 1
-    assert timeline(events) == [("opened", "open", ("c1",)), ("updated", "open", ("c3",)),
-                                ("resolved", "resolved", ())]
-    resolved = events[-1]
-    assert resolved.clusters == ("c1", "c3")
-    assert sessions_of(data, 0) <= set(resolved.session_ids)
-    # It resolves as of when its answers came back, once they have stayed back for the hold.
-    hold = timedelta(minutes=DetectConfig().resolve_hold_minutes)
-    assert resolved.resolved_at is not None and resolved.event_at >= resolved.resolved_at + hold
-    last_failure = max(i.timestamp for i, _, _, p in data if p == 0)
-    assert resolved.resolved_at > last_failure
