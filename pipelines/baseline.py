@@ -22,6 +22,9 @@ failing.
 The newest events are held back (``holdback`` events, at most ``holdback_hours``) before they
 enter the window, so that when an incident is found its early answers, which arrived before
 anyone knew, can be taken back with :meth:`discard_since` instead of poisoning the baseline.
+While the cluster is *suspect* (its test's evidence of a pattern is above zero) the holdback
+grows to ``suspect_holdback`` events and ``suspect_holdback_hours``: a slow pattern is not
+learned as normal before the test decides on it.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from pipelines.config import BaselineConfig
@@ -96,6 +99,7 @@ class ClusterBaseline:
         self.confidence_ok = RollingHistogram(config.bins, window, bucket)
         self.flags = RollingHistogram(2, window, bucket)  # bin 0: within band, bin 1: below
         self._holdback = timedelta(hours=config.holdback_hours)
+        self._suspect_holdback = timedelta(hours=max(config.holdback_hours, config.suspect_holdback_hours))
         self._pending: deque[tuple[datetime, float, float | None, bool]] = deque()
         # What the last observe() moved from the holdback into the window (the global
         # baseline is fed from this, so it never sees what a cluster later takes back).
@@ -107,16 +111,21 @@ class ClusterBaseline:
 
     # -- updates -----------------------------------------------------------------------------
     def observe(self, at: datetime, faithfulness: float, confidence: float | None,
-                below: bool) -> ClusterBaseline:
-        """Add one scored answer (held back first, then committed to the window)."""
+                below: bool, suspect: bool = False) -> ClusterBaseline:
+        """Add one scored answer (held back first, longer while ``suspect``, then committed to
+        the window)."""
         self._pending.append((at, faithfulness, confidence, below))
-        self._commit(at)
+        self._commit(at, suspect)
         return self
 
-    def _commit(self, now: datetime) -> None:
-        horizon = now - self._holdback
+    def _commit(self, now: datetime, suspect: bool = False) -> None:
+        config = self.config
+        if suspect:
+            horizon, holdback = now - self._suspect_holdback, max(config.holdback, config.suspect_holdback)
+        else:
+            horizon, holdback = now - self._holdback, config.holdback
         self.committed = committed = []
-        pending, holdback = self._pending, self.config.holdback
+        pending = self._pending
         while pending and (len(pending) > holdback or pending[0][0] <= horizon):
             at, f, c, below = event = pending.popleft()
             committed.append(event)

@@ -119,6 +119,12 @@ class BaselineConfig(_Config):
     cold_margin: float = Field(0.15, ge=0, le=1, description="the band's lower edge drops by this times the borrowed share of its evidence")
     holdback: int = Field(50, ge=0, description="newest events per cluster held out of the baseline (an incident found later can still take them back)")
     holdback_hours: float = Field(3.0, ge=0, description="...but none is held longer than this")
+    # A slow pattern in a quiet cluster (a rare intent stating a made-up figure, a few answers an
+    # hour) spreads its failures over more than the holdback: committed as normal, they raised
+    # the cluster's baseline rate (2 % -> 8 %) and lowered its band before its test could decide,
+    # which then took the whole pattern, and its first sessions were no longer the incident's.
+    suspect_holdback: int = Field(500, ge=0, description="while the cluster's test is in an excursion (its evidence of a pattern above zero), the newest events held back rise to this many")
+    suspect_holdback_hours: float = Field(24.0, ge=0, description="...and to at most this long: what the test has not yet cleared is not learned as normal")
 
 
 class DetectConfig(_Config):

@@ -281,7 +281,8 @@ class PatternDetector:
 
     def _observe_baseline(self, m: ClusterMonitor, at: datetime, f: float, c: float | None,
                           below: bool) -> None:
-        m.baseline.observe(at, f, c, below)
+        # While its test is in an excursion the cluster's answers are not yet learned as normal.
+        m.baseline.observe(at, f, c, below, suspect=m.cusum.statistic > 0.0)
         # What the cluster committed (and only that) flows on to the global baseline.
         for at_c, f_c, c_c, below_c in m.baseline.committed:
             self.global_baseline.observe(at_c, f_c, c_c, below_c)
