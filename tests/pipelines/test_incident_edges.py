@@ -4,6 +4,9 @@
   change point the CUSUM estimates; the session list reaches back over them (an earlier change
   point for a smaller shift, over the answers the baseline still holds back).
 - One isolated failing answer before the change point is the baseline's noise: left out.
+- A slow pattern in a quiet cluster spreads its failures over many holdback windows: while the
+  cluster's test is in an excursion its baseline holds its answers back (up to a day), so they
+  are not learned as normal, and the incident has them all.
 - A failing answer the baseline committed as normal long before the onset is never the
   incident's, even when the evidence that joins carries it (a slow cluster's excursion can
   start with a noise hit a day earlier).
@@ -136,6 +139,36 @@ def test_two_failures_close_together_before_a_spike_stay_in_it():
     opened = next(e for e in feed.events if e.event == "opened")
     assert opened.onset_at == T0 + timedelta(minutes=int(first[0][1:]))
     assert set(first + pattern) == set(feed.last().session_ids)
+
+
+def _slow_pattern(feed: Feed, answers: int) -> list[str]:
+    """A quiet cluster (60 answers of history), then one answer every 40 minutes, one in four
+    failing (a rare intent's made-up figure): its failing sessions."""
+    feed.warm("c1", 60)
+    failing = []
+    for k in range(answers):
+        sid = feed.answer("c1", k % 4 == 0, minutes=40)
+        if k % 4 == 0:
+            failing.append(sid)
+    return failing
+
+
+def test_a_slow_pattern_in_a_quiet_cluster_is_not_learned_as_normal_before_its_test_decides():
+    feed = Feed()
+    failing = _slow_pattern(feed, 40)
+    opened = next(e for e in feed.events if e.event == "opened")
+    # Its first failure came many hours (and many holdback windows) before the test decided; all
+    # of it is the incident's: the baseline held the answers back while the test was in its
+    # excursion.
+    assert opened.onset_at == T0 + timedelta(minutes=60 + 40)
+    assert opened.detected_at - opened.onset_at > timedelta(hours=12)
+    assert set(failing[:8]) <= set(opened.session_ids)
+    # With the usual holdback only (3 h), the baseline learned those failures as its noise (its
+    # rate and band moved), and 100 hours of the same answers opened nothing.
+    feed = Feed()
+    feed.d = PatternDetector(BaselineConfig(suspect_holdback=0, suspect_holdback_hours=0), DetectConfig())
+    _slow_pattern(feed, 150)
+    assert not [e for e in feed.events if e.event == "opened"]
 
 
 def test_a_failure_committed_long_before_the_onset_does_not_join_with_a_slow_cluster():
