@@ -727,9 +727,10 @@ class PatternDetector:
         of unknown size, ties to the earlier one. Where they show no more than ``p1`` it is the
         test's own start. It drops only what looks like noise: failures whose evidence for a
         smaller shift, walking back from the new start, stays below ``_EARLIER_MIN_GAIN`` (one
-        failure among passing answers); two close together may be a ramp's first, and stay. If a
-        cluster no longer holds back its first failing answer, nothing changes (there is nothing
-        to weigh it with)."""
+        failure among passing answers); two close together in the ``holdback_hours`` before the
+        new start may be a ramp's first, and stay with the failures from there on. If a cluster
+        no longer holds back its first failing answer, nothing changes (there is nothing to weigh
+        it with)."""
         first = min(fs[0].at for fs in by_cluster.values())
         answers: list[tuple[datetime, bool, float, float]] = []
         floor = 1.0
@@ -762,12 +763,19 @@ class PatternDetector:
         # early edge (_earlier), walking back from the new start, the evidence for a smaller shift
         # stays below _EARLIER_MIN_GAIN (one failure among passing answers; two close together do
         # not, and stay).
+        # Only over the holdback window before the new start, as far as _earlier would reach: a
+        # quiet cluster's test can stay in one excursion all night, and two noise failures hours
+        # apart, with few answers between them, must not make the night the pattern's start.
+        horizon = self._horizon(since)
         gain = 0.0
         for t, below, p0, p1 in reversed(answers):
-            if t < since:
+            if horizon <= t < since:
                 gain += llr(below, p0, (p0 * p1) ** 0.5)
                 if gain >= _EARLIER_MIN_GAIN:
-                    return by_cluster
+                    since = horizon
+                    break
+        if since <= first:
+            return by_cluster
         return {cid: kept for cid, fs in by_cluster.items() if (kept := [f for f in fs if f.at >= since])}
 
     def _readers(self, test: _DocumentTest, order: list[str]) -> list[str]:
