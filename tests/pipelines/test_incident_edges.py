@@ -7,6 +7,8 @@
 - A slow pattern in a quiet cluster spreads its failures over many holdback windows: while the
   cluster's test is in an excursion its baseline holds its answers back (up to a day), so they
   are not learned as normal, and the incident has them all.
+- Two failures close together in answers but hours apart (a quiet cluster's night) before an
+  abrupt pattern are not its start: only the holdback window before it counts as its ramp.
 - A failing answer the baseline committed as normal long before the onset is never the
   incident's, even when the evidence that joins carries it (a slow cluster's excursion can
   start with a noise hit a day earlier).
@@ -169,6 +171,25 @@ def test_a_slow_pattern_in_a_quiet_cluster_is_not_learned_as_normal_before_its_t
     feed.d = PatternDetector(BaselineConfig(suspect_holdback=0, suspect_holdback_hours=0), DetectConfig())
     _slow_pattern(feed, 150)
     assert not [e for e in feed.events if e.event == "opened"]
+
+
+def test_two_noise_failures_in_a_quiet_cluster_s_night_are_not_a_spike_s_start():
+    feed = Feed()
+    feed.warm("c1", 60)
+    # A quiet cluster: a noise failure, six passing answers over three hours, another; its test
+    # stays in one excursion all night (few answers to bring it down) and holds them back. Then
+    # a spike, nine hours later. The two failures are close together in answers, not in time.
+    noise = [feed.answer("c1", True, minutes=30)]
+    for _ in range(6):
+        feed.answer("c1", False, minutes=30)
+    noise.append(feed.answer("c1", True, minutes=30))
+    for _ in range(3):
+        feed.answer("c1", False, minutes=180)
+    pattern = [feed.answer("c1", True, STALE) for _ in range(8)]
+    opened = next(e for e in feed.events if e.event == "opened")
+    assert opened.onset_at == T0 + timedelta(minutes=60 + 30 + 6 * 30 + 30 + 3 * 180 + 1)
+    assert set(opened.session_ids) <= set(pattern)
+    assert not set(noise) & {s for e in feed.events for s in e.session_ids}
 
 
 def test_a_failure_committed_long_before_the_onset_does_not_join_with_a_slow_cluster():
