@@ -98,8 +98,10 @@ class ClusterBaseline:
         self.faithfulness = RollingHistogram(config.bins, window, bucket)
         self.confidence_ok = RollingHistogram(config.bins, window, bucket)
         self.flags = RollingHistogram(2, window, bucket)  # bin 0: within band, bin 1: below
-        self._holdback = timedelta(hours=config.holdback_hours)
-        self._suspect_holdback = timedelta(hours=max(config.holdback_hours, config.suspect_holdback_hours))
+        # How long and how many answers are held back: usually, and while the cluster is suspect.
+        self._holdback = (timedelta(hours=config.holdback_hours), config.holdback)
+        self._suspect_holdback = (timedelta(hours=max(config.holdback_hours, config.suspect_holdback_hours)),
+                                  max(config.holdback, config.suspect_holdback))
         self._pending: deque[tuple[datetime, float, float | None, bool]] = deque()
         # What the last observe() moved from the holdback into the window (the global
         # baseline is fed from this, so it never sees what a cluster later takes back).
@@ -119,11 +121,8 @@ class ClusterBaseline:
         return self
 
     def _commit(self, now: datetime, suspect: bool = False) -> None:
-        config = self.config
-        if suspect:
-            horizon, holdback = now - self._suspect_holdback, max(config.holdback, config.suspect_holdback)
-        else:
-            horizon, holdback = now - self._holdback, config.holdback
+        hours, holdback = self._suspect_holdback if suspect else self._holdback
+        horizon = now - hours
         self.committed = committed = []
         pending = self._pending
         while pending and (len(pending) > holdback or pending[0][0] <= horizon):

@@ -762,10 +762,10 @@ class PatternDetector:
         # What it would drop must look like noise, not like a ramp's first failures: as for the
         # early edge (_earlier), walking back from the new start, the evidence for a smaller shift
         # stays below _EARLIER_MIN_GAIN (one failure among passing answers; two close together do
-        # not, and stay).
-        # Only over the holdback window before the new start, as far as _earlier would reach: a
-        # quiet cluster's test can stay in one excursion all night, and two noise failures hours
-        # apart, with few answers between them, must not make the night the pattern's start.
+        # not, and stay from there on). Only over the holdback window before the new start, as far
+        # as what joins reaches (_join): a quiet cluster's test can stay in one excursion all
+        # night, and two noise failures hours apart, with few answers between them, must not make
+        # the night the pattern's start.
         horizon = self._horizon(since)
         gain = 0.0
         for t, below, p0, p1 in reversed(answers):
@@ -815,8 +815,9 @@ class PatternDetector:
         The CUSUM's change point is the most likely one for a jump to the tested rate ``p1``; a
         pattern that ramps up fails less often at first, so its first sessions lie before it.
         Walking back over the answers the cluster's baseline still holds back (the holdback
-        window: at most ``holdback`` answers, ``holdback_hours``; older ones are committed as
-        normal), the earlier change point is where the evidence for a smaller shift (the
+        window: at most ``holdback`` answers, ``holdback_hours``, longer while its test is in an
+        excursion; older ones are committed as normal, and what joins stops at the onset minus
+        ``holdback_hours``, see _join), the earlier change point is where the evidence for a smaller shift (the
         geometric mean of ``p0`` and ``p1``) peaks, if that evidence reaches a likelihood ratio of
         e^2 (about two failures close together; one isolated failure among passing answers is
         the baseline's noise). Failures from there on join the evidence."""

@@ -50,8 +50,8 @@ OTHER = Context(doc_id="faq", doc_version="v1", text="We answer in 2 days.",
 class Feed:
     """Answers one a minute, each its own session; ``fail`` marks the below-baseline ones."""
 
-    def __init__(self, config: DetectConfig | None = None) -> None:
-        self.d = PatternDetector(BaselineConfig(), config or DetectConfig())
+    def __init__(self, config: DetectConfig | None = None, baseline: BaselineConfig | None = None) -> None:
+        self.d = PatternDetector(baseline or BaselineConfig(), config or DetectConfig())
         self.t = T0
         self.k = 0
         self.events: list = []
@@ -167,8 +167,7 @@ def test_a_slow_pattern_in_a_quiet_cluster_is_not_learned_as_normal_before_its_t
     assert set(failing[:8]) <= set(opened.session_ids)
     # With the usual holdback only (3 h), the baseline learned those failures as its noise (its
     # rate and band moved), and 100 hours of the same answers opened nothing.
-    feed = Feed()
-    feed.d = PatternDetector(BaselineConfig(suspect_holdback=0, suspect_holdback_hours=0), DetectConfig())
+    feed = Feed(baseline=BaselineConfig(suspect_holdback=0, suspect_holdback_hours=0))
     _slow_pattern(feed, 150)
     assert not [e for e in feed.events if e.event == "opened"]
 
