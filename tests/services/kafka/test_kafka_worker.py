@@ -281,10 +281,11 @@ def test_workers_sigkilled_in_a_loop_then_restarted_lose_and_duplicate_nothing(s
              "the rest of the stream, delivered")
     assert setup.stop(second) == 0
     assert alerts.read_text() == stream["alerts"].read_text()
-    # Every event reached the webhook after the kill; a request in flight at the kill may be sent
-    # again (at-least-once over HTTP, docs/alerts.md), nothing else is.
+    # Every event reached the webhook after the kills; a request in flight at a kill may be sent
+    # again (at-least-once over HTTP, docs/alerts.md), nothing else is: the webhook channel sends one
+    # request at a time, so at most one repeat per kill.
     got = channels.hook_ids()
-    assert set(got) == set(ids) and len(got) - len(set(got)) <= 1, got
+    assert set(got) == set(ids) and len(got) - len(set(got)) <= 3, got
     assert "restored checkpoint" in setup.logs(tail=None)
     with setup.store() as st:
         assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
