@@ -652,10 +652,14 @@ class PatternDetector:
         # A ramp's first failures lie before the test's change point (see _earlier). Where there
         # are none, a noise failure can have started the excursion minutes before the pattern
         # (see _since_change). (A document's test also holds readers in other intents' clusters:
-        # only its members' answers are mostly its readers, so only theirs are weighed.)
+        # only its members' answers are mostly its readers, so only theirs are weighed; and none
+        # when its headline is a member only because no cluster is mostly readers (_readers):
+        # there the other intents' passing answers made the readers' first failures look like
+        # noise, and the pattern never had min_sessions left.)
         earlier = {} if isinstance(test, _DocumentTest) else {
             cid: before for cid, fs in by_cluster.items() if (before := self._earlier(cid, fs))}
-        if not earlier and (changed := self._since_change(by_cluster)) is not by_cluster:
+        weighed = not isinstance(test, _DocumentTest) or test.share(self.monitors[order[0]]) > 0.5
+        if not earlier and weighed and (changed := self._since_change(by_cluster)) is not by_cluster:
             by_cluster, order = changed, headline_first(changed)
             onset = min(fs[0].at for fs in changed.values())
         if isinstance(test, _DocumentTest):

@@ -90,6 +90,11 @@ def test_targets_name_every_row_that_misses():
     assert "stale-document median delay <= 4 failing sessions: 5.0 -> **missed**" in lines
     assert "existing kind stale_document (clinc150) 3.0 -> 5.0 -> **missed**" in lines
     assert "gradual (hwu64) 9.0" not in lines  # faster than before is not a miss
+    # Another run's seeds are other streams: their delays are not compared with before's.
+    runs["before"]["seeds"], runs["after"]["seeds"] = [11, 12, 13], [4, 5, 6]
+    lines = "\n".join(bench_incidents.targets(runs, "after"))
+    assert "- median delay no worse than before: not compared (seeds 4, 5, 6 here, 11, 12, 13 there)" in lines
+    assert "3.0 -> 5.0" not in lines
 
 
 def test_extra_sessions_are_counted_by_where_they_come_from():
