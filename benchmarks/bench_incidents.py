@@ -415,9 +415,9 @@ def report(runs: dict[str, dict]) -> str:
              "Seeds 11-13 for every published column (the detection rules were tuned on seeds 1-6 and 21-30, "
              "though several were designed on a published stream, docs/families.md), but *fresh-seeds*: "
              "seeds 7-9, on the existing kinds only, run once after every rule was set, on streams no rule "
-             "was tuned or designed on: its misses are what a new user would meet. The *weather* stream hits 60 sessions (a popular intent hit for longer: its "
-             "city sub-clusters all see failing answers); the issue's 11 incidents came from a run we did "
-             "not reproduce exactly.",
+             "was tuned or designed on: its misses are what a new user would meet. The *weather* stream "
+             "hits 60 sessions (a popular intent hit for longer: its city sub-clusters all see failing "
+             "answers); the issue's 11 incidents came from a run we did not reproduce exactly.",
              "",
              "An incident is about a pattern when it opened between the pattern's onset and 6 h after its end "
              "and its final sessions overlap the injected ones or its final member clusters hold the "

@@ -509,3 +509,27 @@ def test_an_incident_that_failed_at_p1_or_more_resolves_as_soon_as_it_is_back():
     resolved = feed.last(iid)
     assert resolved.event == "resolved" and resolved.event_at == resolved.resolved_at
     assert resolved.observed_below_rate >= 0.4
+
+
+def test_a_rare_intent_s_document_pattern_in_a_busy_intent_s_cluster_opens_with_its_first_sessions():
+    # c1 is a busy intent's cluster, and a rare intent's answers land there too: only those read
+    # the rare intent's passage, so the document's test sees the pattern while c1's own test sees
+    # a few failures among passing answers. Two failing readers an hour and a half apart, five
+    # quiet hours, then three failures in one session: the document's test alarms on the last.
+    # c1 is the member only because no cluster is mostly the passage's readers, so its other
+    # intents' passing answers must not make the first two look like noise: they are the
+    # pattern's first sessions. (Weighed with them, the evidence left was one session, and
+    # nothing opened while the first two stayed in the test.)
+    feed = Feed()
+    feed.warm("c1")
+    first = []
+    for _ in range(2):
+        first.append(feed.answer("c1", True, RARE, minutes=20))
+        for _ in range(5):
+            feed.answer("c1", False, minutes=20)
+    for _ in range(2):
+        feed.answer("c1", False, minutes=100)
+    burst = [feed.answer("c1", True, RARE, minutes=100 if k == 0 else 1, session="burst") for k in range(3)]
+    opened = [e for e in feed.events if e.event == "opened"]
+    assert len(opened) == 1 and (opened[0].level, opened[0].clusters) == ("document", ("c1",)), feed.events
+    assert set(opened[0].session_ids) == {*first, *burst}
