@@ -658,7 +658,7 @@ class PatternDetector:
         # noise, and the pattern never had min_sessions left.)
         earlier = {} if isinstance(test, _DocumentTest) else {
             cid: before for cid, fs in by_cluster.items() if (before := self._earlier(cid, fs))}
-        weighed = not isinstance(test, _DocumentTest) or test.share(self.monitors[order[0]]) > 0.5
+        weighed = not isinstance(test, _DocumentTest) or self._mostly_readers(test, order[0])
         if not earlier and weighed and (changed := self._since_change(by_cluster)) is not by_cluster:
             by_cluster, order = changed, headline_first(changed)
             onset = min(fs[0].at for fs in changed.values())
@@ -795,7 +795,11 @@ class PatternDetector:
         ``_outside`` (its evidence starts at its threshold: the document's test has just shown
         that its readers fail at the pattern's rate). With no such cluster the headline cluster
         is the one member (an incident is about some cluster)."""
-        return [cid for cid in order if test.share(self.monitors[cid]) > 0.5] or order[:1]
+        return [cid for cid in order if self._mostly_readers(test, cid)] or order[:1]
+
+    def _mostly_readers(self, test: _DocumentTest, cid: str) -> bool:
+        """Whether most of cluster ``cid``'s answers since its first reader read ``test``'s document."""
+        return test.share(self.monitors[cid]) > 0.5
 
     def _horizon(self, onset: datetime) -> datetime:
         """How far back before ``onset`` an incident's failing answers reach: what the baselines
