@@ -371,12 +371,14 @@ class PatternDetector:
         if inc.level != "document" or (cause is not None and any(c.doc_id == cause[0] for c in interaction.contexts)):
             inc.last_at = at
             inc.recovery.update(below, p1, p0, at)
-        # The same test over the answers that retrieved the cause document (its readers).
-        if cites:
-            inc.cited = max(0.0, inc.cited + llr(below, p1, p0))
         # The same test against the rate the incident has shown (a spike fails nearly every
-        # answer, far above p1): what decides whether a failing answer after the fix waits.
-        inc.back = max(0.0, inc.back + llr(below, max(p1, min(0.95, inc.observed_rate)), p0))
+        # answer, far above p1) when failing answers last joined it (the passing answers after a
+        # fix do not lower it): what decides whether a failing answer after the fix waits. Over
+        # all member answers (back) and over its readers alone (cited).
+        shown = max(p1, min(0.95, inc.shown_rate))
+        if cites:
+            inc.cited = max(0.0, inc.cited + llr(below, shown, p0))
+        inc.back = max(0.0, inc.back + llr(below, shown, p0))
         if failure is not None:
             self._take(inc, failure, cites)
         # Back at baseline (the recovery test alarmed, no member still failing): it resolves as of
@@ -438,6 +440,7 @@ class PatternDetector:
             return
         ordered = not inc.failures or inc.failures[-1].at <= taken[0].at
         inc.failures += taken
+        inc.took()
         inc.recovered_at = None  # the pattern's answers: not back (see _inside)
         if not ordered:  # a pending answer older than one that joined at once
             inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
@@ -623,6 +626,7 @@ class PatternDetector:
             inc.failures += [f for f in failures if f.interaction_id not in known]
             inc.observed += max(len(failures), 1)
         inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
+        inc.took()
         inc.last_at = at
         inc.recovered_at = None  # new evidence of the pattern: not back yet (see _inside)
         for fid in {self.family_of(cid) for cid in evidence}:
@@ -714,6 +718,7 @@ class PatternDetector:
         if apart:  # its readers outside its members were shown to fail at the pattern's rate
             inc.outside = _OUTSIDE_MIN_GAIN
         inc.observed = max(observed, len(inc.failures))
+        inc.took()
         inc.added = []
         return [self._event(inc, "opened", at)]
 
@@ -815,6 +820,7 @@ class PatternDetector:
         if taken:
             inc.failures += taken
             inc.failures.sort(key=lambda f: (f.at, f.interaction_id))
+            inc.took()
 
     def _earlier(self, cid: str, evidence: list[Failure]) -> list[Failure]:
         """The failing answers of cluster ``cid`` before its ``evidence`` (an alarm's, oldest

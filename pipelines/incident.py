@@ -219,6 +219,9 @@ class Incident:
     # The recovery test's statistic against the failure rate the incident has shown rather than
     # p1 (PatternDetector._inside, _take).
     back: float = 0.0
+    # The failure rate it had shown (``observed_rate``) when failing answers last joined it:
+    # the passing answers after a fix do not lower it (PatternDetector._inside). None: not yet.
+    shown: float | None = None
     # When its answers came back at baseline (the recovery test alarmed, no member still
     # failing), while it waits out resolve_hold_minutes before it resolves (PatternDetector._inside).
     recovered_at: datetime | None = None
@@ -232,6 +235,16 @@ class Incident:
         """The failure rate the incident has shown: its failing answers over the answers its
         members gave since they joined (0 before any)."""
         return len(self.failures) / self.observed if self.observed else 0.0
+
+    @property
+    def shown_rate(self) -> float:
+        """The failure rate the incident showed when failing answers last joined it (its
+        ``observed_rate`` until then)."""
+        return self.observed_rate if self.shown is None else self.shown
+
+    def took(self) -> None:
+        """Failing answers joined: the rate shown is the one observed now."""
+        self.shown = self.observed_rate
 
     @staticmethod
     def make_id(cluster_id: str, onset: datetime) -> str:
@@ -347,7 +360,7 @@ class Incident:
             "last_at": self.last_at.isoformat() if self.last_at else None, "added": list(self.added),
             "pending": [f.to_state() for f in self.pending],
             "outside": self.outside, "outside_waiting": [f.to_state() for f in self.outside_waiting],
-            "cited": self.cited, "back": self.back,
+            "cited": self.cited, "back": self.back, "shown": self.shown,
             "recovered_at": self.recovered_at.isoformat() if self.recovered_at else None,
         }
 
@@ -372,6 +385,7 @@ class Incident:
             outside_waiting=[Failure.from_state(f) for f in s.get("outside_waiting", ())],
             cited=s.get("cited", 0.0),  # absent before v3.4
             back=s.get("back", 0.0),  # absent before v3.5 (0: a failing answer joins, as at opening)
+            shown=s.get("shown"),  # absent before v3.9 (None: observed_rate, as before)
             recovered_at=dt(s.get("recovered_at")))  # absent before v3.8 (None: not yet back)
 
 
