@@ -371,6 +371,7 @@ class PatternDetector:
         if inc.level != "document" or (cause is not None and any(c.doc_id == cause[0] for c in interaction.contexts)):
             inc.last_at = at
             inc.recovery.update(below, p1, p0, at)
+            inc.relapse = max(0.0, inc.relapse + llr(below, p0, p1))
         # The same test against the rate the incident has shown (a spike fails nearly every
         # answer, far above p1) when failing answers last joined it (the passing answers after a
         # fix do not lower it): what decides whether a failing answer after the fix waits. Over
@@ -427,6 +428,8 @@ class PatternDetector:
         elif (cause := inc.cause) is not None and any((d.doc_id, d.doc_version) == cause and d.stale
                                                       for d in failure.docs):
             taken = [failure]
+        elif inc.relapse >= self.threshold:
+            taken, inc.pending = inc.pending + [failure], []
         elif cites and inc.cited == 0.0:
             taken = [f for f in inc.pending if cause in f.doc_keys] + [failure]
             inc.pending = [f for f in inc.pending if cause not in f.doc_keys]
@@ -593,7 +596,7 @@ class PatternDetector:
         del self.resolved[inc.incident_id]
         inc.resolved_at = None
         inc.recovery = BernoulliCusum(self.config.resolve_threshold)
-        inc.cited = inc.back = 0.0
+        inc.cited = inc.back = inc.relapse = 0.0
         inc.last_at = at
         self.incidents[inc.incident_id] = inc
         for cid in inc.members:

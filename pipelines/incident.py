@@ -222,6 +222,10 @@ class Incident:
     # The failure rate it had shown (``observed_rate``) when failing answers last joined it:
     # the passing answers after a fix do not lower it (PatternDetector._inside). None: not yet.
     shown: float | None = None
+    # The cluster test's evidence (failing at p1 rather than p0) over its members' answers since
+    # failing answers last joined it: the waiting ones join when it reaches that test's threshold,
+    # however much the rate shown is above the rate they come at (PatternDetector._take).
+    relapse: float = 0.0
     # When its answers came back at baseline (the recovery test alarmed, no member still
     # failing), while it waits out resolve_hold_minutes before it resolves (PatternDetector._inside).
     recovered_at: datetime | None = None
@@ -243,8 +247,10 @@ class Incident:
         return self.observed_rate if self.shown is None else self.shown
 
     def took(self) -> None:
-        """Failing answers joined: the rate shown is the one observed now."""
+        """Failing answers joined: the rate shown is the one observed now, and the evidence of a
+        relapse starts again."""
         self.shown = self.observed_rate
+        self.relapse = 0.0
 
     @staticmethod
     def make_id(cluster_id: str, onset: datetime) -> str:
@@ -361,6 +367,7 @@ class Incident:
             "pending": [f.to_state() for f in self.pending],
             "outside": self.outside, "outside_waiting": [f.to_state() for f in self.outside_waiting],
             "cited": self.cited, "back": self.back, "shown": self.shown,
+            "relapse": self.relapse,
             "recovered_at": self.recovered_at.isoformat() if self.recovered_at else None,
         }
 
@@ -386,6 +393,7 @@ class Incident:
             cited=s.get("cited", 0.0),  # absent before v3.4
             back=s.get("back", 0.0),  # absent before v3.5 (0: a failing answer joins, as at opening)
             shown=s.get("shown"),  # absent before v3.9 (None: observed_rate, as before)
+            relapse=s.get("relapse", 0.0),  # absent before v3.9
             recovered_at=dt(s.get("recovered_at")))  # absent before v3.8 (None: not yet back)
 
 

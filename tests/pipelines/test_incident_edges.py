@@ -261,6 +261,30 @@ def test_noise_after_the_fix_citing_the_cause_document_fresh_does_not_join():
     assert not set(noise) & set(resolved.session_ids)
 
 
+def test_a_small_pattern_s_noise_after_the_fix_does_not_join_through_the_passes_since():
+    feed = Feed()
+    feed.warm("c1")
+    # A rare intent's made-up figure over its own (right) passage: every answer failed, an hour
+    # apart. After the fix its answers come hours apart, and its noise is what the incident
+    # still sees: one failure after four passing answers, another after one more pass.
+    pattern = [feed.answer("c1", True, DOC, minutes=60) for _ in range(8)]
+    (inc,) = feed.d.incidents.values()
+    for _ in range(4):
+        feed.answer("c1", False, DOC, minutes=180)
+    noise = [feed.answer("c1", True, DOC, minutes=60)]
+    feed.answer("c1", False, DOC, minutes=60)
+    noise.append(feed.answer("c1", True, DOC, minutes=2))
+    # Weighed against the rate it had shown when its failures last joined (every answer), not one
+    # the passes since the fix lowered (about 0.7), the lull is evidence the pattern has ended.
+    assert inc.shown_rate >= 0.95 and inc.observed_rate < 0.75
+    assert inc.back > 0 and inc.cited > 0 and len(inc.pending) == 2
+    while not any(e.event == "resolved" for e in feed.events):
+        feed.answer("c1", False, DOC, minutes=60)
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert set(pattern) == set(resolved.session_ids)
+    assert not set(noise) & set(resolved.session_ids)
+
+
 def test_the_pattern_s_last_failures_in_a_cluster_shared_with_other_intents_still_join():
     feed = Feed()
     feed.warm("c1")
@@ -289,8 +313,10 @@ def test_the_pattern_s_last_failures_in_a_cluster_shared_with_other_intents_stil
 def test_failures_at_the_pattern_s_rate_or_citing_its_document_still_join():
     feed = Feed()
     pattern = _pattern_then_fix(feed)
-    # One in three still fails (the slower rate of a fix half rolled out), with no document.
-    slower = [feed.answer("c1", k % 3 == 0, NODOC) for k in range(12)]
+    # One in three still fails (the slower rate of a fix half rolled out), with no document. Far
+    # below the rate the pattern showed (every answer), so each failure waits; they join, all of
+    # them, once they are the evidence that would open an incident (the cluster test's threshold).
+    slower = [feed.answer("c1", k % 3 == 0, NODOC) for k in range(19)]
     slower = [sid for k, sid in enumerate(slower) if k % 3 == 0]
     for _ in range(7):
         feed.answer("c1", False)
@@ -315,12 +341,12 @@ def test_pending_failures_survive_a_checkpoint():
     copy.t, copy.k = feed.t, feed.k
     for f in (feed, copy):
         f.events = []
-        for k in range(3):  # two more failures close together: the cluster is still failing
-            f.answer("c1", k != 1)
+        for k in range(3):  # a failure in a row with the waiting one: the cluster is still failing
+            f.answer("c1", k != 1)  # (the third, after a pass, waits and is dropped)
         while not any(e.event == "resolved" for e in f.events):
             f.answer("c1", False)
     assert [e.model_dump() for e in feed.events] == [e.model_dump() for e in copy.events]
-    assert feed.events[-1].below_baseline_count == 8 + 3
+    assert feed.events[-1].below_baseline_count == 8 + 2
 
 
 RARE = Context(doc_id="rare-intent", doc_version="v1", text="The rare intent's passage.",
