@@ -399,28 +399,30 @@ class PatternDetector:
         return []
 
     def _take(self, inc: Incident, failure: Failure, cites: bool = False) -> None:
-        """A member's failing answer joins the open incident ``inc``, unless it may be the baseline's noise
-        after the fix: while the recovery test leans towards "back at baseline" (``inc.back`` above 0:
-        the recovery test against the failure rate the incident has shown, at least ``p1``) a failing
-        answer waits in ``inc.pending``. The pending answers join as soon as that statistic falls back
-        to 0 (the failures keep coming at the pattern's rate; against ``p1`` alone, tuned to 0.4, one
-        noise failure did that within the first five passing answers after a spike that had failed every
-        answer), those of one cluster as soon as it is still failing (``_failing``: ``_STILL_FAILING``
-        of its latest ``_RECENT`` answers since the recovery began, or its latest ones in a row; not in
-        an incident a document's test opened, whose members hold other intents too: there the cluster's
-        recent failures are the readers', and the rule took those intents' noise; nor, once it is back
-        and waits out ``resolve_hold_minutes``, for an answer that did not retrieve its cause document,
-        when it has one: a fixed document is no longer retrieved, and a busy member's two noise failures
-        in a row took four sessions in the hold, with the waiting ones), and an answer that retrieved
-        the incident's cause document *stale* joins at once (the strongest evidence there is, as for
-        ``_joinable``). A fresh copy of the cause document is no such evidence alone: when the model
-        states a made-up figure over the right passage, that passage is the cause, and every answer of
-        the intent retrieves it (in BANKING77 every answer of the cluster: its card intents share one
-        document), the noise after the fix too. But it says which answers are the pattern's intent, in a
-        cluster other intents share: a failing answer that retrieved it (``cites``) joins, with the
-        waiting ones that did, when the recovery test over those readers alone (``inc.cited``) falls
-        back to 0. The pending ones left when the incident resolves are dropped: isolated failing
-        answers while the members were back at baseline are the noise every cluster has, not the
+        """A member's failing answer joins the open incident ``inc``, unless it may be the baseline's noise after the
+        fix: while the recovery test leans towards "back at baseline" (``inc.back`` above 0: the recovery test
+        against the failure rate the incident had shown when failing answers last joined it, at least ``p1``) a
+        failing answer waits in ``inc.pending``. The pending answers join as soon as that statistic falls back
+        to 0 (the failures keep coming at the pattern's rate; against ``p1`` alone, tuned to 0.4, one noise
+        failure did that within the first five passing answers after a spike that had failed every answer;
+        against the running rate, which the passes after the fix lower, a small pattern's noise did it a day
+        after its fix), or as soon as they are the evidence that opens an incident (``inc.relapse``, the cluster
+        test's statistic since failing answers last joined, at its threshold: a fix rolled out to part of the
+        traffic), those of one cluster as soon as it is still failing (``_failing``: ``_STILL_FAILING`` of its
+        latest ``_RECENT`` answers since the recovery began, or its latest ones in a row; not in an incident a
+        document's test opened, whose members hold other intents too: there the cluster's recent failures are
+        the readers', and the rule took those intents' noise; nor, once it is back and waits out
+        ``resolve_hold_minutes``, for an answer that did not retrieve its cause document, when it has one: a
+        fixed document is no longer retrieved, and a busy member's two noise failures in a row took four
+        sessions in the hold, with the waiting ones), and an answer that retrieved the incident's cause document
+        *stale* joins at once (the strongest evidence there is, as for ``_joinable``). A fresh copy of the cause
+        document is no such evidence alone: when the model states a made-up figure over the right passage, that
+        passage is the cause, and every answer of the intent retrieves it (in BANKING77 every answer of the
+        cluster: its card intents share one document), the noise after the fix too. But it says which answers
+        are the pattern's intent, in a cluster other intents share: a failing answer that retrieved it
+        (``cites``) joins, with the waiting ones that did, when the same test over those readers alone
+        (``inc.cited``) falls back to 0. The pending ones left when the incident resolves are dropped: isolated
+        failing answers while the members were back at baseline are the noise every cluster has, not the
         incident's sessions (or customers to contact)."""
         assert inc.recovery is not None
         if inc.back == 0.0:
