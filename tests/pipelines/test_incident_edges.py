@@ -20,10 +20,11 @@ Where it ends:
 - Failures that keep coming at the pattern's rate, or in a row in one member, or that retrieved
   the incident's cause document stale, do; so do failures at a lower rate (a partial fix) once
   they are the evidence that would open an incident. The rate they are weighed against is the one
-  the incident showed when failures last joined it: the passing answers after a fix do not lower it
-  (a small pattern's incident stays open for a day after its fix, and its noise used to join). A fresh copy of the cause document is no such
-  evidence: a made-up figure stated over the intent's own (right) passage makes that passage the
-  cause, and every answer of the intent retrieves it, the noise after the fix too.
+  the incident showed when failures last joined it: the passing answers after a fix do not lower
+  it (a small pattern's incident stays open for a day after its fix, and its noise used to join).
+  A fresh copy of the cause document is no such evidence: a made-up figure stated over the
+  intent's own (right) passage makes that passage the cause, and every answer of the intent
+  retrieves it, the noise after the fix too.
 
 When it is reported: once an open incident settles (no newer failing answer for
 ``update_settle_minutes``), the sessions it took since its last event are in an update, even
