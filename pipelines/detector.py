@@ -371,6 +371,8 @@ class PatternDetector:
         if inc.level != "document" or (cause is not None and any(c.doc_id == cause[0] for c in interaction.contexts)):
             inc.last_at = at
             inc.recovery.update(below, p1, p0, at)
+            # The cluster test over the same answers since failing answers last joined: waiting
+            # ones join once it would open an incident (a partial fix; see _take).
             inc.relapse = max(0.0, inc.relapse + llr(below, p0, p1))
         # The same test against the rate the incident has shown (a spike fails nearly every
         # answer, far above p1) when failing answers last joined it (the passing answers after a
