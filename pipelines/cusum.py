@@ -32,6 +32,12 @@ def llr(hit: bool, p0: float, p1: float) -> float:
     return math.log(p1 / p0) if hit else math.log((1.0 - p1) / (1.0 - p0))
 
 
+def step(statistic: float, hit: bool, p0: float, p1: float) -> float:
+    """One CUSUM step: ``statistic`` after one more observation, rate ``p1`` against ``p0``,
+    floored at 0."""
+    return max(0.0, statistic + llr(hit, p0, p1))
+
+
 def threshold_for(false_alarm_rate: float) -> float:
     return math.log(1.0 / false_alarm_rate)
 
@@ -72,7 +78,7 @@ class BernoulliCusum:
         self.observations = 0
 
     def update(self, hit: bool, p0: float, p1: float, at: datetime) -> BernoulliCusum:
-        s = max(0.0, self.statistic + llr(hit, p0, p1))
+        s = step(self.statistic, hit, p0, p1)
         if s == 0.0:
             self.onset, self.hits, self.observations = None, 0, 0
         else:

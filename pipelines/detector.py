@@ -72,7 +72,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipelines.baseline import Band, ClusterBaseline
 from pipelines.config import BaselineConfig, DetectConfig
-from pipelines.cusum import BernoulliCusum, extend_back, llr, threshold_for
+from pipelines.cusum import BernoulliCusum, extend_back, llr, step, threshold_for
 from pipelines.incident import DocKey, DocSeen, Failure, Incident, Member, cause_of, distinct_sessions
 from pipelines.interaction import Interaction
 from pipelines.policy import Category
@@ -373,15 +373,15 @@ class PatternDetector:
             inc.recovery.update(below, p1, p0, at)
             # The cluster test over the same answers since failing answers last joined: waiting
             # ones join once it would open an incident (a partial fix; see _take).
-            inc.relapse = max(0.0, inc.relapse + llr(below, p0, p1))
+            inc.relapse = step(inc.relapse, below, p0, p1)
         # The same test against the rate the incident has shown (a spike fails nearly every
         # answer, far above p1) when failing answers last joined it (the passing answers after a
         # fix do not lower it): what decides whether a failing answer after the fix waits. Over
         # all member answers (back) and over its readers alone (cited).
         shown = max(p1, min(0.95, inc.shown_rate))
         if cites:
-            inc.cited = max(0.0, inc.cited + llr(below, shown, p0))
-        inc.back = max(0.0, inc.back + llr(below, shown, p0))
+            inc.cited = step(inc.cited, below, shown, p0)
+        inc.back = step(inc.back, below, shown, p0)
         if failure is not None:
             self._take(inc, failure, cites)
         # Back at baseline (the recovery test alarmed, no member still failing): it resolves as of
