@@ -350,7 +350,7 @@ class PatternDetector:
             if distinct_sessions(free) >= self.config.min_sessions:
                 events += self._alarm(test, _document_id(key), "document", free, test.excursion_observed, at)
                 if test.cusum.statistic == 0.0:  # it alarmed (else its evidence was too old)
-                    del self.documents[key]
+                    self.documents.pop(key, None)
         if outside is not None:  # after the tests: a cluster that alarmed joined as a member
             self._join_outside(outside)
         return Judgement(below, low, confident_wrong, m.incident_id, tuple(events))
@@ -640,6 +640,13 @@ class PatternDetector:
             fam = self.families.get(fid)
             if fam is not None:  # its free clusters start over, without the joined evidence
                 fam.reset()
+        # So does every document's test that counted them (a test at 0 is not kept): its
+        # threshold is a little higher than the cluster's, so it can be just short of an alarm on
+        # the same failures, and, once the incident resolved and freed its readers' cluster, the
+        # next failing reader made it alarm on them again, past rejoin_hours: a second page.
+        joined = {f.interaction_id for fs in evidence.values() for f in fs}
+        for key in [k for k, t in self.documents.items() if any(f.interaction_id in joined for f in t.excursion)]:
+            del self.documents[key]
 
     def _alarm(self, test: _Test, key: str, level: str, evidence: list[Failure], observed: int,
                at: datetime) -> list[IncidentEvent]:

@@ -380,6 +380,29 @@ def test_a_document_s_old_noise_is_not_the_sessions_its_test_needs():
     assert set(opened[0].session_ids) == {"x", "y", "z"} and not set(old) & set(opened[0].session_ids)
 
 
+def test_a_document_s_test_does_not_alarm_again_on_the_failures_its_incident_took():
+    # The cluster's test alarms a little before its document's (its threshold is lower), and the
+    # incident takes the failures both tests counted. The document's test starts over without
+    # them: else it kept its statistic while the incident held its only readers' cluster, went on
+    # from there once the incident resolved, and the next failing reader, a day later and past
+    # rejoin_hours, made it alarm on the same failures: a second page with the first one's sessions.
+    feed = Feed()
+    feed.warm("c3")
+    pattern = []
+    while not any(e.event == "opened" for e in feed.events):
+        pattern.append(feed.answer("c3", True, RARE))
+        assert len(pattern) < 20, "never opened"
+    (opened,) = feed.events
+    assert opened.level == "cluster" and set(pattern) == set(opened.session_ids)
+    assert ("rare-intent", "v1") not in feed.d.documents
+    while not any(e.event == "resolved" for e in feed.events):  # fixed
+        feed.answer("c3", False, minutes=10)
+    for _ in range(100):  # past rejoin_hours, no answer reads the passage
+        feed.answer("c3", False, minutes=10)
+    feed.answer("c3", True, RARE)
+    assert [e.event for e in feed.events] == ["opened", "resolved"], feed.events[2:]
+
+
 def _spike_in_c1(feed: Feed, failures: int) -> str:
     """Warm clusters c1 and c2, then ``failures`` failing answers in c1 (each its own session):
     the incident's id."""
