@@ -682,9 +682,10 @@ def create_app(settings: ApiSettings, store: Store, ingestor: Ingestor, metrics:
                           limit: Annotated[int | None, Query(ge=1, le=SESSION_LIMIT,
                                                              description=_SESSION_LIMIT_DOC)] = None,
                           cursor: Annotated[str | None, Query(description=_CURSOR_DOC)] = None) -> Any:
-        """The blast radius for outreach: every session with a below-baseline answer in one of the
-        incident's member clusters (each from its own `since`) until the incident was resolved,
-        with the customer id and the worst answer.
+        """The blast radius for outreach: every session of the incident's session list (the
+        alert's `session_ids`), with its below-baseline answers until the incident was resolved
+        (in a member cluster from that member's `since`; in another cluster, a reader of the cause
+        document, too), the customer id and the worst answer.
 
         Ordered by first failing answer, then session id. JSON pages hold 1,000 rows by default
         (follow `next`); CSV holds every row unless `limit` is given."""

@@ -266,8 +266,9 @@ def incidents_show(ctx, incident_id, fmt, data_dir):
 @data_dir_option
 @click.pass_context
 def incidents_sessions(ctx, incident_id, fmt, data_dir):
-    """The blast radius: every session with a below-baseline answer in one of the incident's member
-    clusters, each from the time it joined (its first failing answer), until resolution."""
+    """The blast radius: every session of the incident's session list (the alert's), with its
+    below-baseline answers until resolution (in a member cluster from the member's first failing
+    answer; a reader of the cause document outside the members too)."""
     with reading_store(ctx, data_dir) as store:
         if store.get_incident(incident_id) is None:
             raise FaithwatchError(f"no incident {incident_id}")

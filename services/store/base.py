@@ -73,6 +73,9 @@ _SESSION_COLUMNS = """
            tuple(ifNull(faithfulness, 2.0), timestamp, interaction_id)) AS example"""
 # What _SESSION_COLUMNS reads, one row per interaction id (a duplicate that two concurrent
 # writers both stored counts once).
+# An answer's session key in SQL, as Interaction.session_key has it: the session, or the
+# interaction when no session is given (what an incident's session_ids list).
+_SESSION_KEY = "if(ifNull(session_id, '') = '', concat('interaction:', interaction_id), session_id)"
 _SESSION_SOURCE = ("interaction_id, session_id, customer_id, timestamp, below_baseline, confident_wrong, "
                    "faithfulness, query, response")
 
@@ -534,10 +537,16 @@ class Store(abc.ABC):
 
     def incident_sessions(self, incident_id: str, *, limit: int | None = None,
                           after: SessionKey | None = None) -> list[Row]:
-        """The blast radius: one row per session that got a below-baseline answer in one of the
-        incident's member clusters, each from that member's ``since``, until the incident's
-        resolution (unbounded while open). An incident stored without members (older rows) is
-        its one cluster since onset.
+        """The blast radius: one row per session of the incident's own session list (the
+        alert's ``session_ids``, its latest event's), with that session's below-baseline answers
+        until the incident's resolution (unbounded while open): in a member cluster from that
+        member's ``since``, in any other cluster (a reader of the cause document whose cluster
+        did not join) from a day before the incident's earliest start. An incident stored
+        without members (older rows) is its one cluster since onset.
+
+        The session list is the detector's judgement: a failing answer in a member cluster that
+        it left out (noise after the fix, or before the change point) is not listed here either.
+        An answer scored while another incident held its cluster is that incident's.
 
         ``interactions`` counts those answers; the example is the session's worst one.
         Answers without a session id are grouped into one row with ``session_id`` None.
@@ -545,23 +554,26 @@ class Store(abc.ABC):
         :meth:`sessions`).
         """
         params: dict[str, Any] = {"incident_id": incident_id}
-        # Scalar subqueries (not a join) so the members and the time range reach the primary key
-        # of interactions: a prefilter on cluster_id IN the members and timestamp >= the earliest
-        # start reads narrow key ranges, then each row is held to its own member's start (any():
-        # an array scalar subquery must return a row, also for an unknown incident).
+        # Scalar subqueries (not a join) so the time range reaches the primary key of
+        # interactions: a prefilter on timestamp from a day before the earliest start, then each
+        # row is held to the session list and a member's row to its own member's start (any():
+        # an array scalar subquery must return a row, also for an unknown incident; a cluster
+        # that is no member has index 0, whose element is the epoch).
         incident = "(SELECT {column} FROM incidents WHERE incident_id = {{incident_id:String}})"
         members = "if(empty(member_clusters), [cluster_id], member_clusters)"
         since = "if(empty(member_since), [onset_at], member_since)"
+        earliest = incident.format(column=f"arrayMin(arrayConcat([onset_at], {since}))")
         sql = f"""
             SELECT {_SESSION_COLUMNS}
             FROM (
                 SELECT {_SESSION_SOURCE} FROM interactions
-                WHERE cluster_id IN (SELECT arrayJoin({members}) FROM incidents
-                                     WHERE incident_id = {{incident_id:String}})
-                  AND timestamp >= {incident.format(column=f"arrayMin(arrayConcat([onset_at], {since}))")}
+                WHERE timestamp >= {earliest} - INTERVAL 1 DAY
                   AND timestamp <= ifNull({incident.format(column="resolved_at")},
                                           toDateTime64('2299-12-31 23:59:59', 3, 'UTC'))
                   AND below_baseline
+                  AND {_SESSION_KEY} IN (SELECT arrayJoin(session_ids) FROM incidents
+                                         WHERE incident_id = {{incident_id:String}})
+                  AND ifNull(incident_id, {{incident_id:String}}) = {{incident_id:String}}
                   AND timestamp >= arrayElement({incident.format(column=f"any({since})")},
                                                 indexOf({incident.format(column=f"any({members})")}, cluster_id))
                 LIMIT 1 BY interaction_id

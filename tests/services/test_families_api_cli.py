@@ -67,14 +67,15 @@ def member(cid: str, since: float, joined_by: str, family: str | None) -> Incide
 
 
 def incident(incident_id: str, cid: str, sequence: int, onset: float, members: tuple[IncidentMember, ...] = (),
-             resolved: float | None = None, **extra: Any) -> IncidentEvent:
+             resolved: float | None = None, sessions: tuple[str, ...] = ("s1", "s2", "s4"),
+             **extra: Any) -> IncidentEvent:
     return IncidentEvent(
         event="resolved" if resolved is not None else ("opened" if sequence == 0 else "updated"),
         incident_id=incident_id, sequence=sequence, cluster_id=cid, cluster_label=f"{cid} label", category="pricing",
         severity="critical", status="resolved" if resolved is not None else "open", onset_at=at(onset),
         detected_at=at(onset + 30), event_at=at(onset + 30 + sequence),
         resolved_at=None if resolved is None else at(resolved), below_baseline_count=5, affected_sessions=3,
-        affected_customers=3, session_ids=("s1", "s2", "s4"), customer_ids=("cust-s1",), confident_wrong_count=5,
+        affected_customers=3, session_ids=sessions, customer_ids=("cust-s1",), confident_wrong_count=5,
         outreach_required=True, irreversible_actions=0,
         suggested_gate=SuggestedGate(threshold=0.9, current_gate=0.8, failing_held_back=5, failing_total=5,
                                      faithful_held_back_share=0.1),
@@ -106,8 +107,8 @@ def seed(store) -> None:
     store.insert_incident_events([
         incident("inc-fam", "c001", 0, 0, MEMBERS[:2], level="family", clusters_added=("c001", "c010"), cause=CAUSE),
         incident("inc-fam", "c001", 1, 0, MEMBERS, level="family", clusters_added=("c002",), cause=CAUSE),
-        incident("inc-one", "c003", 0, 60),
-        incident("inc-one", "c003", 1, 60, resolved=90)])
+        incident("inc-one", "c003", 0, 60, sessions=("s6", "s7")),  # s7 failed before its onset
+        incident("inc-one", "c003", 1, 60, resolved=90, sessions=("s6", "s7"))])
 
 
 @pytest.fixture(scope="module")

@@ -240,16 +240,21 @@ def test_empty_inserts_do_nothing(store: Store):
 def incidents(store: Store) -> Store:
     store.insert_incident_events([
         # pricing: opened at 0, resolved at 120
-        event("a", 0, onset_at=at(0), detected_at=at(10)),
+        # (its session list: what its tests' answers are; s0 and s5 fail outside its window)
+        event("a", 0, onset_at=at(0), detected_at=at(10), session_ids=("s1",)),
         event("a", 1, event="resolved", status="resolved", onset_at=at(0), detected_at=at(10),
-              resolved_at=at(120)),
+              resolved_at=at(120), session_ids=A_SESSIONS),
         # policy: open since 200
         event("b", 0, cluster_id="policy", category="policy", severity="warning",
               onset_at=at(200), detected_at=at(210)),
         # pricing again: open since 300
-        event("c", 0, onset_at=at(300), detected_at=at(310)),
+        event("c", 0, onset_at=at(300), detected_at=at(310), session_ids=("s6",)),
     ])
     return store
+
+
+A_SESSIONS = ("s0", "s1", "s2", "s5", "s9", "interaction:no-session",
+              "s-a", "s-b", "interaction:p3", "interaction:p4", "s-c")
 
 
 @pytest.mark.parametrize(("filters", "expected"), [
@@ -290,10 +295,15 @@ def test_incident_sessions_is_the_blast_radius(incidents: Store):
         interaction("after-resolve", session_id="s5", timestamp=at(121)),
         interaction("no-session", session_id=None, customer_id=None, timestamp=at(50)),
         interaction("in-c", session_id="s6", timestamp=at(400)),
+        # A failing answer the detector left out (noise after the fix): not in the session list.
+        interaction("noise", session_id="s8", timestamp=at(100)),
+        # A reader of the cause document in a cluster that did not join: in the session list.
+        interaction("reader", session_id="s9", timestamp=at(90), cluster_id="faq"),
+        interaction("reader-old", session_id="s9", timestamp=at(-1441), cluster_id="faq"),
     ])
     radius = incidents.incident_sessions("a")
     assert [(r["session_id"], r["interactions"]) for r in radius] == [
-        ("s1", 2), (None, 1), ("s2", 1)]
+        ("s1", 2), (None, 1), ("s9", 1), ("s2", 1)]
     s1 = radius[0]
     assert s1 == {
         "session_id": "s1", "customer_id": "c1", "first_at": at(0), "last_at": at(60),
@@ -417,11 +427,13 @@ def family_incidents(store: Store) -> Store:
     single-cluster event without members (policy, open since 10)."""
     members = (member("c001", at(0), "opened"), member("c010", at(20)), member("c002", at(50), "document"))
     store.insert_incident_events([
-        family_event("inc-f", 0, members[:2], detected_at=at(25)),
-        family_event("inc-f", 1, members, clusters_added=("c002",), detected_at=at(25)),
+        family_event("inc-f", 0, members[:2], detected_at=at(25), session_ids=("s1", "s2")),
+        family_event("inc-f", 1, members, clusters_added=("c002",), detected_at=at(25),
+                     session_ids=("s1", "s2", "s4")),
         family_event("inc-f", 2, members, event="resolved", status="resolved", resolved_at=at(100),
-                     clusters_added=(), detected_at=at(25)),
-        event("inc-s", 0, cluster_id="policy", category="policy", onset_at=at(10), detected_at=at(40)),
+                     clusters_added=(), detected_at=at(25), session_ids=("s1", "p2", "s2", "s3", "s4", "s7")),
+        event("inc-s", 0, cluster_id="policy", category="policy", onset_at=at(10), detected_at=at(40),
+              session_ids=("p1", "p2")),
     ])
     store.insert_interactions([
         interaction("f-0", session_id="s1", cluster_id="c001", timestamp=at(0)),
@@ -434,8 +446,9 @@ def family_incidents(store: Store) -> Store:
         interaction("f-7", session_id="s7", cluster_id="c001", timestamp=at(101)),  # after resolution
         interaction("f-8", session_id="s1", cluster_id="c001", timestamp=at(100)),
         interaction("p-0", session_id="p1", cluster_id="policy", timestamp=at(9)),
-        interaction("p-1", session_id="p2", cluster_id="policy", timestamp=at(10)),
-        interaction("p-2", session_id="p2", cluster_id="c001", timestamp=at(11)),
+        # p2 is in both incidents' session lists: each answer counts in the incident that held it.
+        interaction("p-1", session_id="p2", cluster_id="policy", timestamp=at(10), incident_id="inc-s"),
+        interaction("p-2", session_id="p2", cluster_id="c001", timestamp=at(11), incident_id="inc-f"),
     ])
     return store
 
@@ -450,7 +463,8 @@ def test_the_blast_radius_spans_every_member_from_its_own_since(family_incidents
     assert [r["session_id"] for r in family_incidents.incident_sessions(
         "inc-f", limit=2, after=session_key(radius[1]))] == ["s2", "s4"]
     # Without members: its one cluster since onset, as before 0004.
-    assert [r["session_id"] for r in family_incidents.incident_sessions("inc-s")] == ["p2"]
+    assert [(r["session_id"], r["example_interaction_id"])
+            for r in family_incidents.incident_sessions("inc-s")] == [("p2", "p-1")]
 
 
 @pytest.mark.parametrize(("cluster_id", "expected"), [
@@ -871,11 +885,12 @@ def test_a_store_filled_before_0003_answers_the_same_after_it(make_store):
     rows, the recipes and reads answer as on a fresh store, and re-sending the old ids through
     the new ingest path changes nothing."""
     rows = scored_stream(300)
+    listed = sorted({r.session_id for r in rows if r.below_baseline and r.cluster_id == "pricing"})[::2]
     with make_store() as store:
         migrate_to(store, 2)
         insert_directly(store, rows)
         insert_directly(store, rows[:100])  # a replay before 0003: collapsed by FINAL
-        insert_old_events(store, [event("inc-m", 0, onset_at=at(0), detected_at=at(5))])
+        insert_old_events(store, [event("inc-m", 0, onset_at=at(0), detected_at=at(5), session_ids=tuple(listed))])
         assert store.migrate() == MIGRATION_NAMES[2:]
         migrated = (rollup_snapshot(store), store.run_recipe("confident_wrong_rate_by_cluster",
                                                              {"since": at(-10), "until": at(60)}),
@@ -891,8 +906,10 @@ def test_a_store_filled_before_0003_answers_the_same_after_it(make_store):
     assert sum(r["interactions"] for r in migrated[0][1440]) == 300
     assert sum(r["below_baseline"] for r in migrated[0][1]) == sum(r.below_baseline for r in rows)
     assert [r["cluster_id"] for r in migrated[1]] and sum(r["interactions"] for r in migrated[1]) == 300
+    # Its listed sessions' failing answers, in its cluster since onset and in the others too.
+    assert [r["session_id"] for r in migrated[2]] != [] and {r["session_id"] for r in migrated[2]} == set(listed)
     assert sum(r["interactions"] for r in migrated[2]) == sum(
-        r.below_baseline and r.cluster_id == "pricing" and r.timestamp >= at(0) for r in rows)
+        r.below_baseline and r.session_id in listed and r.timestamp >= at(0) for r in rows)
 
 
 def test_the_0003_migration_can_be_run_again_after_stopping_half_way(make_store):
