@@ -149,6 +149,21 @@ def incident_events(n: int, end: datetime) -> list[IncidentEvent]:
     return events
 
 
+def with_sessions(store: ChdbStore, events: list[IncidentEvent], end: datetime) -> list[IncidentEvent]:
+    """``events``, each with the session list the detector would give it: the sessions of its
+    cluster's failing answers from its onset to ``end`` (the store's blast radius is held to it)."""
+    listed = []
+    for e in events:
+        [row] = store.query(
+            "SELECT groupUniqArray(session_id) AS sessions FROM interactions WHERE cluster_id = {cid:String} "
+            "AND below_baseline AND timestamp >= {onset:DateTime64(3, 'UTC')} "
+            "AND timestamp < {end:DateTime64(3, 'UTC')}",
+            {"cid": e.cluster_id, "onset": e.onset_at, "end": end})
+        sessions = tuple(sorted(row["sessions"]))
+        listed.append(e.model_copy(update={"session_ids": sessions, "affected_sessions": len(sessions)}))
+    return listed
+
+
 def queries(end: datetime) -> dict[str, tuple[str, object]]:
     """name -> (kind, callable(store)): the analyst recipes and the dashboard/API reads."""
     day, week = end - timedelta(days=1), end - timedelta(days=7)
@@ -255,11 +270,13 @@ def main(argv: list[str] | None = None) -> Path:
                 fill_rates[size] = (size - filled) / (time.perf_counter() - started)
                 filled = size
                 end = START + timedelta(milliseconds=size * 60_000 // PER_MINUTE)
-                store.insert_incident_events(incident_events(200, end))
+                store.insert_incident_events(with_sessions(store, incident_events(200, end), end))
+                # Open since the first hour: its blast radius is every failing c000 answer since (its
+                # session list grows with the table: one more event per size).
+                long = incident_events(1, START + timedelta(hours=4))[0].model_copy(
+                    update={"incident_id": "inc-long", "sequence": sizes.index(size)})
+                store.insert_incident_events(with_sessions(store, [long], end))
                 if not store.counts()["clusters"]:
-                    # Open since the first hour: its blast radius is every failing c000 answer since.
-                    store.insert_incident_events([incident_events(1, START + timedelta(hours=4))[0].model_copy(
-                        update={"incident_id": "inc-long"})])
                     store.upsert_clusters([ClusterInfo(
                         cluster_id=f"c{k:03d}", label=f"cluster {k}", category="pricing", terms=("fee",),
                         representative_query="fee?", size=1, centroid_version=1, first_seen=START, last_seen=None)
