@@ -361,14 +361,22 @@ class PatternDetector:
         assert inc.recovery is not None
         inc.observed += 1
         cause = inc.cause
-        cites = cause is not None and any((c.doc_id, c.doc_version) == cause for c in interaction.contexts)
+        top = next(((c.doc_id, c.doc_version) for c in interaction.contexts if c.doc_id), None)
+        if inc.level == "document":  # its readers: the answers that retrieved its document first
+            reads, cites = cause is not None and top is not None and top[0] == cause[0], top == cause
+        else:
+            reads = True
+            cites = cause is not None and any((c.doc_id, c.doc_version) == cause for c in interaction.contexts)
         # Recovery: evidence that the rate is back at p0 rather than still at p1, over all members
         # (dominated by the busiest), and no member still failing: a slow member whose latest
         # answers keep failing holds the incident open. An incident the document test opened is
         # its readers' (its members can hold other intents, whose passing answers say nothing
-        # of the pattern): the answers that retrieved its document, in any version (a fix is
-        # often a new version), alone make it recover, or go quiet.
-        if inc.level != "document" or (cause is not None and any(c.doc_id == cause[0] for c in interaction.contexts)):
+        # of the pattern): the answers that retrieved its document first, as its test counted
+        # them, in any version (a fix is often a new version), alone make it recover, or go
+        # quiet. (A neighbouring intent that reads it second, HWU64's lights-off questions under
+        # the lights-dim passage, passed all night while the pattern's intent slept: it resolved,
+        # and re-opened, a second page, when that intent came back in the morning, still failing.)
+        if reads:
             inc.last_at = at
             inc.recovery.update(below, p1, p0, at)
             # The cluster test over the same answers since failing answers last joined: waiting
@@ -422,8 +430,9 @@ class PatternDetector:
         passage is the cause, and every answer of the intent retrieves it (in BANKING77 every answer of the
         cluster: its card intents share one document), the noise after the fix too. But it says which answers
         are the pattern's intent, in a cluster other intents share: a failing answer that retrieved it
-        (``cites``) joins, with the waiting ones that did, when the same test over those readers alone
-        (``inc.cited``) falls back to 0. The pending ones left when the incident resolves are dropped: isolated
+        (``cites``; in an incident a document's test opened, retrieved it first, as that test counted) joins,
+        with the waiting ones that did, when the same test over those readers alone (``inc.cited``) falls back
+        to 0. The pending ones left when the incident resolves are dropped: isolated
         failing answers while the members were back at baseline are the noise every cluster has, not the
         incident's sessions (or customers to contact)."""
         assert inc.recovery is not None
@@ -433,7 +442,17 @@ class PatternDetector:
                                                       for d in failure.docs):
             taken = [failure]
         elif inc.relapse >= self.threshold:
-            taken, inc.pending = inc.pending + [failure], []
+            if inc.level == "document" and cause is not None:
+                # Its relapse is its readers' evidence (see _inside): their waiting failures join;
+                # another intent's in its members wait on (HWU64's lights-off noise joined with
+                # the lights-dim pattern's morning failures).
+                waiting = inc.pending + [failure]
+                taken = [f for f in waiting if f.top_doc is not None and f.top_doc[0] == cause[0]]
+                inc.pending = [f for f in waiting if f not in taken]
+                if not taken:
+                    return
+            else:
+                taken, inc.pending = inc.pending + [failure], []
         elif cites and inc.cited == 0.0:
             taken = [f for f in inc.pending if cause in f.doc_keys] + [failure]
             inc.pending = [f for f in inc.pending if cause not in f.doc_keys]
