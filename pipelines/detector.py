@@ -741,6 +741,20 @@ class PatternDetector:
             self._add_sessions(inc, apart)
             return [self._event(inc, "updated", at, head="Found after it resolved")]
         first = order[0]
+        # Its cause document's own test, where another test alarmed first, has counted the
+        # cause's readers in other clusters: where it holds at least _OUTSIDE_MIN_GAIN of
+        # evidence that they fail at the pattern's rate, their failures in free clusters join the
+        # session list, as the outside evidence's do from the opening on (BANKING77 low_volume
+        # seed 15: c022's test opened it; the `account` passage's test, at 10.5, held a failing
+        # session in c024 the incident never took).
+        readers: dict[str, list[Failure]] = {}
+        cause_test = self.documents.get(cause) if cause is not None else None
+        if cause_test is not None and cause_test is not test and cause_test.cusum.statistic >= _OUTSIDE_MIN_GAIN:
+            horizon = self._horizon(onset)
+            for f in cause_test.excursion:
+                if f.cluster_id not in by_cluster and f.at >= horizon \
+                        and self.monitors[f.cluster_id].incident_id is None:
+                    readers.setdefault(f.cluster_id, []).append(f)
         inc = Incident(
             incident_id=Incident.make_id(key, onset), cluster_id=first, onset=onset, detected_at=at,
             failures=[], observed=0, statistic=statistic, threshold=test.cusum.threshold,
@@ -748,7 +762,8 @@ class PatternDetector:
         self.incidents[inc.incident_id] = inc
         self._join(inc, {cid: by_cluster[cid] for cid in order}, "opened", at)
         self._add_sessions(inc, apart)
-        if apart:  # its readers outside its members were shown to fail at the pattern's rate
+        self._add_sessions(inc, readers)
+        if apart or readers:  # its readers outside its members were shown to fail at the pattern's rate
             inc.outside = _OUTSIDE_MIN_GAIN
         inc.observed = max(observed, len(inc.failures))
         inc.took()

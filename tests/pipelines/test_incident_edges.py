@@ -12,6 +12,8 @@
 - A failing answer the baseline committed as normal long before the onset is never the
   incident's, even when the evidence that joins carries it (a slow cluster's excursion can
   start with a noise hit a day earlier).
+- When a cluster's test opens it, the failing readers of its cause document in other clusters
+  that the document's own test counted (with at least ln 100 of evidence) are its sessions too.
 
 Where it ends:
 
@@ -25,6 +27,11 @@ Where it ends:
   A fresh copy of the cause document is no such evidence: a made-up figure stated over the
   intent's own (right) passage makes that passage the cause, and every answer of the intent
   retrieves it, the noise after the fix too.
+
+An incident a document's test opened is its readers': the answers that retrieved the document
+first, as that test counted them, decide its recovery (a neighbouring intent that reads it second
+passing all night is no sign the pattern is over). A join resets every document test that counted
+the failures it took, so none alarms on them again once the incident resolves.
 
 When it is reported: once an open incident settles (no newer failing answer for
 ``update_settle_minutes``), the sessions it took since its last event are in an update, even
@@ -613,3 +620,28 @@ def test_a_neighbour_intent_reading_the_cause_second_does_not_resolve_a_document
     (inc,) = feed.d.incidents.values()  # the morning's failures are its sessions, at once
     assert set(inc.sessions) == {*first, "burst", *morning} and not inc.pending
 
+
+
+def test_the_cause_document_s_test_gives_the_incident_its_readers_failures_in_other_clusters():
+    # A rare intent reads its passage first wherever its phrasings land: c1 mostly, c2 sometimes.
+    # c1's failures in the morning take its test most of the way; healthy readers (c3) then bring
+    # the document's test back to 0, and c1 goes quiet. Two failing readers in c2 later, and c1's
+    # next failure opens the incident through c1's test: the document's test, at about 5.4 then
+    # (twice ln 100's worth would be its own alarm), has shown its readers failing at the
+    # pattern's rate, so c2's two sessions are the incident's too. (Before, they were left out:
+    # c2's own test never got there, and its later readers were all the outside evidence saw.)
+    feed = Feed()
+    for cid in ("c1", "c2"):
+        feed.warm(cid)
+    for k in range(200):
+        feed.answer("c3", k % 50 == 25, RARE)
+    early = [feed.answer("c1", True, RARE) for _ in range(4)]
+    for _ in range(30):
+        feed.answer("c3", False, RARE)
+    assert ("rare-intent", "v1") not in feed.d.documents  # back at 0
+    c2 = [feed.answer("c2", True, RARE, minutes=5) for _ in range(2)]
+    assert 4.6 < feed.d.documents[("rare-intent", "v1")].cusum.statistic < 13
+    last = feed.answer("c1", True, RARE)
+    (opened,) = feed.events
+    assert (opened.level, opened.clusters) == ("cluster", ("c1",))
+    assert set(opened.session_ids) == {*early, last, *c2}
