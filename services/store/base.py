@@ -554,28 +554,54 @@ class Store(abc.ABC):
         :meth:`sessions`).
         """
         params: dict[str, Any] = {"incident_id": incident_id}
-        # Scalar subqueries (not a join) so the time range reaches the primary key of
-        # interactions: a prefilter on timestamp from a day before the earliest start, then each
-        # row is held to the session list and a member's row to its own member's start (any():
-        # an array scalar subquery must return a row, also for an unknown incident; a cluster
-        # that is no member has index 0, whose element is the epoch).
+        # Scalar subqueries (not a join) so the members and the time range reach the primary key
+        # of interactions: a prefilter on cluster_id IN the members and timestamp >= the earliest
+        # start reads narrow key ranges, then each row is held to the session list and to its own
+        # member's start (any(): an array scalar subquery must return a row, also for an unknown
+        # incident). Only when the incident took failing answers outside its members (readers of
+        # its cause elsewhere), and only for listed sessions with no row in a member, do other
+        # clusters' answers count, from a day before the earliest start: that read spans every
+        # cluster in the range, so it is made only for such incidents.
         incident = "(SELECT {column} FROM incidents WHERE incident_id = {{incident_id:String}})"
         members = "if(empty(member_clusters), [cluster_id], member_clusters)"
         since = "if(empty(member_since), [onset_at], member_since)"
         earliest = incident.format(column=f"arrayMin(arrayConcat([onset_at], {since}))")
+        listed = "(SELECT arrayJoin(session_ids) FROM incidents WHERE incident_id = {incident_id:String})"
+        in_members = f"""cluster_id IN (SELECT arrayJoin({members}) FROM incidents
+                                       WHERE incident_id = {{incident_id:String}})
+                  AND timestamp >= {earliest}
+                  AND timestamp >= arrayElement({incident.format(column=f"any({since})")},
+                                                indexOf({incident.format(column=f"any({members})")}, cluster_id))"""
+        window = f"""timestamp <= ifNull({incident.format(column="resolved_at")},
+                                    toDateTime64('2299-12-31 23:59:59', 3, 'UTC'))
+                  AND below_baseline
+                  AND ifNull(incident_id, {{incident_id:String}}) = {{incident_id:String}}"""
+        where = in_members
+        head = self.query("SELECT below_baseline_count, members FROM incidents "
+                          "WHERE incident_id = {incident_id:String}", params)
+        # Failing answers outside the members: the count beyond the members' (an incident stored
+        # without members had none).
+        if head and (members_json := json.loads(head[0]["members"] or "[]")) and head[0][
+                "below_baseline_count"] > sum(m["below_baseline_count"] for m in members_json):
+            # Its listed sessions with no failing answer in a member: only those are looked for
+            # elsewhere (bound as one JSON text: a list parameter binds on neither backend alike).
+            elsewhere = [row["k"] for row in self.query(f"""
+                SELECT k FROM (SELECT arrayJoin(session_ids) AS k FROM incidents
+                               WHERE incident_id = {{incident_id:String}})
+                WHERE k NOT IN (SELECT {_SESSION_KEY} FROM interactions
+                                WHERE {in_members} AND {window} AND {_SESSION_KEY} IN {listed})""", params)]
+            if elsewhere:
+                params["elsewhere"] = json.dumps(elsewhere)
+                where = (f"(({in_members}) OR ({_SESSION_KEY} IN (SELECT arrayJoin(JSONExtract("
+                         f"{{elsewhere:String}}, 'Array(String)'))) AND timestamp >= {earliest} - INTERVAL 1 DAY"
+                         f" AND NOT has({incident.format(column=f'any({members})')}, cluster_id)))")
         sql = f"""
             SELECT {_SESSION_COLUMNS}
             FROM (
                 SELECT {_SESSION_SOURCE} FROM interactions
-                WHERE timestamp >= {earliest} - INTERVAL 1 DAY
-                  AND timestamp <= ifNull({incident.format(column="resolved_at")},
-                                          toDateTime64('2299-12-31 23:59:59', 3, 'UTC'))
-                  AND below_baseline
-                  AND {_SESSION_KEY} IN (SELECT arrayJoin(session_ids) FROM incidents
-                                         WHERE incident_id = {{incident_id:String}})
-                  AND ifNull(incident_id, {{incident_id:String}}) = {{incident_id:String}}
-                  AND timestamp >= arrayElement({incident.format(column=f"any({since})")},
-                                                indexOf({incident.format(column=f"any({members})")}, cluster_id))
+                WHERE {where}
+                  AND {window}
+                  AND {_SESSION_KEY} IN {listed}
                 LIMIT 1 BY interaction_id
             )
             GROUP BY session_id"""
