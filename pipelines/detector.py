@@ -743,10 +743,11 @@ class PatternDetector:
         first = order[0]
         # Its cause document's own test, where another test alarmed first, has counted the
         # cause's readers in other clusters: where it holds at least _OUTSIDE_MIN_GAIN of
-        # evidence that they fail at the pattern's rate, their failures in free clusters join the
-        # session list, as the outside evidence's do from the opening on (BANKING77 low_volume
-        # seed 15: c022's test opened it; the `account` passage's test, at 10.5, held a failing
-        # session in c024 the incident never took).
+        # evidence, the failures of a free cluster with two or more of them there (one is any
+        # cluster's noise: BANKING77 `account` readers of other intents, one failure each, took a
+        # session in 2 of 84 published patterns) join the session list, as the outside evidence's
+        # do from the opening on (BANKING77 low_volume seed 15: c022's test opened it; the
+        # `account` passage's test, at 10.5, held two failing sessions in c024 it never took).
         readers: dict[str, list[Failure]] = {}
         cause_test = self.documents.get(cause) if cause is not None else None
         if cause_test is not None and cause_test is not test and cause_test.cusum.statistic >= _OUTSIDE_MIN_GAIN:
@@ -755,6 +756,7 @@ class PatternDetector:
                 if f.cluster_id not in by_cluster and f.at >= horizon \
                         and self.monitors[f.cluster_id].incident_id is None:
                     readers.setdefault(f.cluster_id, []).append(f)
+            readers = {cid: fs for cid, fs in readers.items() if len(fs) >= 2}
         inc = Incident(
             incident_id=Incident.make_id(key, onset), cluster_id=first, onset=onset, detected_at=at,
             failures=[], observed=0, statistic=statistic, threshold=test.cusum.threshold,
