@@ -580,6 +580,16 @@ def test_a_rare_intent_s_document_pattern_in_a_busy_intent_s_cluster_opens_with_
     # intents' passing answers must not make the first two look like noise: they are the
     # pattern's first sessions. (Weighed with them, the evidence left was one session, and
     # nothing opened while the first two stayed in the test.)
+    feed, first = _rare_intent_in_a_busy_cluster(quiet=2)
+    opened = [e for e in feed.events if e.event == "opened"]
+    assert len(opened) == 1 and (opened[0].level, opened[0].clusters) == ("document", ("c1",)), feed.events
+    assert set(opened[0].session_ids) == {*first, "burst"}
+
+
+def _rare_intent_in_a_busy_cluster(quiet: int) -> tuple[Feed, list[str]]:
+    """c1 warm; two failing readers of RARE 20 minutes into five passing answers each, ``quiet``
+    more passing answers 100 minutes apart, then three failures in session "burst"; returns the
+    feed and the first two sessions."""
     feed = Feed()
     feed.warm("c1")
     first = []
@@ -587,12 +597,11 @@ def test_a_rare_intent_s_document_pattern_in_a_busy_intent_s_cluster_opens_with_
         first.append(feed.answer("c1", True, RARE, minutes=20))
         for _ in range(5):
             feed.answer("c1", False, minutes=20)
-    for _ in range(2):
+    for _ in range(quiet):
         feed.answer("c1", False, minutes=100)
-    burst = [feed.answer("c1", True, RARE, minutes=100 if k == 0 else 1, session="burst") for k in range(3)]
-    opened = [e for e in feed.events if e.event == "opened"]
-    assert len(opened) == 1 and (opened[0].level, opened[0].clusters) == ("document", ("c1",)), feed.events
-    assert set(opened[0].session_ids) == {*first, *burst}
+    for k in range(3):
+        feed.answer("c1", True, RARE, minutes=100 if k == 0 else 1, session="burst")
+    return feed, first
 
 
 def test_a_neighbour_intent_reading_the_cause_second_does_not_resolve_a_document_s_incident():
@@ -602,15 +611,7 @@ def test_a_neighbour_intent_reading_the_cause_second_does_not_resolve_a_document
     # recovery: the neighbour passing all night while the rare intent slept is no sign the
     # pattern is over. (Counted, it resolved the incident, and the rare intent's failures in the
     # morning re-opened it: a second page for one cause.)
-    feed = Feed()
-    feed.warm("c1")
-    first = []
-    for _ in range(2):
-        first.append(feed.answer("c1", True, RARE, minutes=20))
-        for _ in range(5):
-            feed.answer("c1", False, minutes=20)
-    for k in range(3):
-        feed.answer("c1", True, RARE, minutes=100 if k == 0 else 1, session="burst")
+    feed, first = _rare_intent_in_a_busy_cluster(quiet=0)
     (opened,) = feed.events
     assert opened.level == "document"
     for _ in range(40):  # the night: the neighbour intent only, every 15 minutes
