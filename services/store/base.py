@@ -71,11 +71,11 @@ _SESSION_COLUMNS = """
     min(faithfulness) AS worst_faithfulness,
     argMin(tuple(interaction_id, query, response),
            tuple(ifNull(faithfulness, 2.0), timestamp, interaction_id)) AS example"""
-# What _SESSION_COLUMNS reads, one row per interaction id (a duplicate that two concurrent
-# writers both stored counts once).
 # An answer's session key in SQL, as Interaction.session_key has it: the session, or the
 # interaction when no session is given (what an incident's session_ids list).
 _SESSION_KEY = "if(ifNull(session_id, '') = '', concat('interaction:', interaction_id), session_id)"
+# What _SESSION_COLUMNS reads, one row per interaction id (a duplicate that two concurrent
+# writers both stored counts once).
 _SESSION_SOURCE = ("interaction_id, session_id, customer_id, timestamp, below_baseline, confident_wrong, "
                    "faithfulness, query, response")
 
@@ -540,9 +540,10 @@ class Store(abc.ABC):
         """The blast radius: one row per session of the incident's own session list (the
         alert's ``session_ids``, its latest event's), with that session's below-baseline answers
         until the incident's resolution (unbounded while open): in a member cluster from that
-        member's ``since``, in any other cluster (a reader of the cause document whose cluster
-        did not join) from a day before the incident's earliest start. An incident stored
-        without members (older rows) is its one cluster since onset.
+        member's ``since``; for a listed session with none there, in any other cluster from a
+        day before the incident's earliest start (a reader of the cause document whose cluster
+        did not join: only read for an incident whose failing answers outnumber its members').
+        An incident stored without members (older rows) is its one cluster since onset.
 
         The session list is the detector's judgement: a failing answer in a member cluster that
         it left out (noise after the fix, or before the change point) is not listed here either.
