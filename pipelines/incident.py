@@ -173,7 +173,7 @@ class Member:
     category: Category
     joined_at: datetime
     since: datetime
-    joined_by: str  # "opened", "family" or "document"
+    joined_by: str  # "opened", "family", "document" or "sessions"
 
     def to_state(self) -> dict:
         return {"cluster_id": self.cluster_id, "label": self.label, "family_id": self.family_id,

@@ -567,7 +567,8 @@ class Store(abc.ABC):
         members = "if(empty(member_clusters), [cluster_id], member_clusters)"
         since = "if(empty(member_since), [onset_at], member_since)"
         earliest = incident.format(column=f"arrayMin(arrayConcat([onset_at], {since}))")
-        listed = "(SELECT arrayJoin(session_ids) FROM incidents WHERE incident_id = {incident_id:String})"
+        listed_keys = "SELECT arrayJoin(session_ids) AS k FROM incidents WHERE incident_id = {incident_id:String}"
+        listed = f"({listed_keys})"
         in_members = f"""cluster_id IN (SELECT arrayJoin({members}) FROM incidents
                                        WHERE incident_id = {{incident_id:String}})
                   AND timestamp >= {earliest}
@@ -587,8 +588,7 @@ class Store(abc.ABC):
             # Its listed sessions with no failing answer in a member: only those are looked for
             # elsewhere (bound as one JSON text: a list parameter binds on neither backend alike).
             elsewhere = [row["k"] for row in self.query(f"""
-                SELECT k FROM (SELECT arrayJoin(session_ids) AS k FROM incidents
-                               WHERE incident_id = {{incident_id:String}})
+                SELECT k FROM {listed}
                 WHERE k NOT IN (SELECT {_SESSION_KEY} FROM interactions
                                 WHERE {in_members} AND {window} AND {_SESSION_KEY} IN {listed})""", params)]
             if elsewhere:

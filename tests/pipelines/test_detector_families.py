@@ -201,6 +201,22 @@ def test_two_causes_in_two_families_are_two_incidents():
     assert sorted(tuple(e.clusters) for e in final.values()) == [("c1",), ("c7",)]
 
 
+def test_the_same_sessions_failing_on_another_document_are_the_same_incident():
+    # A stale index: c1's and c5's answers quote the stale pricing table, and the same customers'
+    # answers in c7 (a third family) miss it, retrieve the fallback help page and make the figure up. The
+    # causes differ and no family is shared, but the sessions are the same: one pattern, one page
+    # (CLINC150 `stale_document`, fresh seed 17, paged twice). Two causes in other sessions stay
+    # two incidents (test_two_causes_in_two_families_are_two_incidents).
+    data = [(i.model_copy(update={"session_id": f"s{k // 27}"}) if p is not None else i, cid, f, p)
+            for k, (i, cid, f, p) in enumerate(stream(patterns=((("c1", "c5"), 3000, 600, "pricing-table", True),
+                                                                (("c7",), 3000, 200, "help-centre", False))))]
+    events = about(run(data)[1], ("c1", "c5", "c7"))
+    assert len({e.incident_id for e in events}) == 1, [(e.event, e.incident_id, e.clusters) for e in events]
+    last = events[-1]
+    assert set(last.clusters) == {"c1", "c5", "c7"} and last.cause.doc_id == "pricing-table"
+    assert "sessions" in {m.joined_by for m in last.members}
+
+
 def test_severity_and_outreach_come_from_the_strictest_member():
     data = stream(patterns=((("c5", "c7"), 3000, 500, "pricing-table", True),))
     d = detector()
