@@ -646,3 +646,32 @@ def test_the_cause_document_s_test_gives_the_incident_its_readers_failures_in_ot
     (opened,) = feed.events
     assert (opened.level, opened.clusters) == ("cluster", ("c1",))
     assert set(opened.session_ids) == {*early, last, *c2}
+
+
+MENU = Context(doc_id="menu", doc_version="v2", text="Delivery is free.", indexed_at=T0 - timedelta(days=20),
+               doc_updated_at=T0 + timedelta(days=3))
+FALLBACK = Context(doc_id="help-centre", doc_version="v1", text="See our help pages.",
+                   indexed_at=T0 - timedelta(days=20), doc_updated_at=T0 - timedelta(days=30))
+
+
+def test_the_fallback_page_s_failures_join_the_incident_that_has_half_their_sessions():
+    # Two stale documents at once, each its own intent's (c1, c2) and customers. The answers that
+    # miss their passage retrieve the one fallback help page, every intent's, and make the figure
+    # up; some land in c3. Half of c3's failing sessions are the first incident's, none the
+    # second's: they join the first (joined_by "sessions"), no third page, and the two causes stay
+    # apart. (HWU64 two causes, fresh seed 18: the fallback page's test opened a third incident on
+    # 4 sessions, 2 of them the second incident's and 1 the first's.)
+    feed = Feed()
+    for cid in ("c1", "c2", "c3"):
+        feed.warm(cid)
+    a = [feed.answer("c1", True, STALE, session=f"a{k}") for k in range(5)]
+    b = [feed.answer("c2", True, MENU, session=f"b{k}") for k in range(5)]
+    assert [e.event for e in feed.events] == ["opened", "opened"]
+    for sid in ("a0", "a1", "x0", "x1", "x1"):
+        feed.answer("c3", True, FALLBACK, session=sid)
+    final = {e.incident_id: e for e in feed.events}
+    assert len(final) == 2, [(e.event, e.incident_id, e.clusters) for e in feed.events]
+    first, second = (final[e.incident_id] for e in feed.events if e.event == "opened")
+    assert first.clusters == ("c1", "c3") and [m.joined_by for m in first.members] == ["opened", "sessions"]
+    assert set(first.session_ids) == {*a, "x0", "x1"} and second.clusters == ("c2",)
+    assert set(second.session_ids) == set(b)
