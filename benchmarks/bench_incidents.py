@@ -415,12 +415,15 @@ def report(runs: dict[str, dict]) -> str:
              "benchmark's streams (stale document with the built-in scorer, the others with producer scores). "
              "Seeds 11-13 for every published column (the detection rules were tuned on seeds 1-6 and 21-30, "
              "though several were designed on a published stream, docs/families.md), but the fresh columns, "
-             "on the existing kinds only: *fresh-seeds*, seeds 7-9, run once on eb294dd on streams no rule "
-             "was tuned or designed on (session 19's wait rule was then designed on its `low_volume` "
+             "the first two on the existing kinds only: *fresh-seeds*, seeds 7-9, run once on eb294dd on "
+             "streams no rule was tuned or designed on (session 19's wait rule was then designed on its `low_volume` "
              "misses); *fresh-14-16*, seeds 14-16, first run on fc0f4ec, whose one split (CLINC150 `spike` "
              "seed 16, two incidents) led to the cause's tie-break; its other misses (a false incident, "
              "a re-opened one, two `low_volume` streams' recall) led to session 20's rules, on which the "
-             "column was re-run. Their misses are what a new user would meet. The *weather* stream "
+             "column was re-run; *fresh-17-19*, seeds 17-19, every group, first run on 8277ee3, whose "
+             "three splits (a second incident opened by the fallback help page's test, on sessions an "
+             "incident already had) led to session 21's sessions join, on which the column was re-run "
+             "(docs/families.md, \"Measured\"). Their misses are what a new user would meet. The *weather* stream "
              "hits 60 sessions (a popular intent hit for longer: its city sub-clusters all see failing "
              "answers); the issue's 11 incidents came from a run we did not reproduce exactly.",
              "",

@@ -232,8 +232,8 @@ class IncidentRow(_Open):
     family_ids: list[str]
     members: list[dict[str, Any]] = Field(description="per member cluster: cluster_id, cluster_label, family_id, "
                                                       "category, joined_at, since (its blast radius starts here), "
-                                                      "joined_by (opened, family, document, sessions), below_baseline_count, "
-                                                      "affected_sessions")
+                                                      "joined_by (opened, family, document, sessions), "
+                                                      "below_baseline_count, affected_sessions")
     cause: dict[str, Any] | None = Field(description="the document version the incident is correlated by, if any")
 
 
