@@ -611,10 +611,10 @@ class PatternDetector:
 
     def _correlated(self, cause: DocKey | None, families: set[str], sessions: set[str],
                     incidents: Sequence[Incident]) -> tuple[Incident | None, str]:
-        """The first of ``incidents`` an alarm's evidence (its ``cause``, ``families`` and
-        ``sessions``) shares its cause with: the same cause document; else the one that already
-        has the most of its sessions, if that is at least half of them; else no conflicting cause
-        and a shared family.
+        """The incident of ``incidents`` an alarm's evidence (its ``cause``, ``families`` and
+        ``sessions``) shares its cause with: the first with the same cause document; else the one
+        that already has the most of its sessions, if that is at least half of them; else the
+        first with no conflicting cause and a shared family.
 
         The same sessions failing are one pattern whatever their answers retrieved: while an
         index serves a stale passage, the answers that miss it retrieve the fallback help page

@@ -139,7 +139,7 @@ class IncidentMember(_Row):
     category: str
     joined_at: datetime
     since: datetime = Field(description="time of this cluster's first failing answer in the incident (its blast radius starts here)")
-    joined_by: Literal["opened", "family", "document", "sessions"] = Field(description="opened: evidence of the opening test; family: a failing answer in the family of a member; document: the failing answers cite the incident's cause document; sessions: most of the failing answers' sessions were already the incident's")
+    joined_by: Literal["opened", "family", "document", "sessions"] = Field(description="opened: evidence of the opening test; family: a failing answer in the family of a member; document: the failing answers cite the incident's cause document; sessions: at least half of the failing answers' sessions were already the incident's")
     below_baseline_count: int
     affected_sessions: int
 

@@ -567,8 +567,7 @@ class Store(abc.ABC):
         members = "if(empty(member_clusters), [cluster_id], member_clusters)"
         since = "if(empty(member_since), [onset_at], member_since)"
         earliest = incident.format(column=f"arrayMin(arrayConcat([onset_at], {since}))")
-        listed_keys = "SELECT arrayJoin(session_ids) AS k FROM incidents WHERE incident_id = {incident_id:String}"
-        listed = f"({listed_keys})"
+        listed = "(SELECT arrayJoin(session_ids) AS k FROM incidents WHERE incident_id = {incident_id:String})"
         in_members = f"""cluster_id IN (SELECT arrayJoin({members}) FROM incidents
                                        WHERE incident_id = {{incident_id:String}})
                   AND timestamp >= {earliest}
