@@ -423,7 +423,9 @@ def report(runs: dict[str, dict]) -> str:
              "column was re-run; *fresh-17-19*, seeds 17-19, every group, first run on 8277ee3, whose "
              "three splits (a second incident opened by the fallback help page's test, on sessions an "
              "incident already had) led to session 21's sessions join, on which the column was re-run "
-             "(docs/families.md, \"Measured\"). Their misses are what a new user would meet. The *weather* stream "
+             "(docs/families.md, \"Measured\"); *fresh-20-31-32*, seeds 20, 31 and 32, every group, run "
+             "once on 011a417 (that rule included): nothing was tuned or designed on them. Their misses are "
+             "what a new user would meet. The *weather* stream "
              "hits 60 sessions (a popular intent hit for longer: its city sub-clusters all see failing "
              "answers); the issue's 11 incidents came from a run we did not reproduce exactly.",
              "",
