@@ -161,18 +161,20 @@ class PartitionedDetection:
     def correlate(self, p: int, incident_id: str) -> None:
         """The correlator: put the incident that just opened in partition ``p`` on the page of an
         incident *of another partition* that shares its cause, by the rule one detector applies
-        (``PatternDetector._correlated``: the same cause document, else no conflicting cause and a
-        shared family; open incidents first, then those resolved in the last ``rejoin_hours``).
+        (``PatternDetector._correlated``: the same cause document, else at least half of its
+        sessions another incident's, else no conflicting cause and a shared family; open incidents
+        first, then those resolved in the last ``rejoin_hours``).
         Incidents of one partition were kept apart by its detector (two causes in one family) and
         are never merged. (It reads the other partitions' incidents as they are now; a correlator
         fed by their events would see them up to one watermark later.)"""
         d = self.detectors[p]
         inc = d.incidents[incident_id]
         families = {self.family_of(cid) for cid in inc.members}
+        sessions = set(inc.sessions)
         others = [o for q, o in enumerate(self.detectors) if q != p]
-        match, _ = d._correlated(inc.cause, families, [i for o in others for i in o.incidents.values()])
+        match, _ = d._correlated(inc.cause, families, sessions, [i for o in others for i in o.incidents.values()])
         if match is None:
-            match, _ = d._correlated(inc.cause, families,
+            match, _ = d._correlated(inc.cause, families, sessions,
                                      [i for o in others for i in reversed(o.resolved.values())])
         self.page_of[incident_id] = self.page_of.get(match.incident_id, match.incident_id) if match else incident_id
 
