@@ -627,8 +627,9 @@ class PatternDetector:
         for inc in incidents:
             if cause is not None and inc.cause == cause:
                 return inc, "document"
-        shared = max(incidents, key=lambda inc: len(sessions.intersection(inc.sessions)), default=None)
-        if shared is not None and 2 * len(sessions.intersection(shared.sessions)) >= len(sessions):
+        shared, overlap = max(((inc, len(sessions.intersection(inc.sessions))) for inc in incidents),
+                              key=lambda pair: pair[1], default=(None, 0))
+        if shared is not None and 2 * overlap >= len(sessions):
             return shared, "sessions"
         for inc in incidents:
             if (cause is None or inc.cause is None) and families & self._member_families(inc):
