@@ -57,8 +57,9 @@ from benchmarks import common
 from benchmarks.bench_sequence import CACHE, STREAMS, prepared
 from benchmarks.sequence_runner import load_prepared
 from benchmarks.stage_clock import StageClock
-from pipelines.detector import PatternDetector
+from pipelines.detector import PatternDetector, failure_of
 from pipelines.engine import UNASSIGNED, Pipeline, Prepared
+from pipelines.incident import DocKey, Failure
 from pipelines.records import IncidentEvent
 
 PARTITIONS = (1, 2, 4, 8, 16)
@@ -81,7 +82,16 @@ class PartitionedDetection:
     :meth:`observe` takes what the pipeline hands its detector and passes it to the partition of
     the cluster's home (its family's partition when first seen); :meth:`watermark` is the stream
     position every ``BATCH`` interactions where the partitions exchange their global-baseline
-    commits and advance their clocks. With one partition it is the embedded detector, exactly.
+    commits and the cause broadcast, and advance their clocks. With one partition it is the
+    embedded detector, exactly.
+
+    The cause broadcast (docs/scaling.md, (ii)): at each watermark every partition learns the
+    cause documents of all partitions' open incidents; a failing answer of a free cluster that
+    retrieved one of another partition's causes *stale* (what ``PatternDetector._joinable`` joins
+    at once in the embedded driver) is forwarded to that incident, whose session list takes it at
+    the next watermark. Only its session: in the embedded driver its cluster also becomes a
+    member (its later answers are the incident's), which would need a member whose monitor lives
+    in another partition; that part is not simulated.
     """
 
     def __init__(self, partitions: int, template: PatternDetector, family_of, family_size):
@@ -101,6 +111,9 @@ class PartitionedDetection:
         self._master = copy.deepcopy(self.detectors[0].global_baseline)
         self._commits: list[tuple[datetime, float, float | None, bool]] = []
         self._expired: datetime | None = None
+        self._causes: dict[DocKey, tuple[int, str]] = {}  # the broadcast: cause -> (partition, incident id)
+        self._forwarded: list[tuple[int, str, Failure]] = []  # since the last watermark
+        self.forwarded = 0  # failing answers forwarded by the cause broadcast, in all
         for d in self.detectors:
             self._record(d)
 
@@ -126,6 +139,8 @@ class PartitionedDetection:
             p = self.home[cluster_id] = partition_of(self.family_of(cluster_id), self.partitions)
         t0 = time.thread_time()
         j = self.detectors[p].observe(interaction, cluster_id=cluster_id, **kwargs)
+        if j.below and j.incident_id is None and self._causes:
+            self.forward(p, failure_of(interaction, kwargs["faithfulness"], j.confident_wrong, cluster_id))
         self.cpu[p] += time.thread_time() - t0
         self.count[p] += 1
         self.last_at = interaction.timestamp
@@ -134,12 +149,31 @@ class PartitionedDetection:
             if e.event == "opened":
                 self.correlate(p, e.incident_id)
 
+    def forward(self, p: int, failure: Failure) -> None:
+        """The cause broadcast's sending side: ``failure``, a failing answer of partition ``p``
+        that joined no incident there, goes to the open incident of another partition (as of the
+        last watermark) whose cause it retrieved stale, if any."""
+        for d in failure.docs:
+            owner = self._causes.get((d.doc_id, d.doc_version)) if d.stale else None
+            if owner is not None and owner[0] != p:
+                self._forwarded.append((*owner, failure))
+                self.forwarded += 1
+                return
+
     def watermark(self) -> None:
-        """The partitions' global baselines become the embedded one's (every commit of every
-        partition since the last watermark, in any order: histogram counts add up), then each
-        partition resolves what has been quiet until the watermark."""
+        """The forwarded failing answers join their incidents' session lists (if still open), the
+        partitions' global baselines become the embedded one's (every commit of every partition
+        since the last watermark, in any order: histogram counts add up), each partition resolves
+        what has been quiet until the watermark, and the cause broadcast is renewed."""
         if self.last_at is None:
             return
+        for q, incident_id, failure in self._forwarded:
+            inc = self.detectors[q].incidents.get(incident_id)
+            if inc is not None:
+                t0 = time.thread_time()
+                PatternDetector._add_sessions(inc, {failure.cluster_id: [failure]})
+                self.cpu[q] += time.thread_time() - t0
+        self._forwarded = []
         if self.partitions > 1:
             t0 = time.thread_time()
             master = self._master
@@ -157,6 +191,12 @@ class PartitionedDetection:
             t1 = time.thread_time()
             self.events += [(p, e) for e in d.advance(self.last_at)]
             self.cpu[p] += time.thread_time() - t1
+        if self.partitions > 1:  # the first opened holds a cause, as PatternDetector._joinable looks
+            open_ = sorted(((inc.detected_at, inc.incident_id, p, inc.cause) for p, d in enumerate(self.detectors)
+                            for inc in d.incidents.values() if inc.cause is not None))
+            self._causes = {}
+            for _, incident_id, p, cause in open_:
+                self._causes.setdefault(cause, (p, incident_id))
 
     def correlate(self, p: int, incident_id: str) -> None:
         """The correlator: put the incident that just opened in partition ``p`` on the page of an
@@ -431,13 +471,13 @@ def throughput_tables(rows: list[tuple[str, Run]]) -> list[str]:
 def incidents_table(rows: list[dict]) -> list[str]:
     lines = ["| stream | data set | P | incidents per pattern: embedded | partitions | pages | same incidents as "
              "embedded (ids, clusters, sessions) | identical events | session recall (embedded; pages) | "
-             "false (embedded; pages) | split clusters |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "false (embedded; pages) | split clusters | forwarded (cause broadcast) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['stream']} | {r['dataset']} | {r['P']} | {r['embedded']} | {r['partitions']} | "
                      f"{r['pages']} | {r['same']}/{r['of']} | {'yes' if r['identical'] else 'no'} | "
                      f"{r['recall_embedded']}; {r['recall_pages']} | {r['false_embedded']}; {r['false_pages']} | "
-                     f"{r['split_clusters']} |")
+                     f"{r['split_clusters']} | {r['forwarded']} |")
     return lines
 
 
@@ -465,7 +505,7 @@ def incident_rows(st, scenario, run: Run) -> list[dict]:
                      "same": c["same_as_embedded"], "of": c["embedded"], "identical": c["identical"],
                      "recall_embedded": recall(embedded), "recall_pages": recall(paged),
                      "false_embedded": embedded.false_incidents, "false_pages": paged.false_incidents,
-                     "split_clusters": c["split_clusters"]})
+                     "split_clusters": c["split_clusters"], "forwarded": lay.forwarded})
     return rows
 
 

@@ -116,3 +116,31 @@ def test_stage_clock_charges_nested_calls_once():
     # outer: ticks 0 and 3 (3 s), inner: ticks 1 and 2 (1 s), so outer's own time is 2 s
     assert clock.seconds["assign"] == 2.0 and clock.seconds["refit"] == 1.0
     assert clock.split(5.0)["other"] == 2.0
+
+
+def test_cause_broadcast_forwards_a_stale_answer_to_the_incident_of_another_partition(run):
+    """(ii) of docs/scaling.md: a failing answer that retrieved another partition's open cause
+    stale joins that incident's sessions at the next watermark; one that retrieved it fresh, or
+    whose incident resolved meanwhile, does not, and a partition keeps its own causes."""
+    family = {"c1": "f1", "c2": "f2", "c3": "f3"}
+    lay = bench_scaling.PartitionedDetection(3, run.layouts[1].detectors[0], family.__getitem__, lambda f: 1)
+    a, b = incident("a", 0, "kb-help", ("c1",)), incident("b", 1, "kb-old", ("c2",))
+    lay.detectors[0].incidents["a"], lay.detectors[1].incidents["b"] = a, b
+    a.reported_failures = b.reported_failures = 3  # reported already: no update event of these stand-ins
+    lay.last_at = T0 + timedelta(hours=2)
+    lay.watermark()  # the broadcast now holds both causes
+
+    def failing(k: str, cluster: str, doc: str, stale: bool) -> Failure:
+        return Failure(k, f"s-{k}", f"s-{k}", None, T0 + timedelta(hours=2), "q", "a", 0.1, 0.9,
+                       (DocSeen(doc, "v1", stale, None, None),), False, False, cluster)
+
+    lay.forward(2, failing("x", "c3", "kb-help", stale=True))  # another partition's cause, stale: forwarded
+    lay.forward(2, failing("y", "c3", "kb-help", stale=False))  # retrieved fresh: not
+    lay.forward(0, failing("z", "c1", "kb-help", stale=True))  # its own partition's cause: joins there or not at all
+    lay.forward(2, failing("w", "c3", "kb-old", stale=True))  # b's, but b resolves before the watermark
+    assert lay.forwarded == 2
+    del lay.detectors[1].incidents["b"]
+    lay.watermark()
+    assert "s-x" in a.sessions and not {"s-y", "s-z"} & set(a.sessions)
+    assert "s-w" not in b.sessions
+    assert lay._causes == {("kb-help", "v1"): (0, "a")}
