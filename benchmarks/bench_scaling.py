@@ -559,9 +559,9 @@ def report(t_rows: list[tuple[str, Run]], i_rows: list[dict], seed: int) -> str:
     parts = [
         "In-process simulation (docs/scaling.md): the real pipeline runs each stream; its detector's calls are "
         f"also fed to P detectors split by intent family (watermark every {BATCH} interactions: global-baseline "
-        "exchange, clocks advanced). CPU times are thread CPU (the machine is shared). Throughput of a layout = "
-        "interactions / max(model owner CPU, busiest partition CPU + its records + exchange); coordination over a "
-        "broker (messages, checkpoints) is not included.",
+        "exchange, clocks advanced, cause broadcast renewed). CPU times are thread CPU (the machine is shared). "
+        "Throughput of a layout = interactions / max(model owner CPU, busiest partition CPU + its records + "
+        "exchange); coordination over a broker (messages, checkpoints) is not included.",
         "",
     ]
     if t_rows:
@@ -573,7 +573,9 @@ def report(t_rows: list[tuple[str, Run]], i_rows: list[dict], seed: int) -> str:
         parts += [f"Incidents (pattern streams of bench_incidents, seed {seed}; incidents per pattern counted as "
                   "bench_incidents counts them; *pages*: after the correlator merges incidents of different "
                   "partitions that share a cause; *split clusters*: clusters whose family moved to another "
-                  "partition after they were first seen):", "", *incidents_table(i_rows), ""]
+                  "partition after they were first seen; *forwarded*: failing answers the cause broadcast sent "
+                  "to another partition's incident, whose session list took them at the next watermark if it "
+                  "was still open):", "", *incidents_table(i_rows), ""]
     return "\n".join(parts)
 
 
