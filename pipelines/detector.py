@@ -629,7 +629,7 @@ class PatternDetector:
                 return inc, "document"
         shared, overlap = max(((inc, len(sessions.intersection(inc.sessions))) for inc in incidents),
                               key=lambda pair: pair[1], default=(None, 0))
-        if shared is not None and 2 * overlap >= len(sessions):
+        if overlap > 0 and 2 * overlap >= len(sessions):
             return shared, "sessions"
         for inc in incidents:
             if (cause is None or inc.cause is None) and families & self._member_families(inc):

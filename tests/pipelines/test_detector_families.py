@@ -344,8 +344,8 @@ def test_a_resolved_incident_rejoins_only_for_rejoin_hours():
     _, rest2, _ = run(data[3240:], d2)
     assert [e.to_json_dict() for e in rest1] == [e.to_json_dict() for e in rest2]
     assert rest1 and all(e.incident_id == first[0].incident_id for e in rest1)
-    # Twelve hours (rejoin_hours) after its last resolution it is forgotten.
-    d.advance(rest1[-1].event_at + timedelta(hours=12, seconds=1))
+    # rejoin_hours after its last resolution it is forgotten.
+    d.advance(rest1[-1].event_at + timedelta(hours=d.config.rejoin_hours, seconds=1))
     assert d.resolved == {}
 
 

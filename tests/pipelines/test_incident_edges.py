@@ -31,7 +31,8 @@ Where it ends:
 An incident a document's test opened is its readers': the answers that retrieved the document
 first, as that test counted them, decide its recovery (a neighbouring intent that reads it second
 passing all night is no sign the pattern is over). A join resets every document test that counted
-the failures it took, so none alarms on them again once the incident resolves.
+the failures it took, so none alarms on them again once the incident resolves. The same cause
+failing again the next day (``rejoin_hours``) re-opens its incident: no second one.
 
 When it is reported: once an open incident settles (no newer failing answer for
 ``update_settle_minutes``), the sessions it took since its last event are in an update, even
@@ -404,10 +405,33 @@ def test_a_document_s_test_does_not_alarm_again_on_the_failures_its_incident_too
     assert ("rare-intent", "v1") not in feed.d.documents
     while not any(e.event == "resolved" for e in feed.events):  # fixed
         feed.answer("c3", False, minutes=10)
-    for _ in range(100):  # past rejoin_hours, no answer reads the passage
+    for _ in range(int(feed.d.config.rejoin_hours * 6) + 10):  # past rejoin_hours, no answer reads the passage
         feed.answer("c3", False, minutes=10)
     feed.answer("c3", True, RARE)
     assert [e.event for e in feed.events] == ["opened", "resolved"], feed.events[2:]
+
+
+def test_the_same_cause_back_the_next_day_reopens_its_incident():
+    # A pattern whose intent sleeps overnight: its answers pass in the evening, its incident
+    # resolves, and the same cause fails again with the next day's users 14 hours later
+    # (BANKING77 `low_volume`, fresh seed 10). Within rejoin_hours (a day) that re-opens the
+    # incident, the same one; with 12 hours it opened a second incident.
+    def run(config: DetectConfig) -> list[str]:
+        feed = Feed(config)
+        feed.warm("c1")
+        for _ in range(8):
+            feed.answer("c1", True, DOC)
+        while not any(e.event == "resolved" for e in feed.events):  # fixed for the evening
+            feed.answer("c1", False, DOC)
+        for _ in range(14 * 6):  # the night: an answer every 10 minutes, all passing
+            feed.answer("c1", False, DOC, minutes=10)
+        for _ in range(8):  # the next day: the same cause again
+            feed.answer("c1", True, DOC)
+        return [e.summary.split(" in ")[0] if e.event == "updated" else e.event for e in feed.events
+                if e.event != "updated" or e.status == "open" and e.summary.startswith("Reopened")]
+
+    assert run(DetectConfig()) == ["opened", "resolved", "Reopened"]
+    assert run(DetectConfig(rejoin_hours=12)) == ["opened", "resolved", "opened"]
 
 
 def _spike_in_c1(feed: Feed, failures: int) -> str:
