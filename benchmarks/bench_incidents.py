@@ -426,7 +426,9 @@ def report(runs: dict[str, dict]) -> str:
              "(docs/families.md, \"Measured\"); *fresh-20-31-32*, seeds 20, 31 and 32, every group, run "
              "once on 011a417 (that rule included): nothing was tuned or designed on them; *fresh-10-33-34*, "
              "seeds 10, 33 and 34, every group, run once on 74a98f7 (the detection code of 0e55942), likewise "
-             "untouched. Their misses are what a new user would meet. The *weather* stream "
+             "untouched (its one split then led to session 23's one-day rejoin window); *fresh-35-36-37*, "
+             "seeds 35, 36 and 37, every group, run once on 505a251 (that window included), untouched. "
+             "Their misses are what a new user would meet. The *weather* stream "
              "hits 60 sessions (a popular intent hit for longer: its city sub-clusters all see failing "
              "answers); the issue's 11 incidents came from a run we did not reproduce exactly.",
              "",

@@ -416,7 +416,7 @@ def test_the_same_cause_back_the_next_day_reopens_its_incident():
     # resolves, and the same cause fails again with the next day's users 14 hours later
     # (BANKING77 `low_volume`, fresh seed 10). Within rejoin_hours (a day) that re-opens the
     # incident, the same one; with 12 hours it opened a second incident.
-    def run(config: DetectConfig) -> list[str]:
+    def run(config: DetectConfig) -> tuple[list[str], set[str]]:
         feed = Feed(config)
         feed.warm("c1")
         for _ in range(8):
@@ -427,11 +427,13 @@ def test_the_same_cause_back_the_next_day_reopens_its_incident():
             feed.answer("c1", False, DOC, minutes=10)
         for _ in range(8):  # the next day: the same cause again
             feed.answer("c1", True, DOC)
-        return [e.summary.split(" in ")[0] if e.event == "updated" else e.event for e in feed.events
-                if e.event != "updated" or e.status == "open" and e.summary.startswith("Reopened")]
+        kinds = ["reopened" if e.summary.startswith("Reopened") else e.event for e in feed.events]
+        return [k for k in kinds if k != "updated"], {e.incident_id for e in feed.events}
 
-    assert run(DetectConfig()) == ["opened", "resolved", "Reopened"]
-    assert run(DetectConfig(rejoin_hours=12)) == ["opened", "resolved", "opened"]
+    kinds, ids = run(DetectConfig())
+    assert kinds == ["opened", "resolved", "reopened"] and len(ids) == 1
+    kinds, ids = run(DetectConfig(rejoin_hours=12))
+    assert kinds == ["opened", "resolved", "opened"] and len(ids) == 2
 
 
 def _spike_in_c1(feed: Feed, failures: int) -> str:
