@@ -49,7 +49,6 @@ POOL = -1  # label of queries waiting in the unassigned pool
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TARGET_GAP = 2.0  # NMI points behind batch KMeans with the true k
 SEED_SIZES = (1000, 2000)  # seed-file sizes (training queries) of the seeded rows
-TRAIN = {"BANKING77": load_banking77, "CLINC150": load_clinc150, "HWU64": load_hwu64}
 POPULAR_INTENT = "exchange_rate"
 
 
@@ -147,12 +146,9 @@ def kmeans(vectors: np.ndarray, k: int) -> list[int]:
     return KMeans(n_clusters=k, n_init=10, random_state=SEED).fit_predict(vectors).tolist()
 
 
-def dataset(name: str) -> dict[str, list[str]]:
-    if name == "BANKING77":
-        return load_banking77("test")
-    if name == "CLINC150":
-        return load_clinc150("test")
-    return load_hwu64("test")
+def dataset(name: str, split: str = "test") -> dict[str, list[str]]:
+    loader = {"BANKING77": load_banking77, "CLINC150": load_clinc150, "HWU64": load_hwu64}[name]
+    return loader(split)
 
 
 def shuffled(by_intent: dict[str, list[str]], limit: int | None) -> tuple[list[str], list[int]]:
@@ -207,12 +203,14 @@ def run(quick: bool) -> str:
         k = len(set(gold))
         r = replay(vectors, queries, config)
         km = scores(gold, kmeans(vectors, k))
-        train = [q for _, qs in sorted(TRAIN[name]("train").items()) for q in qs]
-        for n in SEED_SIZES if not quick else (200,):
-            seed = [train[j] for j in np.random.default_rng(SEED + 1).permutation(len(train))[:n]]
-            seed_vectors = embedder.encode(seed).astype(np.float64)
-            embedder.save()
-            out, clusters = seeded(vectors, queries, seed, seed_vectors, config)
+        sizes = SEED_SIZES if not quick else (200,)
+        train = [q for _, qs in sorted(dataset(name, "train").items()) for q in qs]
+        # one draw: each seed size is a prefix of the largest
+        seed = [train[j] for j in np.random.default_rng(SEED + 1).permutation(len(train))[:max(sizes)]]
+        seed_vectors = embedder.encode(seed).astype(np.float64)
+        embedder.save()
+        for n in sizes:
+            out, clusters = seeded(vectors, queries, seed[:n], seed_vectors[:n], config)
             nmi = scores(gold, out).nmi
             seeded_rows.append(f"| {name} | {n} | {nmi:.1f} | {clusters} | {km.nmi:.1f} | {km.nmi - nmi:.1f} |")
             seeded_gaps.setdefault(n, []).append((name, km.nmi - nmi))

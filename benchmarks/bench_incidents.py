@@ -25,9 +25,14 @@ clusters and sessions are its last event's, its time its opened event's ``detect
 - delay: injected sessions already hit when the first incident about the pattern opened;
 - two-cause streams: *2 separate* when each cause got exactly one incident of its own.
 
+``--seeded``: each replay first fits its clusters on a seed file (``--seed-file``), the data set's
+*test* queries of the stream's intents (past traffic the stream never repeats), as the README's
+recipe for deployments with past queries.
+
     python -m benchmarks.bench_incidents                                  # this tree, the "after" column
     python -m benchmarks.bench_incidents --code /work/before --label before   # another tree's code
     python -m benchmarks.bench_incidents --quick                          # two small streams (smoke)
+    python -m benchmarks.bench_incidents --seeded --label seeded          # clusters fitted on a seed file
 
 Results of each label go to ``benchmarks/results/incidents/<label>.json``; the fragment
 ``benchmarks/results/detection_incidents.md`` shows every stored label side by side, and ends with
@@ -54,6 +59,7 @@ from pathlib import Path
 from benchmarks import common
 from benchmarks.bench_detection import DATASETS, FULL, MODE_OF_KIND, incident_spec
 from pipelines.scenario import INCIDENT_KINDS, IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
+from services.datasets import load_banking77, load_clinc150, load_hwu64
 
 HERE = Path(__file__).resolve().parent
 TREE = HERE.parent
@@ -133,16 +139,32 @@ def streams(quick: bool = False) -> list[Stream]:
 
 # --- one replay -----------------------------------------------------------------------------
 
-def replay_with(code: Path, records: list[dict], work: Path) -> tuple[list[dict], dict[str, str], dict, frozenset[str]]:
-    """Replay ``records`` with the pipeline of ``code``; returns (events, cluster of each
-    interaction, the runner's report, the below-baseline answers)."""
+TEST_SPLIT = {"banking77": load_banking77, "clinc150": load_clinc150, "hwu64": load_hwu64}
+
+
+def seed_queries(dataset: str, intents: set[str]) -> list[str]:
+    """The seed of a ``--seeded`` replay: the data set's test queries of ``intents`` (the stream is
+    built from training queries, so none of these is in it)."""
+    test = TEST_SPLIT[dataset]("test")
+    return [q for intent in sorted(intents) for q in test[intent]]
+
+
+def replay_with(code: Path, records: list[dict], work: Path,
+                seed: Sequence[str] = ()) -> tuple[list[dict], dict[str, str], dict, frozenset[str]]:
+    """Replay ``records`` with the pipeline of ``code`` (its clusters first fitted on ``seed``, if
+    any); returns (events, cluster of each interaction, the runner's report, the below-baseline
+    answers)."""
     work.mkdir(parents=True, exist_ok=True)
     stream, alerts, scored = work / "stream.jsonl", work / "alerts.jsonl", work / "scored.jsonl"
     with stream.open("w", encoding="utf-8") as fh:
         fh.writelines(to_jsonl_lines(records))
+    seed_file = []
+    if seed:
+        (work / "seed.txt").write_text("".join(f"{q}\n" for q in seed), encoding="utf-8")
+        seed_file = [str(work / "seed.txt")]
     env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, str(RUNNER), str(stream), str(alerts), str(scored), str(work / "run")],
-                          env=env, cwd=work, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(RUNNER), str(stream), str(alerts), str(scored), str(work / "run"),
+                           *seed_file], env=env, cwd=work, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"replay with {code} failed:\n{done.stderr[-3000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -306,10 +328,11 @@ def log(msg: str) -> None:
 
 
 def run(code: Path, stream_list: list[Stream], seeds: Sequence[int],
-        saved=lambda rows: None, done: dict[str, list[dict]] | None = None) -> dict[str, list[dict]]:
+        saved=lambda rows: None, done: dict[str, list[dict]] | None = None,
+        seeded: bool = False) -> dict[str, list[dict]]:
     """Every stream once per seed; returns, per row key, the outcomes as dicts (``saved`` gets
     them after each stream configuration, so a long run that stops keeps what it measured; rows
-    already in ``done`` with every seed are kept, not re-run)."""
+    already in ``done`` with every seed are kept, not re-run; ``seeded``: see the module's doc)."""
     rows: dict[str, list[dict]] = dict(done or {})
     loaded: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="faithwatch-bench-incidents-") as tmp:
@@ -325,10 +348,11 @@ def run(code: Path, stream_list: list[Stream], seeds: Sequence[int],
                                         incident=st.specs[0], incidents=st.specs[1:],
                                         producer_faithfulness=st.producer)
                 scenario = generate(queries, config)
-                t0 = time.perf_counter()
-                events, cluster_of, _, failing = replay_with(code, scenario.records, Path(tmp) / "run")
                 intent_of = {r["interaction_id"]: intent for r in scenario.records
                              if (intent := intents.get(r["query"])) is not None}
+                seed_list = seed_queries(st.dataset, set(intent_of.values())) if seeded else ()
+                t0 = time.perf_counter()
+                events, cluster_of, _, failing = replay_with(code, scenario.records, Path(tmp) / "run", seed_list)
                 out = evaluate(scenario.truth, scenario.records, events, cluster_of, failing, intent_of)
                 out.seconds, out.interactions = time.perf_counter() - t0, len(scenario.records)
                 rows.setdefault(key, []).append(asdict(out))
@@ -590,6 +614,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="keep the rows LABEL's earlier (or interrupted) run measured with these seeds")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rebuild the fragment from the stored runs")
+    parser.add_argument("--seeded", action="store_true", help="fit each replay's clusters on a seed file first: "
+                        "the data set's test queries of the stream's intents")
     parser.add_argument("--results", type=Path, help="where incidents/LABEL.json and the fragment go "
                         "(default benchmarks/results)")
     args = parser.parse_args(argv)
@@ -617,14 +643,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         if partial.is_file():
             done.update(json.loads(partial.read_text(encoding="utf-8")))
     rows = run(code, chosen, seeds, lambda rows: partial.write_text(json.dumps(rows, indent=1) + "\n",
-                                                                     encoding="utf-8"), done)
+                                                                     encoding="utf-8"), done, args.seeded)
     partial.unlink(missing_ok=True)
     command = " ".join(["python -m benchmarks.bench_incidents", *(["--quick"] if args.quick else []),
                         *([f"--code {args.code}"] if code != TREE else []),
                         *([f"--label {args.label}"] if args.label != "after" else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--only '{args.only}'"] if args.only else []),
-                        *([f"--groups '{args.groups}'"] if args.groups else [])])
+                        *([f"--groups '{args.groups}'"] if args.groups else []),
+                        *(["--seeded"] if args.seeded else [])])
     result = {"label": args.label, "code": str(code), "commit": code_commit(code), "seeds": list(seeds),
               "machine": machine, "date": started.strftime("%Y-%m-%d %H:%M UTC"),
               "seconds": time.perf_counter() - t0, "command": command, "rows": rows}

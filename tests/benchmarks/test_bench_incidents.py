@@ -9,7 +9,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from benchmarks import bench_incidents, common
-from pipelines.scenario import GroundTruth, PatternTruth
+from pipelines.scenario import GroundTruth, PatternTruth, ScenarioConfig, generate
 
 T0 = datetime(2026, 11, 4, 8, tzinfo=UTC)
 
@@ -71,6 +71,24 @@ def test_quick_run_writes_the_fragment(tmp_path, monkeypatch):
     for stream in bench_incidents.streams(quick=True):
         assert f"| {stream.group} | {stream.name} | {stream.dataset} | after ({stored['commit']}) | 1 | " in text
     assert "2 separate" in text and "**after**: code " in text
+
+
+def test_a_seeded_replay_fits_its_clusters_on_the_test_queries_of_the_streams_intents(tmp_path):
+    """``--seeded``: the seed is the data set's test queries of exactly the stream's intents (none
+    of them in the stream), and the replay uses it: the same stream gets other clusters."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    st = bench_incidents.streams(quick=True)[0]
+    queries = bench_incidents.DATASETS[st.dataset]()
+    scenario = generate(queries, ScenarioConfig(seed=11, days=st.days, per_day=st.per_day, intents=st.intents,
+                                                incident=st.specs[0]))
+    intent_of = {q: intent for intent, qs in queries.items() for q in qs}
+    intents = {intent_of[r["query"]] for r in scenario.records}
+    seed = bench_incidents.seed_queries(st.dataset, intents)
+    assert len(intents) == st.intents and len(seed) == 30 * st.intents  # CLINC150: 30 test queries an intent
+    assert not set(seed) & {r["query"] for r in scenario.records}
+    cold = bench_incidents.replay_with(bench_incidents.TREE, scenario.records, tmp_path / "cold")[1]
+    seeded = bench_incidents.replay_with(bench_incidents.TREE, scenario.records, tmp_path / "seeded", seed)[1]
+    assert cold.keys() == seeded.keys() and cold != seeded
 
 
 def test_targets_name_every_row_that_misses():
