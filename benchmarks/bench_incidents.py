@@ -451,10 +451,14 @@ def report(runs: dict[str, dict]) -> str:
              "once on 011a417 (that rule included): nothing was tuned or designed on them; *fresh-10-33-34*, "
              "seeds 10, 33 and 34, every group, run once on 74a98f7 (the detection code of 0e55942), likewise "
              "untouched (its one split then led to session 23's one-day rejoin window); *fresh-35-36-37*, "
-             "seeds 35, 36 and 37, every group, run once on 505a251 (that window included), untouched. "
-             "Their misses are what a new user would meet. The *weather* stream "
-             "hits 60 sessions (a popular intent hit for longer: its city sub-clusters all see failing "
-             "answers); the issue's 11 incidents came from a run we did not reproduce exactly.",
+             "seeds 35, 36 and 37, every group, run once on 505a251 (that window included), untouched; "
+             "*fresh-38-39-40*, seeds 38, 39 and 40, every group, run once on 5ce3690 (the detection code of "
+             "505a251), untouched. Their misses are what a new user would meet. *seeded* (seeds 11-13) and "
+             "*seeded-38-39-40*: the same code and streams with `--seeded`, each replay's clusters first "
+             "fitted on a seed file (the data set's test queries of the stream's 30 intents: 1,200 for "
+             "BANKING77, 900 for CLINC150, about 500 for HWU64), the README's recipe when past queries exist. "
+             "The *weather* stream hits 60 sessions (a popular intent hit for longer: its city sub-clusters "
+             "all see failing answers); the issue's 11 incidents came from a run we did not reproduce exactly.",
              "",
              "An incident is about a pattern when it opened between the pattern's onset and 6 h after its end "
              "and its final sessions overlap the injected ones or its final member clusters hold the "
