@@ -40,7 +40,7 @@ from pipelines.clustering import OnlineClusterer, cut, unit
 from pipelines.config import ClusterConfig
 from pipelines.family import IntentFamilies
 from pipelines.scenario import ScenarioConfig, generate
-from services.datasets import load_banking77, load_clinc150, load_hwu64
+from services.datasets import load_banking77, load_intents
 
 NAME = "clustering"
 TITLE = "Intent clustering (issue #3, item 2)"
@@ -146,11 +146,6 @@ def kmeans(vectors: np.ndarray, k: int) -> list[int]:
     return KMeans(n_clusters=k, n_init=10, random_state=SEED).fit_predict(vectors).tolist()
 
 
-def dataset(name: str, split: str = "test") -> dict[str, list[str]]:
-    loader = {"BANKING77": load_banking77, "CLINC150": load_clinc150, "HWU64": load_hwu64}[name]
-    return loader(split)
-
-
 def shuffled(by_intent: dict[str, list[str]], limit: int | None) -> tuple[list[str], list[int]]:
     pairs = [(q, i) for i, (_, qs) in enumerate(sorted(by_intent.items())) for q in qs]
     order = np.random.default_rng(SEED).permutation(len(pairs))
@@ -197,14 +192,14 @@ def run(quick: bool) -> str:
     seeded_rows: list[str] = []
     seeded_gaps: dict[int, list[tuple[str, float]]] = {}
     for name in ("BANKING77", "CLINC150", "HWU64"):
-        queries, gold = shuffled(dataset(name), limit)
+        queries, gold = shuffled(load_intents(name, "test"), limit)
         vectors = embedder.encode(queries).astype(np.float64)
         embedder.save()
         k = len(set(gold))
         r = replay(vectors, queries, config)
         km = scores(gold, kmeans(vectors, k))
         sizes = SEED_SIZES if not quick else (200,)
-        train = [q for _, qs in sorted(dataset(name, "train").items()) for q in qs]
+        train = [q for _, qs in sorted(load_intents(name, "train").items()) for q in qs]
         # one draw: each seed size is a prefix of the largest
         seed = [train[j] for j in np.random.default_rng(SEED + 1).permutation(len(train))[:max(sizes)]]
         seed_vectors = embedder.encode(seed).astype(np.float64)
@@ -306,7 +301,7 @@ def ceilings(embedder: DiskCachedEmbedder, config: ClusterConfig) -> list[str]:
            f"({config.min_cluster_size}) counted as one pool cluster.", "",
            "| data set | method | chosen without labels | NMI | clusters |", "|---|---|---|---|---|"]
     for name in ("BANKING77", "CLINC150", "HWU64"):
-        queries, gold = shuffled(dataset(name), None)
+        queries, gold = shuffled(load_intents(name, "test"), None)
         x = unit(embedder.encode(queries).astype(np.float64))
         k = len(set(gold))
         avg = linkage(np.clip(pdist(x, "cosine"), 0, 2), "average")
@@ -360,7 +355,7 @@ VARIANTS: tuple[tuple[str, dict], ...] = (
 def variants(embedder: DiskCachedEmbedder) -> list[str]:
     sets = []
     for name in ("BANKING77", "CLINC150", "HWU64"):
-        queries, gold = shuffled(dataset(name), None)
+        queries, gold = shuffled(load_intents(name, "test"), None)
         sets.append((queries, gold, embedder.encode(queries).astype(np.float64)))
     queries, intents = demo_stream(None)
     demo = embedder.encode(queries).astype(np.float64)

@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from benchmarks.baselines import (
@@ -43,16 +44,13 @@ from benchmarks.baselines import (
 from benchmarks.common import write_fragment
 from benchmarks.embedding_cache import DiskCachedEmbedder
 from pipelines.scenario import INCIDENT_KINDS, GroundTruth, IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
-from services.datasets import load_banking77, load_clinc150, load_hwu64
+from services.datasets import INTENT_SETS, load_intents
 from services.embedded import DeadLetterFile, replay
 from services.settings import Settings, load_settings
 from services.wiring import build_pipeline
 
-DATASETS: dict[str, Callable[[], dict[str, list[str]]]] = {
-    "banking77": lambda: load_banking77("train"),
-    "clinc150": lambda: load_clinc150("train"),
-    "hwu64": lambda: load_hwu64("train"),
-}
+# Each data set's training queries by intent (the streams are built from them).
+DATASETS: dict[str, Callable[[], dict[str, list[str]]]] = {name: partial(load_intents, name) for name in INTENT_SETS}
 FIXED = {"fixed 0.7/15 min, n>=3": 3, "fixed 0.7/15 min, n>=5": 5, "fixed 0.7/15 min, n>=8": 8}
 MONITORS = ("faithwatch", *FIXED, "global mean/60 min")
 GLOBAL_WINDOW, GLOBAL_MIN = 60.0, 20

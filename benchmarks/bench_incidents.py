@@ -59,7 +59,7 @@ from pathlib import Path
 from benchmarks import common
 from benchmarks.bench_detection import DATASETS, FULL, MODE_OF_KIND, incident_spec
 from pipelines.scenario import INCIDENT_KINDS, IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
-from services.datasets import load_banking77, load_clinc150, load_hwu64
+from services.datasets import load_intents
 
 HERE = Path(__file__).resolve().parent
 TREE = HERE.parent
@@ -139,13 +139,10 @@ def streams(quick: bool = False) -> list[Stream]:
 
 # --- one replay -----------------------------------------------------------------------------
 
-TEST_SPLIT = {"banking77": load_banking77, "clinc150": load_clinc150, "hwu64": load_hwu64}
-
-
 def seed_queries(dataset: str, intents: set[str]) -> list[str]:
     """The seed of a ``--seeded`` replay: the data set's test queries of ``intents`` (the stream is
     built from training queries, so none of these is in it)."""
-    test = TEST_SPLIT[dataset]("test")
+    test = load_intents(dataset, "test")
     return [q for intent in sorted(intents) for q in test[intent]]
 
 

@@ -15,9 +15,7 @@ import click
 from pipelines.errors import FaithwatchError
 from pipelines.scenario import INCIDENT_KINDS, IncidentSpec, ScenarioConfig, generate, to_jsonl_lines
 from services.cli import main
-from services.datasets import load_banking77, load_clinc150, load_hwu64
-
-_LOADERS = {"banking77": load_banking77, "clinc150": load_clinc150, "hwu64": load_hwu64}
+from services.datasets import INTENT_SETS, load_intents
 
 
 def truth_path(stream: Path) -> Path:
@@ -44,7 +42,7 @@ def incident_for(kind: str, dataset: str, intents: tuple[str, ...], onset_day: f
 
 @main.command("generate")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--dataset", type=click.Choice(sorted(_LOADERS)), default="banking77", show_default=True,
+@click.option("--dataset", type=click.Choice(INTENT_SETS), default="banking77", show_default=True,
               help="whose real queries the stream asks")
 @click.option("--split", default="train", show_default=True, help="the data set's split to draw queries from")
 @click.option("--days", default=4.0, show_default=True, type=float)
@@ -68,7 +66,7 @@ def incident_for(kind: str, dataset: str, intents: tuple[str, ...], onset_day: f
 def generate_cmd(out, dataset, split, days, per_day, intents, seed, kind, incident_intents, onset_day,
                  sessions, document, also, noise_rate, producer_faithfulness):
     """Write a realistic stream to OUT (JSON Lines) and its ground truth to OUT's .truth.json."""
-    queries = _LOADERS[dataset](split)
+    queries = load_intents(dataset, split)
     try:
         spec = incident_for(kind, dataset, tuple(incident_intents), onset_day, sessions, document)
         more = []

@@ -83,6 +83,21 @@ def load_clinc150(split: str = "train", out_of_scope: bool = False) -> dict[str,
     return by_intent
 
 
+INTENT_SETS = ("banking77", "clinc150", "hwu64")
+
+
+def load_intents(name: str, split: str = "train") -> dict[str, list[str]]:
+    """One of the intent data sets by name (``banking77``, ``clinc150``, ``hwu64``; any case).
+
+    >>> len(load_intents("HWU64", "test"))
+    64
+    """
+    loaders = {"banking77": load_banking77, "clinc150": load_clinc150, "hwu64": load_hwu64}
+    if name.lower() not in loaders:
+        raise ConfigError(f"unknown intent data set {name!r}; expected one of {', '.join(INTENT_SETS)}")
+    return loaders[name.lower()](split)
+
+
 def load_halueval(task: str = "qa") -> list[dict]:
     """HaluEval ``qa`` (knowledge, question, right_answer, hallucinated_answer) or ``dialogue``
     (knowledge, dialogue_history, right_response, hallucinated_response) records, in file order.

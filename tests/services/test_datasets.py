@@ -45,6 +45,21 @@ def test_unknown_split_is_a_config_error(split):
         load_banking77(split)
 
 
+@pytest.mark.parametrize(("name", "split", "intents", "queries"), [
+    ("banking77", "test", 77, 3080), ("CLINC150", "test", 150, 4500), ("HWU64", "test", 64, 1076),
+    ("hwu64", "train", 64, None)])
+def test_intent_sets_load_by_name_in_any_case(name, split, intents, queries):
+    by_intent = datasets.load_intents(name, split)
+    assert len(by_intent) == intents
+    assert queries is None or sum(map(len, by_intent.values())) == queries
+    assert by_intent == getattr(datasets, f"load_{name.lower()}")(split)
+
+
+def test_an_unknown_intent_set_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown intent data set 'snips'; expected one of banking77, clinc150"):
+        datasets.load_intents("snips")
+
+
 def test_missing_file_is_a_clear_config_error(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "data_dir", lambda: tmp_path)
     with pytest.raises(ConfigError, match="not found"):
