@@ -340,7 +340,7 @@ class PatternDetector:
         m.hold(failure)
 
         inc = self._joinable(failure) if failure is not None else None
-        outside = self._outside(keys, below, p0, p1, failure) if inc is None and self.incidents else None
+        outside = self._outside(keys, below, p0, p1, at, failure) if inc is None and self.incidents else None
         if inc is not None:
             cause = inc.cause
             evidence = [f for f in m.excursion if cause in f.doc_keys] or [failure]
@@ -492,6 +492,11 @@ class PatternDetector:
             return True
         return sum(1 for t, below in recent if below and t >= since) >= _STILL_FAILING
 
+    def _answering(self, inc: Incident, at: datetime) -> list[str]:
+        """The members of ``inc`` that have had an answer in the last ``member_quiet_hours``."""
+        quiet = timedelta(hours=self.config.member_quiet_hours)
+        return [cid for cid in inc.members if (last := self.monitors[cid].last_at) is not None and at - last < quiet]
+
     def _still_failing(self, inc: Incident, at: datetime) -> bool:
         """Whether a member that still answers is still failing although the pooled test says the
         incident's answers are back: ``_STILL_FAILING`` of its latest ``_RECENT`` answers failed,
@@ -504,11 +509,8 @@ class PatternDetector:
         for ``member_quiet_hours`` does not count."""
         assert inc.recovery is not None
         since = inc.recovery.onset or at
-        quiet = timedelta(hours=self.config.member_quiet_hours)
-        for cid in inc.members:
+        for cid in self._answering(inc, at):
             m = self.monitors[cid]
-            if m.last_at is None or at - m.last_at >= quiet:
-                continue
             passed = any(not below and t >= since for t, below in m.recent)
             if self._failing(m, since if passed else _EVER):
                 return True
@@ -556,7 +558,7 @@ class PatternDetector:
         test.read(m)
         return key, test
 
-    def _outside(self, keys: list[DocKey], below: bool, p0: float, p1: float,
+    def _outside(self, keys: list[DocKey], below: bool, p0: float, p1: float, at: datetime,
                  failure: Failure | None) -> Incident | None:
         """The open incident whose failing answers outside its clusters should join now, if any.
 
@@ -576,7 +578,16 @@ class PatternDetector:
         exponential is a martingale, so it ever gets there in at most 1 incident in 100 (Ville's
         inequality; a threshold of 2 let a healthy sibling phrasing's noise in about one in
         seven). A document that healthy intents also retrieve gathers passing answers faster than
-        failures, so its evidence drifts down, and nothing joins."""
+        failures, so its evidence drifts down, and nothing joins.
+
+        A document's incident is its readers' (see _inside). Once its members have had no answer
+        for ``member_quiet_hours``, a reader here speaks for it as one in its members would: its
+        verdict goes to the recovery test, and the incident is not quiet. (After an HWU64 spike
+        the members, the few clusters where the failures had massed, got two answers in a day
+        while the readers elsewhere passed: the incident stayed open, and its outside evidence,
+        still high from the spike, let the next day's noise in. Counted while a member still
+        answers, BANKING77's healthy top-up intents, which read the same passage first, resolved
+        a `low_volume` incident hours before its last two sessions.)"""
         if not keys:
             return None
         for inc in self.incidents.values():
@@ -588,6 +599,11 @@ class PatternDetector:
                 # over its readers (HWU64's stock questions read the factoid passage second).
                 continue
             inc.outside += llr(below, p0, (p0 * p1) ** 0.5)
+            if inc.level == "document" and inc.recovery is not None and not self._answering(inc, at):
+                inc.last_at = at  # its reader, as in _inside
+                inc.recovery.update(below, p1, p0, at)
+                if inc.recovered_at is None and inc.recovery.alarm and not self._still_failing(inc, at):
+                    inc.recovered_at = at
             if failure is not None:
                 inc.outside_waiting.append(failure)
             return inc if inc.outside >= _OUTSIDE_MIN_GAIN and inc.outside_waiting else None

@@ -44,6 +44,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from pipelines.config import BaselineConfig, DetectConfig
 from pipelines.detector import PatternDetector
 from pipelines.interaction import Context, Interaction
@@ -612,12 +614,13 @@ def test_a_rare_intent_s_document_pattern_in_a_busy_intent_s_cluster_opens_with_
     assert set(opened[0].session_ids) == {*first, "burst"}
 
 
-def _rare_intent_in_a_busy_cluster(quiet: int) -> tuple[Feed, list[str]]:
-    """c1 warm; two failing readers of RARE 20 minutes into five passing answers each, ``quiet``
-    more passing answers 100 minutes apart, then three failures in session "burst"; returns the
-    feed and the first two sessions."""
+def _rare_intent_in_a_busy_cluster(quiet: int, warm: tuple[str, ...] = ("c1",)) -> tuple[Feed, list[str]]:
+    """c1 (and the others of ``warm``) warm; two failing readers of RARE 20 minutes into five
+    passing answers each, ``quiet`` more passing answers 100 minutes apart, then three failures
+    in session "burst"; returns the feed and the first two sessions."""
     feed = Feed()
-    feed.warm("c1")
+    for cid in warm:
+        feed.warm(cid)
     first = []
     for _ in range(2):
         first.append(feed.answer("c1", True, RARE, minutes=20))
@@ -647,6 +650,34 @@ def test_a_neighbour_intent_reading_the_cause_second_does_not_resolve_a_document
     (inc,) = feed.d.incidents.values()  # the morning's failures are its sessions, at once
     assert set(inc.sessions) == {*first, "burst", *morning} and not inc.pending
 
+
+
+@pytest.mark.parametrize("member_answers", [False, True])
+def test_a_document_s_incident_resolves_on_its_readers_elsewhere_once_its_members_are_quiet(member_answers):
+    # HWU64 `spike`, fresh seed 40: a small-talk intent reads its passage first in some twenty
+    # clusters. Its document's incident had as members the few where the spike's failures
+    # massed, and after the one-hour spike those got two answers in a day. The readers in the
+    # other clusters passed, but only the members' readers counted for its recovery: it stayed
+    # open for a day and took six noise failures of the next day as its sessions. Once its
+    # members are quiet, its readers elsewhere speak for it. While a member still answers
+    # (here c1's own intent, which does not read the passage) they do not: BANKING77's healthy
+    # top-up intents read the pattern's passage first too, and their passing answers resolved a
+    # `low_volume` incident hours before its last sessions.
+    feed, first = _rare_intent_in_a_busy_cluster(quiet=0, warm=("c2", "c1"))
+    (opened,) = feed.events
+    assert (opened.level, opened.clusters) == ("document", ("c1",))
+    for _ in range(48):  # eight hours: after the fix the intent's questions land in c2, and pass
+        if member_answers:
+            feed.answer("c1", False, minutes=5)
+        feed.answer("c2", False, RARE, minutes=5 if member_answers else 10)
+    if member_answers:
+        assert [e.event for e in feed.events] == ["opened"]
+        return
+    resolved = feed.last()
+    assert resolved.event == "resolved", [(e.event, e.event_at) for e in feed.events]
+    assert set(resolved.session_ids) == {*first, "burst"} and not feed.d.incidents
+    late = feed.answer("c2", True, RARE, minutes=10)  # a reader's noise, hours after the fix
+    assert feed.last() is resolved and late not in resolved.session_ids
 
 
 def test_the_cause_document_s_test_gives_the_incident_its_readers_failures_in_other_clusters():
