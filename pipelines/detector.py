@@ -600,9 +600,9 @@ class PatternDetector:
                 continue
             inc.outside += llr(below, p0, (p0 * p1) ** 0.5)
             if inc.level == "document" and inc.recovery is not None and not self._answering(inc, at):
-                inc.last_at = at  # its reader, as in _inside
+                inc.last_at = at  # its reader, as in _inside (no member answering: none still failing)
                 inc.recovery.update(below, p1, p0, at)
-                if inc.recovered_at is None and inc.recovery.alarm and not self._still_failing(inc, at):
+                if inc.recovered_at is None and inc.recovery.alarm:
                     inc.recovered_at = at
             if failure is not None:
                 inc.outside_waiting.append(failure)
