@@ -583,9 +583,10 @@ class PatternDetector:
         A document's incident is its readers' (see _inside). Once its members have had no answer
         for ``member_quiet_hours``, a reader here speaks for it as one in its members would: its
         verdict goes to the recovery test, and the incident is not quiet. (After an HWU64 spike
-        the members, the few clusters where the failures had massed, got two answers in a day
-        while the readers elsewhere passed: the incident stayed open, and its outside evidence,
-        still high from the spike, let the next day's noise in. Counted while a member still
+        the members, the few clusters where the failures had massed, got 12 of its readers'
+        answers in the next 32 hours, too few for the recovery test, while the readers elsewhere
+        passed: the incident stayed open, and its outside evidence, still high from the spike,
+        let the next day's noise in. Counted while a member still
         answers, BANKING77's healthy top-up intents, which read the same passage first, resolved
         a `low_volume` incident hours before its last two sessions.)"""
         if not keys:
