@@ -83,7 +83,8 @@ def load_clinc150(split: str = "train", out_of_scope: bool = False) -> dict[str,
     return by_intent
 
 
-INTENT_SETS = ("banking77", "clinc150", "hwu64")
+_INTENT_LOADERS = {"banking77": load_banking77, "clinc150": load_clinc150, "hwu64": load_hwu64}
+INTENT_SETS = tuple(_INTENT_LOADERS)
 
 
 def load_intents(name: str, split: str = "train") -> dict[str, list[str]]:
@@ -92,10 +93,9 @@ def load_intents(name: str, split: str = "train") -> dict[str, list[str]]:
     >>> len(load_intents("HWU64", "test"))
     64
     """
-    loaders = {"banking77": load_banking77, "clinc150": load_clinc150, "hwu64": load_hwu64}
-    if name.lower() not in loaders:
+    if name.lower() not in _INTENT_LOADERS:
         raise ConfigError(f"unknown intent data set {name!r}; expected one of {', '.join(INTENT_SETS)}")
-    return loaders[name.lower()](split)
+    return _INTENT_LOADERS[name.lower()](split)
 
 
 def load_halueval(task: str = "qa") -> list[dict]:
