@@ -235,6 +235,10 @@ class Incident:
     # failing answers last joined it: the waiting ones join when it reaches that test's threshold,
     # however much the rate shown is above the rate they come at (PatternDetector._take).
     relapse: float = 0.0
+    # Where it has a cause document: the cluster test over its members' answers that retrieved
+    # another document first and not the cause, one per id of that document
+    # (PatternDetector._take).
+    aside: dict[str, float] = field(default_factory=dict)
     # When its answers came back at baseline (the recovery test alarmed, no member still
     # failing), while it waits out resolve_hold_minutes before it resolves (PatternDetector._inside).
     recovered_at: datetime | None = None
@@ -376,7 +380,7 @@ class Incident:
             "pending": [f.to_state() for f in self.pending],
             "outside": self.outside, "outside_waiting": [f.to_state() for f in self.outside_waiting],
             "cited": self.cited, "back": self.back, "shown": self.shown,
-            "relapse": self.relapse,
+            "relapse": self.relapse, "aside": dict(self.aside),
             "recovered_at": self.recovered_at.isoformat() if self.recovered_at else None,
         }
 
@@ -403,6 +407,7 @@ class Incident:
             back=s.get("back", 0.0),  # absent before v3.5 (0: a failing answer joins, as at opening)
             shown=s.get("shown"),  # absent before v3.9 (None: observed_rate, as before)
             relapse=s.get("relapse", 0.0),  # absent before v3.9
+            aside=dict(s.get("aside", {})),  # absent before v3.10
             recovered_at=dt(s.get("recovered_at")))  # absent before v3.8 (None: not yet back)
 
 
