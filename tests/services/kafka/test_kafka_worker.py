@@ -156,6 +156,10 @@ class Setup:
                 p.wait()
         return p.returncode
 
+    def stop_cleanly(self, p: subprocess.Popen) -> None:
+        """SIGTERM ``p`` and fail, with the processes' logs, unless it exits 0."""
+        assert self.stop(p) == 0, self.logs()
+
     def store(self):
         return self.server.store(self.database)
 
@@ -224,7 +228,7 @@ def test_end_to_end_matches_the_embedded_driver(setup, stream):
     assert values["faithwatch_worker_store_retries_total"] == 0  # the store was up throughout
     assert values["faithwatch_interactions_scored_total"] == stream["n"]
     assert sum(v for k, v in values.items() if k.startswith("faithwatch_incident_events_total")) == expected
-    assert setup.stop(w) == 0, setup.logs()
+    setup.stop_cleanly(w)
     # Incident ids, clusters, onsets, sessions: every field of every event, byte for byte.
     assert alerts.read_text() == stream["alerts"].read_text()
     with setup.store() as st:
@@ -279,7 +283,7 @@ def test_workers_sigkilled_in_a_loop_then_restarted_lose_and_duplicate_nothing(s
     wait_for(lambda: stored(setup, "interactions") == stream["n"] and lines(alerts) >= expected
              and stored(setup, "incident_events") == expected and set(channels.hook_ids()) >= set(ids), setup,
              "the rest of the stream, delivered")
-    assert setup.stop(second) == 0, setup.logs()
+    setup.stop_cleanly(second)
     assert alerts.read_text() == stream["alerts"].read_text()
     # Every event reached the webhook after the kills; a request in flight at a kill may be sent
     # again (at-least-once over HTTP, docs/alerts.md), nothing else is: the webhook channel sends one
@@ -327,7 +331,7 @@ def test_clickhouse_down_while_the_worker_runs_loses_and_duplicates_nothing(setu
              and stored(setup, "incident_events") == expected
              and set(channels.hook_ids()) >= set(event_ids(stream["alerts"])), setup,
              "every interaction and incident event, each delivered")
-    assert setup.stop(w) == 0, setup.logs()
+    setup.stop_cleanly(w)
     assert alerts.read_text() == stream["alerts"].read_text()
     assert "writing" in setup.logs(tail=None) and "retrying in" in setup.logs(tail=None)
     assert sorted(channels.hook_ids()) == sorted(event_ids(stream["alerts"]))  # each once
@@ -367,7 +371,7 @@ def test_a_second_worker_joining_changes_nothing_and_each_event_is_delivered_onc
 
     wait_for(done, setup, "the whole stream with two workers", timeout=180)
     for p in list(setup.workers):
-        assert setup.stop(p) == 0, setup.logs()
+        setup.stop_cleanly(p)
     # The partitions were shared: the second worker scored part of the second half.
     assert json.loads(log_b.read_text().strip().splitlines()[-1])["read"] > 0, setup.logs()
     # Whichever worker held the sequence stage emitted each event; together exactly the replay's.
@@ -403,7 +407,7 @@ def test_a_worker_replaying_the_stream_pages_nobody_again_and_alertmanager_stays
     assert events[-1]["status"] == "open"
     # Every event went to Alertmanager once, then the open incident is re-sent every second.
     channels.am.wait_for(len(events) + 2, timeout=30)
-    assert setup.stop(first) == 0, setup.logs()
+    setup.stop_cleanly(first)
     delivered = channels.hook_ids()
     assert sorted(delivered) == sorted(event_ids(first_alerts))
     resent = len(channels.am.requests)
@@ -412,7 +416,7 @@ def test_a_worker_replaying_the_stream_pages_nobody_again_and_alertmanager_stays
                          kafka__prepared_topic=env["FAITHWATCH_KAFKA__PREPARED_TOPIC"] + "-2")
     wait_for(lambda: lines(second_alerts) >= len(events), setup, "the replaying worker's events")
     channels.am.wait_for(resent + 2, timeout=30)  # the new owner keeps the alert firing
-    assert setup.stop(again) == 0, setup.logs()
+    setup.stop_cleanly(again)
     assert second_alerts.read_text() == first_alerts.read_text()
     assert channels.hook_ids() == delivered  # nobody paged again
     counts = json.loads((setup.tmp / "again-1.log").read_text().strip().splitlines()[-1])
@@ -570,7 +574,7 @@ def _broker_restart(setup: Setup, broker: Tansu, stream: dict) -> None:
     [errors] = [float(ln.split()[1]) for ln in api_metrics.splitlines()
                 if ln.startswith("faithwatch_ingest_errors_total")]
     for p in list(setup.workers):
-        assert setup.stop(p) == 0, setup.logs()
+        setup.stop_cleanly(p)
     assert refused > 0 and errors == refused, (refused, errors)
     with setup.store() as st:
         assert st.query("SELECT count() AS n, uniqExact(interaction_id) AS ids FROM interactions")[0] == {
@@ -652,7 +656,7 @@ def test_a_worker_rebuilds_the_rollups_a_crash_left_short_before_it_writes(setup
     log = setup.tmp / "w-0.log"
     wait_for(lambda: "Worker]: Ready" in log.read_text(), setup, "the worker")
     assert "rollups of 1 cluster-days did not match" in log.read_text()
-    assert setup.stop(w) == 0, setup.logs()
+    setup.stop_cleanly(w)
     with setup.store() as st:
         assert rollup_drift(st) == []
         assert tiers(st) == dict.fromkeys(("rollup_minutes", "rollup_hours", "rollup_days"), 600)
