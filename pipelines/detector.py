@@ -66,7 +66,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -74,7 +74,7 @@ from pipelines.baseline import Band, ClusterBaseline
 from pipelines.config import BaselineConfig, DetectConfig
 from pipelines.cusum import BernoulliCusum, extend_back, llr, step, threshold_for
 from pipelines.incident import DocKey, DocSeen, Failure, Incident, Member, cause_of, distinct_sessions
-from pipelines.interaction import Interaction
+from pipelines.interaction import Context, Interaction
 from pipelines.policy import Category
 from pipelines.records import IncidentEvent
 from pipelines.state import check_envelope, envelope
@@ -199,6 +199,18 @@ def _reads_first(cause: DocKey | None, top: DocKey | None) -> bool:
     a new version of the passage). What an incident a document's test opened weighs (recovery,
     relapse, wait and outside evidence): one that retrieved it lower down is another intent's."""
     return cause is not None and top is not None and top[0] == cause[0]
+
+
+def _retrieves(cause: DocKey, docs: Iterable[Context | DocSeen]) -> bool:
+    """Whether an answer whose retrieved documents are ``docs`` retrieved ``cause`` at any rank,
+    in any version (``_reads_first`` asks the same of its best-ranked one)."""
+    return any(d.doc_id == cause[0] for d in docs)
+
+
+def _retrieved_stale(f: Failure, cause: DocKey) -> bool:
+    """Whether failing answer ``f`` retrieved ``cause`` stale: the strongest evidence there is that
+    it is that cause's."""
+    return any(d.stale and (d.doc_id, d.doc_version) == cause for d in f.docs)
 
 
 def _document_id(key: DocKey) -> str:
@@ -377,7 +389,7 @@ class PatternDetector:
             cites = cause is not None and any((c.doc_id, c.doc_version) == cause for c in interaction.contexts)
         # An answer that retrieved another document and not its cause in any version: another
         # intent's, where the cluster holds several, or the pattern's where retrieval missed (_take).
-        if cause is not None and top is not None and not any(c.doc_id == cause[0] for c in interaction.contexts):
+        if cause is not None and top is not None and not _retrieves(cause, interaction.contexts):
             inc.aside[top[0]] = step(inc.aside.get(top[0], 0.0), below, p0, p1)
         # Recovery: evidence that the rate is back at p0 rather than still at p1, over all members
         # (dominated by the busiest), and no member still failing: a slow member whose latest
@@ -428,10 +440,9 @@ class PatternDetector:
         that retrieved the same document first fail at the pattern's rate (``inc.aside``; see
         _take)."""
         cause, top = inc.cause, failure.top_doc
-        if cause is None or top is None or any(d.doc_id == cause[0] for d in failure.docs):
+        if cause is None or top is None or _retrieves(cause, failure.docs):
             return True
-        return inc.aside.get(top[0], 0.0) >= self.threshold \
-            or any(d.stale and (d.doc_id, d.doc_version) == cause for f in inc.failures for d in f.docs)
+        return inc.aside.get(top[0], 0.0) >= self.threshold or any(_retrieved_stale(f, cause) for f in inc.failures)
 
     def _take(self, inc: Incident, failure: Failure, cites: bool = False) -> None:
         """A member's failing answer joins the open incident ``inc``, unless it may be the baseline's noise after the
@@ -481,8 +492,7 @@ class PatternDetector:
             inc.pending = [f for f in waiting if f not in taken]
             if not taken:
                 return
-        elif (cause := inc.cause) is not None and any((d.doc_id, d.doc_version) == cause and d.stale
-                                                      for d in failure.docs):
+        elif (cause := inc.cause) is not None and _retrieved_stale(failure, cause):
             taken = [failure]
         elif inc.relapse >= self.threshold:
             if inc.level == "document" and cause is not None:
@@ -558,7 +568,7 @@ class PatternDetector:
         often as not, and the cluster's or family's own test proves a pattern in a few.)"""
         for inc in self.incidents.values():
             cause = inc.cause
-            if cause is not None and any((d.doc_id, d.doc_version) == cause and d.stale for d in f.docs):
+            if cause is not None and _retrieved_stale(f, cause):
                 return inc
         return None
 
@@ -621,9 +631,9 @@ class PatternDetector:
         the members, the few clusters where the failures had massed, got 12 of its readers'
         answers in the next 32 hours, too few for the recovery test, while the readers elsewhere
         passed: the incident stayed open, and its outside evidence, still high from the spike,
-        let the next day's noise in. Counted while a member still
-        answers, BANKING77's healthy top-up intents, which read the same passage first, resolved
-        a `low_volume` incident hours before its last two sessions.)"""
+        let the next day's noise in. Counted while a member still answers, BANKING77's healthy
+        top-up intents, which read the same passage first, resolved a `low_volume` incident hours
+        before its last two sessions.)"""
         if not keys:
             return None
         for inc in self.incidents.values():

@@ -710,11 +710,10 @@ def test_a_document_s_incident_resolves_on_its_readers_elsewhere_once_its_member
     # massed, and after the one-hour spike those got 12 of its readers' answers in 32 hours, too
     # few for the recovery test. The readers in the other clusters passed, but only the members'
     # readers counted: it stayed open to the stream's end and took six noise failures after the
-    # fix as its sessions. Once its
-    # members are quiet, its readers elsewhere speak for it. While a member still answers
-    # (here c1's own intent, which does not read the passage) they do not: BANKING77's healthy
-    # top-up intents read the pattern's passage first too, and their passing answers resolved a
-    # `low_volume` incident hours before its last sessions.
+    # fix as its sessions. Once its members are quiet, its readers elsewhere speak for it. While a
+    # member still answers (here c1's own intent, which does not read the passage) they do not:
+    # BANKING77's healthy top-up intents read the pattern's passage first too, and their passing
+    # answers resolved a `low_volume` incident hours before its last sessions.
     feed, first = _rare_intent_in_a_busy_cluster(quiet=0, warm=("c2", "c1"))
     (opened,) = feed.events
     assert (opened.level, opened.clusters) == ("document", ("c1",))
