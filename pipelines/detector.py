@@ -828,7 +828,7 @@ class PatternDetector:
         if inc is not None:
             self._join(inc, by_cluster, how, at)
             self._add_sessions(inc, apart)
-            self._hold(inc, held)
+            self._wait(inc, held)
             return [self._event(inc, "updated", at)]
         if self.config.rejoin_hours > 0:  # resolved in the last rejoin_hours, the latest first
             inc, how = self._correlated(cause, families, sessions, list(reversed(self.resolved.values())))
@@ -839,7 +839,7 @@ class PatternDetector:
                 self._reopen(inc, at)
                 self._join(inc, by_cluster, how, at)
                 self._add_sessions(inc, apart)
-                self._hold(inc, held)
+                self._wait(inc, held)
                 return [self._event(inc, "updated", at, head="Reopened")]
             # What it adds lies in the incident's window: a longer outreach list, no new page.
             resolved_at = inc.resolved_at
@@ -876,7 +876,7 @@ class PatternDetector:
         self._join(inc, {cid: by_cluster[cid] for cid in order}, "opened", at)
         self._add_sessions(inc, apart)
         self._add_sessions(inc, readers)
-        self._hold(inc, held)
+        self._wait(inc, held)
         if apart or readers:  # its readers outside its members were shown to fail at the pattern's rate
             inc.outside = _OUTSIDE_MIN_GAIN
         inc.observed = max(observed, len(inc.failures))
@@ -885,7 +885,7 @@ class PatternDetector:
         return [self._event(inc, "opened", at)]
 
     @staticmethod
-    def _hold(inc: Incident, held: list[Failure]) -> None:
+    def _wait(inc: Incident, held: list[Failure]) -> None:
         """The failures an alarm held back (see _alarm) that are in ``inc``'s members wait in its
         pending, as those _take holds do; the rest are the noise of clusters it does not hold."""
         if mine := [f for f in held if f.cluster_id in inc.members]:
