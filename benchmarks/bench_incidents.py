@@ -425,7 +425,8 @@ def _stream_rank(key: str) -> int:
 
 def report(runs: dict[str, dict]) -> str:
     """The fragment body: every stored run (label -> its JSON) side by side, row by row."""
-    labels = sorted(runs, key=lambda lb: (lb != "before", runs[lb]["date"]))
+    # by date; among runs started the same minute, the untouched fresh column before the new code's
+    labels = sorted(runs, key=lambda lb: (lb != "before", runs[lb]["date"], not lb.startswith("fresh-")))
     lines = ["Does one cause open one incident? Streams: real CLINC150, BANKING77 and HWU64 training queries, "
              "4 days, 1,500 interactions a day, 30 intents, one or two injected patterns; each replayed through "
              "the code named in the *code* column (a subprocess with that tree on PYTHONPATH, default settings, "
@@ -453,7 +454,11 @@ def report(runs: dict[str, dict]) -> str:
              "505a251), untouched (its HWU64 `spike` seed 40 then led to session 24's rule for a document's "
              "readers in other clusters); *fresh-41-42-43*, seeds 41, 42 and 43, every group, run once on "
              "ad2403a (the detection code of 7661a2e), untouched, beside *aside-41-42-43*, the same streams "
-             "run once on 6df71dd (session 25's wait for failures over another document than the cause). "
+             "run once on 6df71dd (session 25's wait for failures over another document than the cause), and "
+             "*open-41-42-43*, the same streams on 38b9e82 (session 26's rule for the evidence a test alarms "
+             "on, designed on that column's BANKING77 `low_volume` seed 43); *fresh-44-45-46*, seeds 44, 45 "
+             "and 46, every group, run once on 3eb4e75 (the detection code of 4848949), untouched, beside "
+             "*open-44-45-46*, the same streams run once on 38b9e82. "
              "Their misses are what a new user would meet. *seeded* (seeds 11-13) and "
              "*seeded-38-39-40*: the same code and streams with `--seeded`, each replay's clusters first "
              "fitted on a seed file (the data set's test queries of the stream's 30 intents: 1,200 for "
