@@ -588,6 +588,39 @@ def test_a_neighbour_intent_s_noise_in_the_opening_evidence_waits_and_is_not_pag
     assert not set(noise) & set(resolved.session_ids)
 
 
+def test_a_neighbour_intent_s_noise_in_the_evidence_that_joins_an_incident_waits_too():
+    # The same in a second cluster whose test joins an open incident by its cause: the noise
+    # there (two failures over another passage among the pattern's first three) waits in the
+    # incident's pending, where c2, now a member, keeps it from the sessions.
+    feed = Feed()
+    feed.warm("c1")
+    feed.warm("c2")
+    for k in range(12):
+        feed.answer("c1", k % 2 == 0, DOC)
+    (iid,) = {e.incident_id for e in feed.events}
+    inc = feed.d.incidents[iid]
+    pattern, noise = [], []
+    k = 0
+    while "c2" not in inc.members:
+        if k % 3 == 0:
+            pattern.append(feed.answer("c2", True, DOC))
+        else:
+            fail = k in (1, 4)
+            sid = feed.answer("c2", fail, OTHER)
+            noise += [sid] if fail else []
+        feed.answer("c1", True, DOC)
+        k += 1
+        assert k < 100, "c2 never joined"
+    assert feed.last(iid).clusters == ("c1", "c2") and len(noise) == 2
+    assert set(pattern) <= set(inc.sessions) and not set(noise) & set(inc.sessions)
+    assert {f.session_key for f in inc.pending} == set(noise)
+    while not any(e.event == "resolved" for e in feed.events):  # fixed
+        feed.answer("c2" if feed.k % 2 else "c1", False, OTHER)
+        assert feed.k < 10_000, "never resolved"
+    resolved = next(e for e in feed.events if e.event == "resolved")
+    assert not set(noise) & set(resolved.session_ids)
+
+
 @pytest.mark.parametrize("cause, joined", [(STALE, True), (DOC, False)])
 def test_two_failures_over_a_fallback_page_join_a_stale_index_s_incident_at_once(cause, joined):
     # A stale index misses now and then, and the answers it misses land on a fallback page: the
