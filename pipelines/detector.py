@@ -800,12 +800,15 @@ class PatternDetector:
             apart = {cid: kept for cid, fs in apart.items() if (kept := [f for f in fs if f.at >= horizon])}
         evidence = sorted((f for fs in (*by_cluster.values(), *apart.values()) for f in fs),
                           key=lambda f: (f.at, f.interaction_id))
-        # Unless its cause was retrieved stale, the failures over another document are held
-        # back, as in _take: they wait in the incident's pending and what is left must still be
-        # a pattern (BANKING77 low_volume fresh seed 43: a family's test opened with four other
-        # intents' failures over their own passages among ten sessions).
+        # Unless one of them retrieved a stale document, the failures over another document than
+        # the cause are held back, as in _take: they wait in the incident's pending and what is
+        # left must still be a pattern (BANKING77 low_volume fresh seed 43: a family's test
+        # opened with four other intents' failures over their own passages among ten sessions).
+        # A stale index's misses land on the fallback page, which can be most of the evidence:
+        # then the failures over the stale document are the pattern's, not another intent's
+        # (seeded CLINC150 kb-account-help, seed 44: held, they opened a second incident).
         cause, held = cause_of(evidence), []
-        if cause is not None and not any(_retrieved_stale(f, cause) for f in evidence):
+        if cause is not None and not any(f.stale for f in evidence):
             held = [f for f in evidence if _elsewhere(cause, f)]
         if held:
             def own(clusters: dict[str, list[Failure]]) -> dict[str, list[Failure]]:
