@@ -42,6 +42,7 @@ when no member answer came to check the growth factor.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -553,6 +554,29 @@ def test_a_neighbour_intent_s_noise_in_a_member_cluster_is_not_the_incident_s_se
     assert not set(noise) & set(resolved.session_ids)
 
 
+def _pattern_and_noise(feed: Feed, cid: str, until: Callable[[], bool],
+                       beside: str | None = None) -> tuple[list[str], list[str]]:
+    """Answers in ``cid`` until ``until()``: the pattern's failing answer over DOC every third, two
+    of a neighbour's failures over OTHER among its first three, passing answers over OTHER
+    otherwise; each followed by a failing answer over DOC in ``beside``, if given. Returns the
+    pattern's and the neighbour's failing sessions."""
+    pattern: list[str] = []
+    noise: list[str] = []
+    k = 0
+    while not until():
+        if k % 3 == 0:
+            pattern.append(feed.answer(cid, True, DOC))
+        else:
+            fail = k in (1, 4)
+            sid = feed.answer(cid, fail, OTHER)
+            noise += [sid] if fail else []
+        if beside is not None:
+            feed.answer(beside, True, DOC)
+        k += 1
+        assert k < 100, "never happened"
+    return pattern, noise
+
+
 def test_a_neighbour_intent_s_noise_in_the_opening_evidence_waits_and_is_not_paged():
     # As above, but two of the neighbour's failures come between the pattern's first three: the
     # cluster test's excursion holds them, and at 3eb4e75 the incident opened with five
@@ -560,17 +584,7 @@ def test_a_neighbour_intent_s_noise_in_the_opening_evidence_waits_and_is_not_pag
     # a family's test opened with four other intents' sessions among ten).
     feed = Feed()
     feed.warm("c1")
-    pattern, noise = [], []
-    k = 0
-    while not any(e.event == "opened" for e in feed.events):
-        if k % 3 == 0:
-            pattern.append(feed.answer("c1", True, DOC))
-        else:
-            fail = k in (1, 4)
-            sid = feed.answer("c1", fail, OTHER)
-            noise += [sid] if fail else []
-        k += 1
-        assert k < 100, "never opened"
+    pattern, noise = _pattern_and_noise(feed, "c1", lambda: any(e.event == "opened" for e in feed.events))
     opened = next(e for e in feed.events if e.event == "opened")
     assert len(noise) == 2 and len(pattern) >= DetectConfig().min_sessions
     assert set(opened.session_ids) == set(pattern)
@@ -599,18 +613,7 @@ def test_a_neighbour_intent_s_noise_in_the_evidence_that_joins_an_incident_waits
         feed.answer("c1", k % 2 == 0, DOC)
     (iid,) = {e.incident_id for e in feed.events}
     inc = feed.d.incidents[iid]
-    pattern, noise = [], []
-    k = 0
-    while "c2" not in inc.members:
-        if k % 3 == 0:
-            pattern.append(feed.answer("c2", True, DOC))
-        else:
-            fail = k in (1, 4)
-            sid = feed.answer("c2", fail, OTHER)
-            noise += [sid] if fail else []
-        feed.answer("c1", True, DOC)
-        k += 1
-        assert k < 100, "c2 never joined"
+    pattern, noise = _pattern_and_noise(feed, "c2", lambda: "c2" in inc.members, beside="c1")
     assert feed.last(iid).clusters == ("c1", "c2") and len(noise) == 2
     assert set(pattern) <= set(inc.sessions) and not set(noise) & set(inc.sessions)
     assert {f.session_key for f in inc.pending} == set(noise)
